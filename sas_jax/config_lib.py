@@ -1,0 +1,221 @@
+"""Shared pieces of the experiment configs, and typed parsing of config variants.
+
+Every file under `configs/` is one experiment: `get_config(arg)` returns an
+`ml_collections.ConfigDict`. The argument after the colon in
+`--config=configs/sas_small.py:tiny` selects a variant; `parse_arg` turns it into
+typed values and rejects unknown keys (like big_vision's `configs/common.py`).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+# Logical axis vocabulary used by the model (see models/layers.py). Parameters use
+# the first group, activations the `act_*` names, so FSDP can shard parameters
+# along `fsdp` while the batch of activations is also split along `fsdp`.
+PARAM_AXES = ("vocab", "embed", "hidden", "mlp", "heads", "kv", "layers")
+ACTIVATION_AXES = ("batch", "length", "act_embed", "act_mlp", "act_heads", "act_kv")
+
+# Sharding rule sets by name. Each maps a logical axis to mesh axes (or None).
+SHARDING_RULES = {
+    # Pure data parallel: parameters replicated, batch split over every device.
+    "data_parallel": (("batch", ("data", "fsdp")),),
+    # FSDP (ZeRO-3 style): parameters split along their `embed`/`hidden` dim too.
+    "fsdp": (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+    ),
+    # Megatron-style tensor parallelism on top of FSDP.
+    "fsdp_tensor": (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("act_mlp", "tensor"),
+        ("act_heads", "tensor"),
+    ),
+}
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses `"tiny,steps=100"` into typed values, with `defaults` giving the types.
+
+    A bare word sets a boolean to True. Unknown keys and badly typed values raise a
+    one-line ValueError naming the key and the known ones.
+    """
+    out = ml_collections.ConfigDict(dict(defaults))
+    if not arg:
+        return out
+    for item in arg.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(
+                f"unknown config variant {key!r}; known: {', '.join(sorted(defaults))}"
+            )
+        kind = type(defaults[key])
+        if not _:
+            if kind is not bool:
+                raise ValueError(f"config variant {key!r} needs a value: {key}=<{kind.__name__}>")
+            out[key] = True
+            continue
+        try:
+            if kind is bool:
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                out[key] = value.lower() in ("true", "1")
+            else:
+                out[key] = kind(value)
+        except ValueError:
+            raise ValueError(
+                f"config variant {key}={value!r} is not a {kind.__name__}"
+            ) from None
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+
+def model_config(size: str = "small") -> ml_collections.ConfigDict:
+    """Encoder shape of the paper's Table 5 (Small or Base)."""
+    if size == "small":
+        hidden, layers, heads, ffn, emb = 256, 12, 4, 1024, 256
+    elif size == "base":
+        hidden, layers, heads, ffn, emb = 768, 12, 12, 3072, 768
+    else:
+        raise ValueError(f"unknown model size {size!r}; use 'small' or 'base'")
+    m = ml_collections.ConfigDict()
+    m.vocab_size = 30522  # tokens; -1 = take it from the prepared corpus' tokenizer
+    m.hidden_size = hidden  # width of the encoder
+    m.embedding_size = emb  # width of the embedding tables; != hidden adds a projection
+    m.num_layers = layers  # encoder layers
+    m.num_heads = heads  # attention heads
+    m.head_dim = 64  # features per head (kqv = num_heads * head_dim)
+    m.intermediate_size = ffn  # FFN width
+    m.max_position_embeddings = 512  # rows of the absolute position table
+    m.type_vocab_size = 2  # token-type rows
+    m.dropout_rate = 0.1  # on hidden states
+    m.attention_dropout_rate = 0.1  # on attention probabilities
+    m.layer_norm_eps = 1e-12  # embeddings and encoder layers
+    m.mlm_layer_norm_eps = 1e-5  # the MLM head's LayerNorm
+    m.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
+    m.attention_impl = "xla"  # xla | cudnn (fused, GPU) | auto
+    m.remat = "none"  # none | full | dots: rematerialisation policy per layer
+    return m
+
+
+def optimizer_config(lr: float, warmup_steps: int) -> ml_collections.ConfigDict:
+    o = ml_collections.ConfigDict()
+    o.learning_rate = lr  # peak learning rate
+    o.warmup_steps = warmup_steps  # linear warm-up from 0, in steps
+    o.weight_decay = 0.01  # decoupled, not on biases / LayerNorm
+    o.b1 = 0.9
+    o.b2 = 0.999
+    o.eps = 1e-6
+    o.grad_clip_norm = 1.0  # global gradient norm; <= 0 disables
+    return o
+
+
+def sas_config(lambda_schedule: str = "epochwise") -> ml_collections.ConfigDict:
+    s = ml_collections.ConfigDict()
+    s.cold_start = "unigram"  # unigram | uniform: first-visit replacement distribution
+    s.warmup_steps = 4000  # steps drawing from sqrt-unigram before plain unigram
+    s.temperature = 1.0  # sampling temperature T of softmax(logits / T)
+    s.lambda_schedule = lambda_schedule  # constant | epochwise
+    s.lambda_start = 50.0  # RTD weight in the first epoch (the constant for SASc)
+    s.lambda_end = 200.0  # RTD weight in the last epoch (epochwise only)
+    s.position_policy = "official"  # official | keep | refill (docs/design.md)
+    s.mask_rate = 0.15  # fraction of non-pad tokens selected: round(rate * n), whole words
+    s.max_predictions = 20  # static MLM slots per row (P); must be >= round(rate * L)
+    return s
+
+
+def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
+    """The SAS pre-training config of the paper (Table 5) at the given size."""
+    c = ml_collections.ConfigDict()
+    c.seed = 99  # initialisation, dropout, sampling and data order all derive from it
+    c.model = model_config(size)
+    if size == "small":
+        c.batch_size = 512  # global batch, rows
+        c.seq_len = 128  # tokens per row
+        c.num_train_steps = 250_000
+        c.opt = optimizer_config(1e-3, 10_000)
+    else:
+        c.batch_size = 256
+        c.seq_len = 512
+        c.num_train_steps = 833_000
+        c.opt = optimizer_config(2e-4, 10_000)
+    c.sas = sas_config(lambda_schedule)
+    if size == "base":
+        c.sas.max_predictions = 80
+
+    c.data = ml_collections.ConfigDict()
+    c.data.corpus_dir = ""  # output folder of `python -m sas_jax.prepare`
+    c.data.shuffle = "once"  # once (reference: fixed order every epoch) | per_epoch
+    c.data.prefetch = 4  # batches built ahead of the device
+    c.data.prepare = ml_collections.ConfigDict()  # demo only: how to build the corpus
+    c.data.prepare.text_files = ""  # comma-separated text files to prepare into corpus_dir
+    c.data.prepare.vocab_size = 0  # >0: train a SentencePiece model of this size
+    c.data.prepare.tokenizer = ""  # path of a .model (SentencePiece) or vocab.txt
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # devices along the data axis; -1 = all that are left
+    c.mesh.fsdp = 1  # devices along the fsdp axis
+    c.mesh.tensor = 1  # devices along the tensor axis
+    c.mesh.rules = "data_parallel"  # key of config_lib.SHARDING_RULES
+
+    c.ckpt = ml_collections.ConfigDict()
+    c.ckpt.every_steps = 5000  # save every K steps (and at the end)
+    c.ckpt.keep = 3  # checkpoints kept
+    c.ckpt.async_save = True  # write in the background
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every_steps = 100  # console and TensorBoard cadence
+    c.log.tensorboard = True
+    return c
+
+
+def shrink_to_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `tiny` variant used by tests: same structure, toy sizes."""
+    c.model.vocab_size = 128
+    c.model.hidden_size = 32
+    c.model.embedding_size = 32 if c.model.embedding_size == c.model.hidden_size else 16
+    c.model.num_layers = 2
+    c.model.num_heads = 2
+    c.model.head_dim = 16
+    c.model.intermediate_size = 64
+    c.model.max_position_embeddings = 64
+    c.batch_size = 8
+    c.seq_len = 32
+    c.sas.max_predictions = 6
+    c.sas.warmup_steps = 5
+    c.num_train_steps = 20
+    c.opt.warmup_steps = 2
+    c.ckpt.every_steps = 10
+    c.log.every_steps = 5
+    return c
+
+
+def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `demo` variant: bundled corpus, a small SentencePiece vocab, a CPU-sized model."""
+    c.model.vocab_size = -1  # from the trained tokenizer
+    c.model.hidden_size = 128
+    c.model.embedding_size = 128
+    c.model.num_layers = 2
+    c.model.num_heads = 2
+    c.model.intermediate_size = 512
+    c.model.max_position_embeddings = 128
+    c.batch_size = 32
+    c.seq_len = 64
+    c.sas.max_predictions = 10
+    c.sas.warmup_steps = 100
+    c.num_train_steps = 1200
+    c.opt.learning_rate = 1e-3
+    c.opt.warmup_steps = 100
+    c.data.corpus_dir = "demo_corpus"  # relative to the workdir
+    c.data.prepare.text_files = "data/demo/*.txt"
+    c.data.prepare.vocab_size = 2000
+    c.ckpt.every_steps = 300
+    c.log.every_steps = 50
+    return c

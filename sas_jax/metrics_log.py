@@ -1,0 +1,77 @@
+"""Console progress lines and TensorBoard event files (process 0 only)."""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+
+# Namespaces for TensorBoard; anything not listed goes under train/.
+_NAMESPACE = {"hit_rate": "sas", "mlm_slots": "sas", "replaced_rate": "sas", "rtd_lambda": "sas",
+              "tokens_per_sec": "perf", "steps_per_sec": "perf", "mfu": "perf",
+              "learning_rate": "opt", "grad_norm": "opt", "param_norm": "opt", "update_norm": "opt"}
+
+
+def tag(name: str) -> str:
+    return f"{_NAMESPACE.get(name, 'train')}/{name}"
+
+
+def _fmt_eta(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    h, rem = divmod(int(seconds), 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+class MetricWriter:
+    def __init__(self, workdir: str, *, tensorboard: bool, total_steps: int, tokens_per_step: int):
+        self.is_writer = jax.process_index() == 0
+        self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
+        self._tb = None
+        if self.is_writer and tensorboard:
+            from tensorboardX import SummaryWriter  # maintained, TF-free event writer
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+        self._last = None  # (step, time)
+
+    def rates(self, step: int) -> dict:
+        now = time.perf_counter()
+        out = {}
+        if self._last is not None and step > self._last[0]:
+            sps = (step - self._last[0]) / max(now - self._last[1], 1e-9)
+            out = {"steps_per_sec": sps, "tokens_per_sec": sps * self.tokens_per_step}
+        self._last = (step, now)
+        return out
+
+    def write(self, step: int, metrics: dict) -> None:
+        """Console line + event file for `metrics` of (completed) step `step`."""
+        if not self.is_writer:
+            return
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(tag(k), float(v), step)
+            self._tb.flush()
+        m = metrics
+        parts = [f"step {step}/{self.total_steps}", f"loss {m.get('loss', float('nan')):.4f}"]
+        for key, label in (("mlm_loss", "mlm"), ("rtd_loss", "rtd"), ("mlm_accuracy", "mlm_acc"),
+                           ("rtd_accuracy", "rtd_acc"), ("hit_rate", "hit")):
+            if key in m:
+                parts.append(f"{label} {m[key]:.4f}")
+        if "rtd_lambda" in m:
+            parts.append(f"λ {m['rtd_lambda']:.1f}")
+        parts.append(f"lr {m.get('learning_rate', 0):.2e}")
+        if "tokens_per_sec" in m:
+            eta = (self.total_steps - step) / max(m["steps_per_sec"], 1e-9)
+            parts += [f"{m['tokens_per_sec']:,.0f} tok/s", f"{m['steps_per_sec']:.2f} steps/s",
+                      f"ETA {_fmt_eta(eta)}"]
+        if "mfu" in m:
+            parts.append(f"MFU {100 * m['mfu']:.1f}%")
+        print(" | ".join(parts), flush=True)
+
+    def text(self, name: str, value: str) -> None:
+        if self._tb is not None:
+            self._tb.add_text(name, value, 0)
+
+    def close(self):
+        if self._tb is not None:
+            self._tb.close()

@@ -1,0 +1,32 @@
+"""sas_jax: SAS (Self-Augmentation Strategy) pre-training in JAX/Flax."""
+from setuptools import find_packages, setup
+
+setup(
+    name="sas_jax",
+    version="0.1.0",
+    description="Pre-training language-model encoders with SAS, BERT, ELECTRA and DeBERTa-style "
+                "attention in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["sas_jax", "sas_jax.*"]),
+    install_requires=[
+        # Ranges admit both the CPU machines (jax 0.10.x) and the GPU image (jax 0.11.2,
+        # flax 0.12.10, optax 0.2.8, orbax-checkpoint 0.12.4).
+        "jax>=0.10.0",
+        "flax>=0.12.0",
+        "optax>=0.2.8",
+        "orbax-checkpoint>=0.12.4",
+        "ml_collections>=1.0",
+        "sentencepiece>=0.2.0",
+        "tokenizers>=0.20",
+        "absl-py>=2.0",
+        "numpy>=1.26",
+        "tensorboardX>=2.6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "tfds": ["tensorflow-datasets>=4.9"],
+        "test": ["pytest>=8"],
+    },
+)
