@@ -102,6 +102,14 @@ def model_config(size: str = "small") -> ml_collections.ConfigDict:
     m.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
     m.attention_impl = "xla"  # xla | cudnn (fused, GPU) | auto
     m.remat = "none"  # none | full | dots: rematerialisation policy per layer
+    m.attention_type = "absolute"  # absolute (BERT/ELECTRA/SAS) | disentangled (DebertaV2, SASDA)
+    m.position_biased_input = True  # add absolute position embeddings at the input (DA: False)
+    m.position_buckets = 256  # DA: log-bucketed relative span S, table of 2S rows (<= 0: no buckets)
+    m.max_relative_positions = -1  # DA: M the buckets are fitted to; < 1 = max_position_embeddings
+    m.share_att_key = True  # DA: project the relative table with each layer's own query/key
+    m.pos_att_type = "c2p|p2c"  # DA: relative score terms, "|"-separated subset of c2p, p2c
+    m.norm_rel_ebd = "layer_norm"  # DA: layer_norm | none on the relative table
+    m.generator_ratio = 0.25  # ELECTRA: generator width / discriminator width (heads = width/64, FFN 4x)
     return m
 
 
@@ -179,8 +187,8 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
 def shrink_to_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The `tiny` variant used by tests: same structure, toy sizes."""
     c.model.vocab_size = 128
+    c.model.embedding_size = 32 if c.model.embedding_size == c.model.hidden_size else 16  # keep E == H (or not)
     c.model.hidden_size = 32
-    c.model.embedding_size = 32 if c.model.embedding_size == c.model.hidden_size else 16
     c.model.num_layers = 2
     c.model.num_heads = 2
     c.model.head_dim = 16

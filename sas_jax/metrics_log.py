@@ -1,6 +1,7 @@
 """Console progress lines and TensorBoard event files (process 0 only)."""
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -33,6 +34,8 @@ class MetricWriter:
             from tensorboardX import SummaryWriter  # maintained, TF-free event writer
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
         self._last = None  # (step, time)
+        # One JSON line per logged step: exact values for tests, notebooks and scripts.
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.is_writer else None
 
     def rates(self, step: int) -> dict:
         now = time.perf_counter()
@@ -47,6 +50,8 @@ class MetricWriter:
         """Console line + event file for `metrics` of (completed) step `step`."""
         if not self.is_writer:
             return
+        self._jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+        self._jsonl.flush()
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(tag(k), float(v), step)
@@ -75,3 +80,5 @@ class MetricWriter:
     def close(self):
         if self._tb is not None:
             self._tb.close()
+        if self._jsonl is not None:
+            self._jsonl.close()

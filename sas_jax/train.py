@@ -185,7 +185,9 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
         for k, v in m.items():
             window.setdefault(k, []).append(v)
         if (step + 1) % config.log.every_steps == 0 or step + 1 == total:
-            avg = {k: float(np.mean(v)) for k, v in window.items()}
+            # Schedules are reported at the step, everything else as a window mean.
+            avg = {k: v[-1] if k in ("rtd_lambda", "learning_rate") else float(np.mean(v))
+                   for k, v in window.items()}
             avg.update(writer.rates(step + 1))
             writer.write(step + 1, avg)
             window.clear()

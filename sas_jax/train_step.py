@@ -81,9 +81,9 @@ def train_step(state, batch, rng, *, model, tx, lr_schedule, settings: StepSetti
         loss=loss,
         rtd_lambda=lam,
         learning_rate=lr_schedule(state.step),
-        grad_norm=optax.global_norm(grads),
-        param_norm=optax.global_norm(params),
-        update_norm=optax.global_norm(updates),
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(params),
+        update_norm=optax.tree.norm(updates),
     )
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics, sampled

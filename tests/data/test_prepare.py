@@ -1,0 +1,349 @@
+"""Corpus preparation: row layout, counts, add_sep, bad lines, workers, errors, CLI."""
+import json
+import os
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from sas_jax.data import prepare as prepare_lib
+from sas_jax.data import tokenizer as tokenizer_lib
+from sas_jax.errors import UserError
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DEMO = os.path.join(REPO, "data", "demo", "poems.txt")
+
+WP_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "un", "##aff", "##able",
+            "man", ",", ".", "##s", "is", "a", "play", "##ed", "##er", "and", "dog"]
+
+# Two files; documents separated by blank lines (also runs of blank lines and
+# whitespace-only lines); one line of invalid UTF-8 in the middle of a document.
+FILE_A = (b"the man played, and the dog played.\n"
+          b"a dog is a dog\n"
+          b"\n"
+          b"the unaffable player\n"
+          b"\xff\xfe not utf-8 \xc3\x28\n"
+          b"is a man.\n"
+          b"\n  \n\n"
+          b"dogs, dogs and men\n")  # last document ends at end of file, no blank line
+FILE_B = (b"\n"
+          b"un man un dog\n"
+          b"the man the dog the man the dog the man the dog\n"
+          b"\n"
+          b"played played played played\n"
+          b"\n")
+
+
+def expected_stream(tok, raws, add_sep):
+    """Reference: decode lines strictly, drop blanks/bad ones, [SEP] after each document."""
+    out = []
+    for raw in raws:
+        doc = []
+        for line in raw.split(b"\n"):
+            try:
+                text = line.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                continue
+            if text:
+                doc += tok.encode(text)
+            elif doc:
+                out += doc + ([tok.sep_id] if add_sep else [])
+                doc = []
+        if doc:
+            out += doc + ([tok.sep_id] if add_sep else [])
+    return np.array(out, np.int64)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(FILE_A)
+    b.write_bytes(FILE_B)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WP_VOCAB) + "\n")
+    return [str(a), str(b)], str(vocab)
+
+
+def run(files, out, **kw):
+    kw.setdefault("seq_len", 4)
+    kw.setdefault("workers", 1)
+    return prepare_lib.prepare_corpus(files, str(out), progress=False, **kw)
+
+
+def load_rows(out, meta):
+    rows = np.fromfile(os.path.join(out, "rows.bin"), dtype=meta["dtype"])
+    return rows.reshape(meta["num_rows"], meta["seq_len"])
+
+
+@pytest.mark.parametrize("add_sep", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 16])  # 16: many chunks, documents straddle them
+def test_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_bytes):
+    files, vocab = inputs
+    monkeypatch.setattr(prepare_lib, "_CHUNK_BYTES", chunk_bytes)
+    out = str(tmp_path / "out")
+    seq_len = 6
+    meta = prepare_lib.prepare_corpus(files, out, seq_len=seq_len, tokenizer_path=vocab,
+                                      add_sep=add_sep, workers=1, progress=False)
+    tok = tokenizer_lib.load_tokenizer(vocab)
+    stream = expected_stream(tok, [FILE_A, FILE_B], add_sep)
+    n = len(stream) // (seq_len - 1)
+    rows = load_rows(out, meta)
+
+    assert rows.shape == (n, seq_len) and rows.dtype == np.uint16
+    assert (rows[:, 0] == tok.cls_id).all()
+    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: n * (seq_len - 1)])
+    counts = np.load(os.path.join(out, "unigram_counts.npy"))
+    assert counts.dtype == np.int64 and counts.shape == (len(WP_VOCAB),)
+    np.testing.assert_array_equal(counts, np.bincount(stream[: n * (seq_len - 1)], minlength=len(WP_VOCAB)))
+    assert counts[[tok.cls_id, tok.pad_id, tok.mask_id]].tolist() == [0, 0, 0]
+    assert (counts[tok.sep_id] > 0) == add_sep
+    if add_sep:  # 5 documents → 5 [SEP]s in the stream
+        assert (stream == tok.sep_id).sum() == 5
+
+    on_disk = json.load(open(os.path.join(out, "meta.json")))
+    assert on_disk == meta
+    assert meta == {
+        "format_version": 1, "seq_len": seq_len, "num_rows": n,
+        "num_tokens": n * (seq_len - 1), "dropped_tokens": len(stream) - n * (seq_len - 1),
+        "dtype": "uint16", "vocab_size": len(WP_VOCAB), "tokenizer_file": "vocab.txt",
+        "tokenizer_fingerprint": tok.fingerprint, "tokenizer_kind": "wordpiece",
+        "tokenizer_lowercase": True, "special_ids": tok.special_ids, "add_sep": add_sep,
+        "skipped_lines": 1, "max_rows": None, "sources": [os.path.abspath(f) for f in files],
+    }
+    # The tokenizer is copied next to the rows; only the corpus files are left.
+    assert open(os.path.join(out, "vocab.txt")).read() == open(vocab).read()
+    assert sorted(os.listdir(out)) == ["meta.json", "rows.bin", "unigram_counts.npy", "vocab.txt"]
+
+
+def test_two_workers_match_one(tmp_path, monkeypatch):
+    # A bigger input split into many chunks, with bad lines and documents everywhere.
+    text = open(DEMO, "rb").read()[:120_000]
+    lines = text.split(b"\n")
+    lines[10::97] = [b"\xff bad \xfe"] * len(lines[10::97])
+    src = tmp_path / "in.txt"
+    src.write_bytes(b"\n".join(lines))
+    model = tokenizer_lib.train_sentencepiece([str(src)], 300, str(tmp_path / "sp"))
+    monkeypatch.setattr(prepare_lib, "_CHUNK_BYTES", 4096)
+    metas, blobs = [], []
+    for workers in (1, 2):
+        out = str(tmp_path / f"w{workers}")
+        metas.append(prepare_lib.prepare_corpus([str(src)], out, seq_len=32, tokenizer_path=model,
+                                                add_sep=True, workers=workers, progress=False))
+        blobs.append([open(os.path.join(out, f), "rb").read() for f in ("rows.bin", "unigram_counts.npy")])
+    assert metas[0] == metas[1]
+    assert blobs[0] == blobs[1]
+    assert metas[0]["skipped_lines"] == len(lines[10::97]) > 10
+    assert metas[0]["num_rows"] > 100
+    # And both equal the reference stream.
+    tok = tokenizer_lib.load_tokenizer(model)
+    stream = expected_stream(tok, [src.read_bytes()], add_sep=True)
+    rows = load_rows(str(tmp_path / "w2"), metas[1])
+    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 31])
+
+
+def test_train_vocab_and_max_rows(tmp_path):
+    out = str(tmp_path / "out")
+    meta = prepare_lib.prepare_corpus(DEMO, out, seq_len=16, train_vocab_size=300,
+                                      max_rows=50, workers=1, progress=False)
+    assert meta["num_rows"] == 50 and meta["max_rows"] == 50
+    assert meta["tokenizer_file"] == "tokenizer.model" and meta["vocab_size"] == 300
+    tok = tokenizer_lib.load_tokenizer(os.path.join(out, "tokenizer.model"))
+    assert tok.fingerprint == meta["tokenizer_fingerprint"]
+    assert (tok.cls_id, tok.sep_id, tok.mask_id) == (2, 3, 4)
+    rows = load_rows(out, meta)
+    assert (rows[:, 0] == 2).all()
+    lines = [l.strip() for l in open(DEMO, encoding="utf-8") if l.strip()]
+    stream = np.concatenate([tok.encode(l) for l in lines[:200]])
+    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: 50 * 15])
+    assert sorted(os.listdir(out)) == ["meta.json", "rows.bin", "tokenizer.model", "unigram_counts.npy"]
+
+
+def test_big_vocab_uses_int32(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(WP_VOCAB + [f"w{i}" for i in range(70_000)]) + "\n")
+    src = tmp_path / "in.txt"
+    src.write_text("w69999 the w7 man w65535 " * 4 + "\n")
+    meta = prepare_lib.prepare_corpus([str(src)], str(tmp_path / "out"), seq_len=5,
+                                      tokenizer_path=str(vocab), workers=1, progress=False)
+    assert meta["dtype"] == "int32"
+    rows = load_rows(str(tmp_path / "out"), meta)
+    off = len(WP_VOCAB)
+    np.testing.assert_array_equal(rows[0], [2, off + 69999, 5, off + 7, 9])
+
+
+def test_globs_and_comma_lists(tmp_path, inputs):
+    files, vocab = inputs
+    specs = [[str(tmp_path / "[ab].txt")], ",".join(files), f"{files[0]}, {tmp_path}/b*"]
+    for i, spec in enumerate(specs):
+        meta = run(spec, tmp_path / f"o{i}", tokenizer_path=vocab)
+        assert meta["sources"] == [os.path.abspath(f) for f in files]
+
+
+def test_interrupted_run_leaves_no_corpus(tmp_path, inputs, monkeypatch):
+    files, vocab = inputs
+
+    def boom(self, ids):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_lib._RowWriter, "add", boom)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_lib.prepare_corpus(files, str(out), seq_len=4, tokenizer_path=vocab, workers=1,
+                                   progress=False)
+    assert os.listdir(out) == []
+    # ...so the same output dir can be used again.
+    monkeypatch.undo()
+    prepare_lib.prepare_corpus(files, str(out), seq_len=4, tokenizer_path=vocab, workers=1,
+                               progress=False)
+    assert "meta.json" in os.listdir(out)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_missing_input_file(tmp_path, inputs):
+    _, vocab = inputs
+    with pytest.raises(UserError, match=r"^input file .*missing\.txt not found; fix the path in --input$"):
+        run([str(tmp_path / "missing.txt")], tmp_path / "o", tokenizer_path=vocab)
+
+
+def test_glob_matching_nothing(tmp_path, inputs):
+    _, vocab = inputs
+    with pytest.raises(UserError, match=r"^input glob .*\*\.md matches no file"):
+        run(str(tmp_path / "*.md"), tmp_path / "o", tokenizer_path=vocab)
+
+
+def test_input_directory(tmp_path, inputs):
+    _, vocab = inputs
+    with pytest.raises(UserError, match=r"is a directory; pass files or a glob like .*/\*\.txt"):
+        run([str(tmp_path)], tmp_path / "o", tokenizer_path=vocab)
+
+
+def test_empty_corpus(tmp_path, inputs):
+    _, vocab = inputs
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"\n  \n\xff\xfe\n\n")
+    out = tmp_path / "o"
+    with pytest.raises(UserError, match=r"^the corpus is empty: no tokens in .*empty\.txt "
+                                        r"\(1 undecodable lines skipped\); pass text files"):
+        run([str(empty)], out, tokenizer_path=vocab)
+    assert os.listdir(out) == []
+
+
+def test_empty_corpus_with_train_vocab(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"\n\n")
+    with pytest.raises(UserError, match=r"^the corpus is empty: no text lines in .*empty\.txt; pass text"):
+        run([str(empty)], tmp_path / "o", train_vocab_size=100)
+    assert os.listdir(tmp_path / "o") == []
+
+
+def test_corpus_shorter_than_a_row(tmp_path, inputs):
+    _, vocab = inputs
+    short = tmp_path / "short.txt"
+    short.write_text("the man\n")
+    with pytest.raises(UserError, match=r"only 2 tokens, less than one row of seq_len-1=3"):
+        run([str(short)], tmp_path / "o", tokenizer_path=vocab)
+
+
+def test_missing_tokenizer(tmp_path, inputs):
+    files, _ = inputs
+    with pytest.raises(UserError, match=r"^tokenizer file .*nope\.model not found; pass an existing"):
+        run(files, tmp_path / "o", tokenizer_path=str(tmp_path / "nope.model"))
+
+
+def test_tokenizer_and_train_vocab_exclusive(tmp_path, inputs):
+    files, vocab = inputs
+    for kw in ({}, {"tokenizer_path": vocab, "train_vocab_size": 100}):
+        with pytest.raises(UserError, match=r"pass exactly one of --tokenizer=.* and --train_vocab"):
+            run(files, tmp_path / "o", **kw)
+
+
+def test_output_dir_holding_a_corpus(tmp_path, inputs):
+    files, vocab = inputs
+    run(files, tmp_path / "o", tokenizer_path=vocab)
+    before = open(tmp_path / "o" / "rows.bin", "rb").read()
+    with pytest.raises(UserError, match=r"^output dir .*o already holds a corpus; pick another "
+                                        r"--output or delete that directory$"):
+        run(files, tmp_path / "o", tokenizer_path=vocab, seq_len=5)
+    assert open(tmp_path / "o" / "rows.bin", "rb").read() == before
+
+
+def test_tfds_without_tensorflow_datasets(tmp_path, inputs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
+    _, vocab = inputs
+    with pytest.raises(UserError, match=r"--tfds needs tensorflow_datasets.*pip install tensorflow-datasets"):
+        prepare_lib.prepare_corpus(None, str(tmp_path / "o"), seq_len=4, tokenizer_path=vocab,
+                                   tfds_name="wikipedia", workers=1, progress=False)
+
+
+def test_tfds_source(tmp_path, inputs, monkeypatch):
+    """Each example is one document, even with blank lines inside it."""
+    examples = [{"text": b"the man played.\n\n  \nthe dog played.\n", "title": b"x"},
+                {"text": b"un dog is a man"}, {"text": b"a dog\xff"}]
+
+    class FakeTfds(types.ModuleType):
+        def load(self, name, split, data_dir, download):
+            assert (name, split, data_dir, download) == ("toy", "train", "/d", False)
+            return examples
+
+        def as_numpy(self, ds):
+            return iter(ds)
+
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds("tensorflow_datasets"))
+    _, vocab = inputs
+    meta = prepare_lib.prepare_corpus(None, str(tmp_path / "o"), seq_len=3, tokenizer_path=vocab,
+                                      tfds_name="toy", tfds_data_dir="/d", add_sep=True, workers=1,
+                                      progress=False)
+    assert meta["sources"] == ["tfds:toy/train"] and meta["skipped_lines"] == 1
+    rows = load_rows(str(tmp_path / "o"), meta)
+    tok = tokenizer_lib.load_tokenizer(vocab)
+    stream = (tok.encode("the man played. the dog played.") + [3]
+              + tok.encode("un dog is a man") + [3])
+    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 2])
+    with pytest.raises(UserError, match=r"tfds dataset toy has no field 'body' \(fields: text, title\); "
+                                        r"pass --tfds_text_key=<field>"):
+        prepare_lib.prepare_corpus(None, str(tmp_path / "o2"), seq_len=3, tokenizer_path=vocab,
+                                   tfds_name="toy", tfds_data_dir="/d", tfds_text_key="body",
+                                   workers=1, progress=False)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "sas_jax.prepare", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_error_exits_2_with_one_line(tmp_path, inputs):
+    _, vocab = inputs
+    res = cli(f"--input={tmp_path}/missing.txt", f"--tokenizer={vocab}", f"--output={tmp_path}/o")
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"error: input file {tmp_path}/missing.txt not found; fix the path")
+
+
+def test_main_without_input(capsys, tmp_path):
+    assert prepare_lib.main([f"--output={tmp_path}/o", "--train_vocab=100"]) == 2
+    assert capsys.readouterr().err == ("error: no input given; pass --input=<file or glob>[,...] "
+                                       "or --tfds=<name>\n")
+
+
+def test_cli_success(tmp_path, inputs):
+    files, vocab = inputs
+    out = tmp_path / "o"
+    res = cli(f"--input={','.join(files)}", f"--tokenizer={vocab}", "--seq_len=5", "--add_sep",
+              "--workers=2", f"--output={out}")
+    assert res.returncode == 0, res.stderr
+    summary = res.stderr.strip().splitlines()[-1]
+    assert summary.startswith(f"prepared {out}: ") and "tokens/s" in summary
+    meta = json.load(open(out / "meta.json"))
+    assert meta["seq_len"] == 5 and meta["add_sep"] is True and meta["skipped_lines"] == 1
+    tok = tokenizer_lib.load_tokenizer(vocab)
+    stream = expected_stream(tok, [FILE_A, FILE_B], add_sep=True)
+    rows = load_rows(str(out), meta)
+    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 4])
