@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sas_jax.errors import UserError
@@ -27,6 +27,7 @@ def main(argv):
 
     from sas_jax import train  # noqa: PLC0415
 
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     jax.config.update("jax_threefry_partitionable", True)  # sharded RNG without gathers
     print(f"JAX process {jax.process_index()}/{jax.process_count()}, "
           f"{jax.local_device_count()} local / {jax.device_count()} global devices "

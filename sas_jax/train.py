@@ -38,6 +38,9 @@ def open_corpus(config, workdir: str):
     if not os.path.isabs(corpus_dir):
         corpus_dir = os.path.join(workdir, corpus_dir)
     prep = config.data.prepare
+    if prep.tokenizer and not os.path.exists(prep.tokenizer):
+        raise UserError(f"data.prepare.tokenizer={prep.tokenizer!r} does not exist; give the path of a "
+                        "SentencePiece .model or a WordPiece vocab.txt")
     if prep.text_files and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
         from sas_jax.data.prepare import prepare_corpus  # noqa: PLC0415
 
@@ -47,16 +50,17 @@ def open_corpus(config, workdir: str):
                             "run from the repository root or give absolute paths")
         prepare_corpus(files, corpus_dir, seq_len=config.seq_len,
                        tokenizer_path=prep.tokenizer or None, train_vocab_size=prep.vocab_size)
-    return Corpus.open(corpus_dir)
+    # A tokenizer named in the config must be the one the corpus was prepared with.
+    return Corpus.open(corpus_dir, tokenizer=prep.tokenizer or None)
 
 
 def validate(config, corpus, num_devices: int, batch_shards: int) -> None:
-    if corpus.seq_len != config.seq_len:
-        raise UserError(f"seq_len={config.seq_len} but the corpus was prepared with "
-                        f"{corpus.seq_len}; set --config.seq_len={corpus.seq_len} or re-prepare")
     if config.seq_len > config.model.max_position_embeddings:
         raise UserError(f"seq_len={config.seq_len} exceeds model.max_position_embeddings="
                         f"{config.model.max_position_embeddings}; lower seq_len or raise the table size")
+    if corpus.seq_len != config.seq_len:
+        raise UserError(f"seq_len={config.seq_len} but the corpus was prepared with "
+                        f"{corpus.seq_len}; set --config.seq_len={corpus.seq_len} or re-prepare")
     if config.batch_size % batch_shards:
         raise UserError(f"batch_size={config.batch_size} is not divisible by the {batch_shards} "
                         f"batch shards of {num_devices} devices; use a multiple of {batch_shards}")
@@ -196,6 +200,11 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
 
     step = start
     writer.rates(step)
+    # Inside the loop every host<->device copy must be explicit (device_put /
+    # make_array_from_process_local_data / device_get): an accidental implicit one
+    # would be a hidden per-step sync, so it fails loudly instead.
+    guard = jax.transfer_guard("disallow")
+    guard.__enter__()
     try:
         while step < total and not stop.event.is_set():
             epoch_end = min((order.epoch_of(step) + 1) * order.steps_per_epoch, total)
@@ -226,6 +235,7 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
             print(f"SIGTERM: saved step {step} to {ckpt.directory}; re-run the same command to resume",
                   flush=True)
     finally:
+        guard.__exit__(None, None, None)
         stop.restore()
         writer.close()
         ckpt.close()

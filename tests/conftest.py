@@ -34,3 +34,25 @@ def load_config(name: str, arg: str | None = "tiny"):
 @pytest.fixture
 def tiny_config():
     return load_config("sas_small", "tiny")
+
+
+@pytest.fixture(scope="session")
+def prepared_corpus(tmp_path_factory):
+    """A small real corpus: 150 KB of the demo text, a 300-piece SentencePiece vocab, L=32."""
+    from sas_jax.data.prepare import prepare_corpus  # noqa: PLC0415
+
+    root = tmp_path_factory.mktemp("corpus")
+    text = (ROOT / "data" / "demo" / "poems.txt").read_bytes()[:150_000].decode("utf-8", "ignore")
+    (root / "text.txt").write_text(text)
+    out = root / "prepared"
+    prepare_corpus([str(root / "text.txt")], str(out), seq_len=32, train_vocab_size=300, progress=False)
+    return out
+
+
+def cli(*args, timeout=300, env=None):
+    """Runs `python -m sas_jax.main ...` (or another module via args) and returns the result."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})

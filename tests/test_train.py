@@ -88,3 +88,95 @@ def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path):
     ours = model_log_likelihood(cfg, tmp_path, 200, rows, positions, tokens, valid)
     baseline = model_log_likelihood(cfg, tmp_path, 200, rows, positions, cold, valid)
     assert ours > baseline + 0.3, (ours, baseline)
+
+
+def _run_args(workdir, corpus_dir, steps=120):
+    return ["-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={workdir}",
+            f"--config.data.corpus_dir={corpus_dir}", "--config.model.vocab_size=-1",
+            f"--config.num_train_steps={steps}", "--config.ckpt.every_steps=10",
+            "--config.log.every_steps=1", "--config.log.tensorboard=False"]
+
+
+def _start_and_signal(args, workdir, sig):
+    """Starts a run and sends `sig` once its first checkpoint (step 10) is complete."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    first = pathlib.Path(workdir, "checkpoints", "10")
+    deadline = time.time() + 240
+    while not first.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _latest(workdir):
+    return max(int(p.name) for p in pathlib.Path(workdir, "checkpoints").iterdir() if p.name.isdigit())
+
+
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, tmp_path):
+    from conftest import cli  # noqa: PLC0415
+
+    ref = cli(*_run_args(tmp_path / "ref", prepared_corpus))
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    killed = tmp_path / "killed"
+    rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    resumed_from = _latest(killed)
+    assert 10 <= resumed_from < 120
+    again = cli(*_run_args(killed, prepared_corpus))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"at step {resumed_from}" in again.stdout
+
+    a, b = read_metrics(tmp_path / "ref"), read_metrics(killed)
+    for step in range(resumed_from + 1, 121):
+        for key in ("loss", "mlm_loss", "rtd_loss", "hit_rate", "mlm_slots", "grad_norm"):
+            assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
+    # The store (the model's samples) and the data position end identical too.
+    za = np.load(next((tmp_path / "ref" / "checkpoints" / "120" / "store").glob("*.npz")))
+    zb = np.load(next((killed / "checkpoints" / "120" / "store").glob("*.npz")))
+    for key in ("example_ids", "positions", "tokens", "count"):
+        np.testing.assert_array_equal(za[key], zb[key])
+
+
+def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path):
+    rc, out, err = _start_and_signal(_run_args(tmp_path, prepared_corpus), tmp_path, signal.SIGTERM)
+    assert rc == 0, err[-3000:]
+    stopped = _latest(tmp_path)
+    assert f"SIGTERM: saved step {stopped}" in out
+    assert 10 <= stopped < 120
+    meta = json.loads((tmp_path / "checkpoints" / str(stopped) / "meta" / "metadata").read_text())
+    assert meta["data"]["step"] == stopped
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared_corpus, tmp_path):
+    from test_main import tiny_on  # noqa: PLC0415
+
+    cfg = tiny_on(prepared_corpus, num_train_steps=12)
+    cfg.ckpt.every_steps = 4
+    train.train_and_evaluate(cfg, str(tmp_path))  # a good run: checkpoints up to 12
+    cfg.num_train_steps = 30
+    cfg.opt.learning_rate = 1e30  # diverges at once
+    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step 1[23]; stopping without saving. "
+                                                 r"The last good checkpoint \(step 12\) is intact"):
+        train.train_and_evaluate(cfg, str(tmp_path))
+    assert _latest(tmp_path) == 12
+
+
+def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch):
+    """Every copy in the loop is explicit; a sneaky implicit one (here, in the
+    logger) fails instead of silently syncing the host with the device."""
+    import jax.numpy as jnp  # noqa: PLC0415
+
+    from sas_jax import metrics_log  # noqa: PLC0415
+
+    cfg = load_config("sas_small", "tiny")
+    cfg.num_train_steps, cfg.log.tensorboard, cfg.log.every_steps = 6, False, 2
+    corpus = markov_corpus(64, cfg.seq_len, cfg.model.vocab_size)
+    out = train.train_and_evaluate(cfg, str(tmp_path / "ok"), corpus=corpus)
+    assert out["step"] == 6
+    original = metrics_log.MetricWriter.write
+    monkeypatch.setattr(metrics_log.MetricWriter, "write",
+                        lambda self, step, m: original(self, step, {**m, "x": float(jnp.float32(1.0) + 1)}))
+    with pytest.raises(Exception, match="Disallowed host-to-device transfer"):
+        train.train_and_evaluate(cfg, str(tmp_path / "sneaky"), corpus=corpus)

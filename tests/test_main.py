@@ -1,0 +1,115 @@
+"""The CLI as a user runs it: bad input gives one clear line, exit 2, nothing lost."""
+import errno
+import os
+import re
+
+import pytest
+from conftest import cli, load_config
+
+from sas_jax import checkpointing, train
+from sas_jax.errors import UserError
+
+
+def tiny_on(corpus_dir, **overrides):
+    cfg = load_config("sas_small", "tiny")
+    cfg.data.corpus_dir = str(corpus_dir)
+    cfg.model.vocab_size = -1
+    cfg.num_train_steps = 4
+    cfg.ckpt.every_steps = 2
+    cfg.log.tensorboard = False
+    for k, v in overrides.items():
+        node = cfg
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return cfg
+
+
+def assert_one_line_error(result, pattern):
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_missing_corpus_dir_names_the_fix(tmp_path):
+    r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}/w",
+            f"--config.data.corpus_dir={tmp_path}/nope")
+    assert_one_line_error(r, r"nope.*python -m sas_jax.prepare")
+
+
+def test_unknown_config_key_and_wrong_type_are_refused(tmp_path):
+    r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}",
+            "--config.sas.lambda_stat=3")
+    assert r.returncode != 0 and "lambda_stat" in r.stderr
+    r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}",
+            "--config.batch_size=many")
+    assert r.returncode != 0 and "batch_size" in r.stderr
+    r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiyn", f"--workdir={tmp_path}")
+    assert r.returncode != 0 and "unknown config variant 'tiyn'" in r.stderr
+
+
+def test_corpus_smaller_than_one_batch(prepared_corpus, tmp_path):
+    with pytest.raises(UserError, match=r"2273 rows, fewer than one global batch of 4096.*batch_size"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, batch_size=4096), str(tmp_path))
+
+
+def test_seq_len_beyond_position_table(prepared_corpus, tmp_path):
+    with pytest.raises(UserError, match=r"seq_len=96 exceeds model.max_position_embeddings=64"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, seq_len=96), str(tmp_path))
+
+
+def test_seq_len_differs_from_corpus(prepared_corpus, tmp_path):
+    with pytest.raises(UserError, match=r"corpus was prepared with 32; set --config.seq_len=32"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, seq_len=48), str(tmp_path))
+
+
+def test_batch_not_divisible_by_devices(prepared_corpus, tmp_path):
+    with pytest.raises(UserError, match=r"batch_size=12 is not divisible by the 8 batch shards"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, batch_size=12), str(tmp_path))
+
+
+def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path):
+    from sas_jax.data.tokenizer import train_sentencepiece  # noqa: PLC0415
+
+    text = tmp_path / "other.txt"
+    text.write_text("a different corpus with other words entirely\n" * 200)
+    other = train_sentencepiece([str(text)], 26, str(tmp_path / "other"))
+    with pytest.raises(UserError, match=r"does not match the corpus"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, **{"data.prepare.tokenizer": other}), str(tmp_path / "w"))
+    with pytest.raises(UserError, match=r"does not exist"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, **{"data.prepare.tokenizer": str(tmp_path / "x.model")}),
+                                 str(tmp_path / "w"))
+
+
+def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, tmp_path):
+    train.train_and_evaluate(tiny_on(prepared_corpus), str(tmp_path))
+    before = sorted(os.listdir(tmp_path / "checkpoints"))
+    with pytest.raises(UserError, match=r"another model shape: .*intermediate'\]\['bias'\] is \(64,\) in the "
+                                        r"checkpoint, \(128,\) in this config \(\+5 more\); use a new --workdir"):
+        train.train_and_evaluate(tiny_on(prepared_corpus, **{"model.intermediate_size": 128}), str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+
+
+def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, tmp_path, monkeypatch):
+    cfg = tiny_on(prepared_corpus)
+    train.train_and_evaluate(cfg, str(tmp_path))  # checkpoints 2 and 4
+    original = checkpointing.StoreHandler.save
+
+    def full_disk(self, directory, args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpointing.StoreHandler, "save", full_disk)
+    cfg.num_train_steps = 6
+    with pytest.raises(UserError, match=r"checkpoint of step 6 could not be written \(No space left on device\); "
+                                        r"the checkpoint of step 4 is intact"):
+        train.train_and_evaluate(cfg, str(tmp_path))
+    monkeypatch.setattr(checkpointing.StoreHandler, "save", original)
+    ckpt = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False)
+    assert ckpt.latest_step() == 4
+    assert ckpt.read_meta(4)["data"]["step"] == 4
+    ckpt.close()
+    cfg.num_train_steps = 6  # and the run resumes from it
+    train.train_and_evaluate(cfg, str(tmp_path))
+    assert checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False).latest_step() == 6
