@@ -27,6 +27,8 @@ setup(
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9"],
-        "test": ["pytest>=8"],
+        # Test-only: HF parity (torch CPU + transformers), metric checks (scipy).
+        # torch is capped below 2.14 so pip takes the CPU wheel rather than a CUDA build.
+        "test": ["pytest>=8", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4"],
     },
 )

@@ -139,6 +139,18 @@ def sas_config(lambda_schedule: str = "epochwise") -> ml_collections.ConfigDict:
     return s
 
 
+def objective_config() -> ml_collections.ConfigDict:
+    """What the pre-training objective is made of; every paper row is a setting of these."""
+    o = ml_collections.ConfigDict()
+    # sas: self-augmentation (cold start from sas.cold_start, then the model's own samples);
+    # bert: 80% [MASK] / 10% random / 10% unchanged; unigram / uniform: fresh context-free
+    # draws every visit, never from the model; electra: 85% [MASK] + a generator network.
+    o.corruption = "sas"
+    o.mlm = True  # MLM head and loss (at the gathered slots)
+    o.rtd = True  # RTD head and loss (every position), weighted by λ (sas.lambda_*)
+    return o
+
+
 def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     """The SAS pre-training config of the paper (Table 5) at the given size."""
     c = ml_collections.ConfigDict()
@@ -154,6 +166,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
         c.seq_len = 512
         c.num_train_steps = 833_000
         c.opt = optimizer_config(2e-4, 10_000)
+    c.objective = objective_config()
     c.sas = sas_config(lambda_schedule)
     if size == "base":
         c.sas.max_predictions = 80

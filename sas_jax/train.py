@@ -97,6 +97,24 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
+def build_inputs(config, corpus, vocab: int):
+    """(ExampleOrder, SampleStore, SasBatchBuilder) for this process."""
+    tok = corpus.tokenizer
+    order = pipeline.ExampleOrder(corpus.num_rows, config.batch_size, seed=config.seed,
+                                  shuffle=config.data.shuffle, process_index=jax.process_index(),
+                                  process_count=jax.process_count())
+    store = SampleStore(order.example_ids, max_predictions=config.sas.max_predictions,
+                        seq_len=config.seq_len, vocab_size=vocab)
+    sampler = ColdStartSampler(config.sas.cold_start, vocab, corpus.unigram_counts if
+                               config.sas.cold_start == "unigram" else None, config.sas.warmup_steps)
+    builder = SasBatchBuilder(store=store, sampler=sampler, word_start_table=tok.word_start_table,
+                              special_table=tok.special_table, pad_id=tok.pad_id,
+                              policy=config.sas.position_policy, mask_rate=config.sas.mask_rate,
+                              max_predictions=config.sas.max_predictions, seed=config.seed,
+                              process_index=jax.process_index())
+    return order, store, builder
+
+
 # ----------------------------------------------------------------------------- train
 def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     """Pre-trains per `config` in `workdir`; returns the last logged metrics.
@@ -109,7 +127,6 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.logical_rules(config.mesh)
     validate(config, corpus, mesh.size, sharding.num_batch_shards(mesh))
-    tok = corpus.tokenizer
     vocab = corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size
     model_cfg = ModelConfig.from_config(config.model, vocab_size=vocab)
     if jax.process_index() == 0:
@@ -117,24 +134,14 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
             json.dump({**config.to_dict(), "resolved": {"vocab_size": vocab}}, f, indent=2)
 
     # --- data order, store, batch builder --------------------------------------------
-    order = pipeline.ExampleOrder(corpus.num_rows, config.batch_size, seed=config.seed,
-                                  shuffle=config.data.shuffle, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
+    order, store, builder = build_inputs(config, corpus, vocab)
     total = int(config.num_train_steps)
-    store = SampleStore(order.example_ids, max_predictions=config.sas.max_predictions,
-                        seq_len=config.seq_len, vocab_size=vocab)
     print(store.describe(), flush=True)
-    sampler = ColdStartSampler(config.sas.cold_start, vocab, corpus.unigram_counts if
-                               config.sas.cold_start == "unigram" else None, config.sas.warmup_steps)
-    builder = SasBatchBuilder(store=store, sampler=sampler, word_start_table=tok.word_start_table,
-                              special_table=tok.special_table, pad_id=tok.pad_id,
-                              policy=config.sas.position_policy, mask_rate=config.sas.mask_rate,
-                              max_predictions=config.sas.max_predictions, seed=config.seed,
-                              process_index=jax.process_index())
     batch_shardings = {k: sharding.batch_sharding(mesh) for k in train_step.BATCH_KEYS}
 
     def make_batch(step):
-        batch, pending = builder.build(corpus.read(order.batch_ids(step)), order.batch_ids(step), step)
+        ids = order.batch_ids(step)
+        batch, pending = builder.build(corpus.read(ids), ids, step)
         return pipeline.to_global(batch, batch_shardings), pending
 
     # --- model, optimizer, state -------------------------------------------------------
