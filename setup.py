@@ -24,11 +24,13 @@ setup(
         "numpy>=1.26",
         "tensorboardX>=2.6",
         "tqdm>=4.60",
+        "matplotlib>=3.7",  # GLUE tables/curves and the notebooks' figures
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9"],
         # Test-only: HF parity (torch CPU + transformers), metric checks (scipy).
         # torch is capped below 2.14 so pip takes the CPU wheel rather than a CUDA build.
-        "test": ["pytest>=8", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4"],
+        "test": ["pytest>=8", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4",
+                 "scikit-learn>=1.3", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.0"],
     },
 )

@@ -1,0 +1,15 @@
+"""SST-2 fine-tuning with the paper's recipe (Table 6): 67,349 train / 872 dev; 4 epochs, 3 seeds.
+
+Metric: accuracy.
+
+    python -m sas_jax.glue sweep --tasks=sst2 --checkpoint_dir=/ckpt/sas_small --glue_dir=/data/glue \
+        --out=/ckpt/sas_small/glue
+
+Variants: `:base` (Base learning-rate grid 7.5e-5, 5e-5), `:tiny` (tests). Fields and
+their comments: `sas_jax/glue/recipe.py`.
+"""
+from sas_jax.glue import recipe
+
+
+def get_config(arg=None):
+    return recipe.task_config("sst2", arg)

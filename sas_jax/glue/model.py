@@ -1,0 +1,306 @@
+"""The fine-tuning model and the loaders of pre-trained encoders.
+
+`GlueModel` = our `Embeddings` + `Encoder` + `ClassificationHead` (the reference
+head: [CLS] → dropout → dense H→H → exact GELU → dropout → dense H→num_labels; one
+output and MSE for STS-B). Its params are {'embeddings', 'encoder', 'classifier'}.
+
+Pre-trained weights come from one of
+- our pre-training checkpoints: `<workdir>/checkpoints/<step>/{state,meta}`; only
+  `state.params` is read (as numpy, whatever mesh wrote it), and the model shape
+  comes from `meta["config"]["model"]`. ELECTRA checkpoints give their
+  discriminator as the encoder.
+- a Hugging Face folder, through `sas_jax.convert.import_hf`.
+The MLM and RTD heads are dropped on purpose; `Pretrained.dropped` and `.missing`
+name what was left out and what the head adds, and both are logged.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sas_jax.errors import UserError
+from sas_jax.models.config import ModelConfig
+from sas_jax.models.encoder import INIT, Embeddings, Encoder, gelu
+
+log = logging.getLogger("sas_jax.glue")
+
+
+# ----------------------------------------------------------------------------- model
+class ClassificationHead(nn.Module):
+    """[CLS] → dropout → dense H→H → GELU → dropout → dense H→num_labels (float32 out)."""
+
+    hidden_size: int
+    num_labels: int
+    dropout_rate: float = 0.1
+
+    @nn.compact
+    def __call__(self, hidden_BxLxH, *, deterministic: bool):
+        x = hidden_BxLxH[:, 0].astype(jnp.float32)
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        x = gelu(nn.Dense(self.hidden_size, kernel_init=INIT, name="dense")(x))
+        x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+        return nn.Dense(self.num_labels, kernel_init=INIT, name="out_proj")(x)
+
+
+class GlueModel(nn.Module):
+    cfg: ModelConfig
+    num_labels: int
+    head_dropout_rate: float = 0.1
+
+    @nn.compact
+    def __call__(self, input_ids, input_mask, token_type_ids=None, *, deterministic: bool = True):
+        emb = Embeddings(self.cfg, name="embeddings")(input_ids, token_type_ids, deterministic=deterministic,
+                                                      input_mask_BxL=input_mask)
+        hidden = Encoder(self.cfg, name="encoder")(emb, input_mask, deterministic=deterministic)
+        return ClassificationHead(self.cfg.hidden_size, self.num_labels, self.head_dropout_rate,
+                                  name="classifier")(hidden, deterministic=deterministic)
+
+
+def init_params(model: GlueModel, rng, seq_len: int = 8) -> dict:
+    """Fresh (unboxed) params of `model`: what a run starts from before loading."""
+    ids = jnp.zeros((1, seq_len), jnp.int32)
+    variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, ids, jnp.ones_like(ids), ids))(rng)
+    return nn.meta.unbox(variables["params"])
+
+
+# ----------------------------------------------------------------------------- pre-trained
+@dataclasses.dataclass
+class Pretrained:
+    """An encoder to fine-tune: its shape, its params and its tokenizer."""
+
+    cfg: ModelConfig
+    params: dict  # {'embeddings', 'encoder'}: numpy arrays
+    tokenizer: object  # sas_jax.data.tokenizer.Tokenizer
+    source: dict  # where it came from (written into every result)
+    dropped: list = dataclasses.field(default_factory=list)  # checkpoint params not used
+    heads: dict = dataclasses.field(default_factory=dict)  # the dropped heads, for probing
+
+
+def _name(path) -> str:
+    return jax.tree_util.keystr(path, simple=True, separator="/")
+
+
+def _flat_names(tree) -> list:
+    return sorted(_name(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree))
+
+
+def split_encoder(params: dict) -> tuple:
+    """(encoder params {'embeddings','encoder'}, the rest) of pre-training params.
+
+    SAS/BERT: 'encoder'; ELECTRA: its 'discriminator' becomes the encoder.
+    """
+    params = dict(params)
+    if "encoder" not in params and "discriminator" in params:
+        params["encoder"] = params.pop("discriminator")
+    missing = [k for k in ("embeddings", "encoder") if k not in params]
+    if missing:
+        raise UserError(f"the checkpoint has no {' or '.join(missing)} params (it has "
+                        f"{sorted(params)}); is it a pre-training checkpoint of this package?")
+    enc = {k: params.pop(k) for k in ("embeddings", "encoder")}
+    return enc, params
+
+
+def checkpoint_steps(checkpoint_dir: str) -> list:
+    """The finished checkpoint steps under a workdir (or its `checkpoints/` folder)."""
+    root = _checkpoints_root(checkpoint_dir)
+    if root is None:
+        return []
+    return sorted(int(d) for d in os.listdir(root)
+                  if d.isdigit() and os.path.isdir(os.path.join(root, d, "state")))
+
+
+def _checkpoints_root(checkpoint_dir: str) -> str | None:
+    for root in (os.path.join(checkpoint_dir, "checkpoints"), checkpoint_dir):
+        if os.path.isdir(root) and any(d.isdigit() for d in os.listdir(root)):
+            return root
+    return None
+
+
+def resolve_step(checkpoint_dir: str, step: int = -1) -> tuple:
+    """(step directory, step): `step` < 0 means the latest finished one."""
+    if not os.path.isdir(checkpoint_dir):
+        raise UserError(f"checkpoint dir {checkpoint_dir} not found; pass the --workdir of a "
+                        "pre-training run (it holds checkpoints/<step>/)")
+    steps = checkpoint_steps(checkpoint_dir)
+    if not steps:
+        raise UserError(f"{checkpoint_dir} holds no finished checkpoint (checkpoints/<step>/state); "
+                        "pre-train first or pass another --checkpoint_dir")
+    if step is None or int(step) < 0:
+        step = steps[-1]
+    if int(step) not in steps:
+        raise UserError(f"{checkpoint_dir} has no checkpoint of step {step}; it has steps "
+                        f"{', '.join(map(str, steps))}")
+    return os.path.join(_checkpoints_root(checkpoint_dir), str(int(step))), int(step)
+
+
+def read_checkpoint_meta(step_dir: str) -> dict:
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    path = os.path.abspath(os.path.join(step_dir, "meta"))
+    if not os.path.isdir(path):
+        raise UserError(f"{step_dir} has no meta item; it is not a checkpoint written by sas_jax.train")
+    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(path)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """Orbax warns (through absl) that an item read on its own has no step metadata."""
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_log.setLevel(level)
+
+
+def restore_params(step_dir: str) -> dict:
+    """`state.params` of a checkpoint as numpy arrays (the optimizer state is not read)."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    path = os.path.abspath(os.path.join(step_dir, "state"))
+    ckptr = ocp.PyTreeCheckpointer()
+    with _quiet_absl():
+        tree = ckptr.metadata(path)
+    tree = getattr(getattr(tree, "item_metadata", None), "tree", tree)
+    if "params" not in tree:
+        raise UserError(f"{path} has no params; it is not a train-state checkpoint")
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree["params"])
+    with _quiet_absl():
+        out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
+            item={"params": tree["params"]}, restore_args={"params": restore_args}, partial_restore=True))
+    return jax.tree.map(np.asarray, out["params"])
+
+
+def _tokenizer_of_run(checkpoint_dir: str, config: dict, override: str = ""):
+    from sas_jax.data.tokenizer import load_tokenizer  # noqa: PLC0415
+
+    if override:
+        return load_tokenizer(override)
+    data = config.get("data", {})
+    tok = data.get("prepare", {}).get("tokenizer", "")
+    corpus_dir = data.get("corpus_dir", "")
+    if corpus_dir and not os.path.isabs(corpus_dir):
+        corpus_dir = os.path.join(checkpoint_dir, corpus_dir)  # relative to the workdir, as train.py
+    meta_path = os.path.join(corpus_dir, "meta.json") if corpus_dir else ""
+    if meta_path and os.path.isfile(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        lower = meta.get("tokenizer_lowercase")
+        return load_tokenizer(os.path.join(corpus_dir, meta["tokenizer_file"]),
+                              lowercase=True if lower is None else bool(lower))
+    if tok and os.path.isfile(tok):
+        return load_tokenizer(tok)
+    raise UserError(f"cannot find the tokenizer of {checkpoint_dir} (corpus dir {corpus_dir or '?'} is "
+                    "gone); pass init_from.tokenizer=<the .model or vocab.txt it was trained with>")
+
+
+def load_checkpoint(checkpoint_dir: str, step: int = -1, *, tokenizer: str = "") -> tuple:
+    """(ModelConfig, all params incl. heads, tokenizer, source) of a pre-training checkpoint."""
+    step_dir, step = resolve_step(checkpoint_dir, step)
+    meta = read_checkpoint_meta(step_dir)
+    config = meta.get("config", {})
+    params = restore_params(step_dir)
+    enc, _ = split_encoder(params)
+    vocab = int(enc["embeddings"]["word_embeddings"]["embedding"].shape[0])
+    model_cfg = dict(config.get("model", {}))
+    model_cfg.pop("vocab_size", None)
+    try:
+        cfg = ModelConfig.from_config(model_cfg, vocab_size=vocab)
+    except ValueError as e:
+        raise UserError(f"{step_dir}: its model config cannot be read ({e})") from None
+    tok = _tokenizer_of_run(checkpoint_dir, config, tokenizer)
+    source = {"kind": "checkpoint", "checkpoint_dir": os.path.abspath(checkpoint_dir), "step": step,
+              "objective": config.get("objective", {}).get("corruption", "sas")}
+    return cfg, params, tok, source
+
+
+def _hf_tokenizer(folder: str, override: str = ""):
+    from sas_jax.data.tokenizer import load_tokenizer  # noqa: PLC0415
+
+    if override:
+        return load_tokenizer(override)
+    lowercase = True
+    tok_cfg = os.path.join(folder, "tokenizer_config.json")
+    if os.path.isfile(tok_cfg):
+        with open(tok_cfg) as f:
+            lowercase = bool(json.load(f).get("do_lower_case", True))  # cased BERT/ELECTRA folders say False
+    for name in ("vocab.txt", "spiece.model", "spm.model", "tokenizer.model"):
+        if os.path.isfile(os.path.join(folder, name)):
+            return load_tokenizer(os.path.join(folder, name), lowercase=lowercase)
+    raise UserError(f"{folder} has no vocab.txt or SentencePiece .model; pass "
+                    "init_from.tokenizer=<path>")
+
+
+def load_pretrained(init_from) -> Pretrained:
+    """The encoder named by an `init_from` block (checkpoint_dir/step, or hf_folder).
+
+    Heads are dropped (kept aside in `.heads`); the dropped and the missing
+    parameter names are logged.
+    """
+    hf_folder = init_from.get("hf_folder", "") or ""
+    tok_override = init_from.get("tokenizer", "") or ""
+    if hf_folder:
+        from sas_jax.convert import import_hf  # noqa: PLC0415
+
+        if not os.path.isfile(os.path.join(hf_folder, "config.json")):
+            raise UserError(f"{hf_folder} is not a Hugging Face model folder (no config.json)")
+        try:
+            cfg, params = import_hf(hf_folder, strict=False)
+        except (KeyError, ValueError, FileNotFoundError) as e:
+            raise UserError(f"{hf_folder} cannot be imported: {' '.join(str(e).split())[:300]}") from None
+        tok = _hf_tokenizer(hf_folder, tok_override)
+        source = {"kind": "hf", "hf_folder": os.path.abspath(hf_folder)}
+    elif init_from.get("checkpoint_dir", ""):
+        cfg, params, tok, source = load_checkpoint(init_from["checkpoint_dir"], int(init_from.get("step", -1)),
+                                                   tokenizer=tok_override)
+    else:
+        raise UserError("init_from is empty; set init_from.checkpoint_dir=<pre-training workdir> "
+                        "(and init_from.step) or init_from.hf_folder=<HF folder>")
+    enc, rest = split_encoder(params)
+    if tok.vocab_size > cfg.vocab_size:
+        raise UserError(f"the tokenizer has {tok.vocab_size} tokens but the model's word table "
+                        f"{cfg.vocab_size}; pass the tokenizer the model was trained with")
+    dropped = _flat_names(rest)
+    if dropped:
+        log.info("init_from: dropped %d pre-training head params: %s", len(dropped), ", ".join(dropped))
+    return Pretrained(cfg, enc, tok, source, dropped, rest)
+
+
+def merge_pretrained(fresh: dict, pretrained: dict) -> tuple:
+    """(params, missing, unexpected): `fresh` with every pre-trained leaf copied in.
+
+    Shapes must match; `missing` are fresh leaves not in the checkpoint (the new
+    head), `unexpected` checkpoint leaves the model has no place for.
+    """
+    flat_new = {_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(fresh)}
+    flat_pre = {_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(pretrained)}
+    bad = [(k, np.shape(flat_pre[k]), np.shape(x)) for k, x in flat_new.items()
+           if k in flat_pre and np.shape(flat_pre[k]) != np.shape(x)]
+    if bad:
+        raise UserError(f"pre-trained {bad[0][0]} has shape {bad[0][1]}, the model wants {bad[0][2]}")
+    merged = jax.tree_util.tree_map_with_path(
+        lambda p, x: np.asarray(flat_pre.get(_name(p), x)), fresh)
+    missing = sorted(set(flat_new) - set(flat_pre))
+    unexpected = sorted(set(flat_pre) - set(flat_new))
+    if missing:
+        log.info("init_from: %d params not in the checkpoint (newly initialised): %s",
+                 len(missing), ", ".join(missing))
+    if unexpected:
+        log.warning("init_from: %d checkpoint params unused: %s", len(unexpected), ", ".join(unexpected))
+    return merged, missing, unexpected
+
+
+def random_pretrained(cfg: ModelConfig, tokenizer, seed: int = 0) -> Pretrained:
+    """A randomly initialised encoder: the 'no pre-training' baseline (and tests)."""
+    params = init_params(GlueModel(cfg, 2), jax.random.key(seed))
+    enc = jax.tree.map(np.asarray, {k: params[k] for k in ("embeddings", "encoder")})
+    return Pretrained(cfg, enc, tokenizer, {"kind": "random", "seed": seed})

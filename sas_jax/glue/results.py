@@ -1,0 +1,172 @@
+"""Score tables: one sweep → one row; several pre-training runs → mean ± std (paper Table 1).
+
+A sweep directory holds `runs/<task>/lr<lr>_bs<bs>_seed<seed>.json` (one per
+fine-tuning run). For each task the learning rate / batch size with the best mean
+dev score over seeds is kept, and the row reports that mean ± std over the seeds.
+Across pre-training runs (`aggregate_rows`) each run contributes its own per-task
+score (its best grid point, mean over seeds); the table shows mean ± std over the
+runs, for every task and for the GLUE score (the mean of the eight tasks). Stds
+are sample stds (ddof = 1). Scores are dev scores, shown ×100 as in the paper.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+
+from sas_jax.errors import UserError
+from sas_jax.glue.metrics import glue_score, mean_std
+from sas_jax.glue.tasks import SPECS, TASKS
+
+# Secondary metrics shown in the details table (key in a run's "dev" → column title).
+DETAILS = {
+    "cola": {"mcc": "MCC"},
+    "sst2": {"accuracy": "acc"},
+    "mrpc": {"accuracy": "acc", "f1": "F1"},
+    "stsb": {"pearson": "Pearson", "spearman": "Spearman"},
+    "qqp": {"accuracy": "acc", "f1": "F1"},
+    "mnli": {"accuracy_matched": "m", "accuracy_mismatched": "mm"},
+    "qnli": {"accuracy": "acc"},
+    "rte": {"accuracy": "acc"},
+}
+
+
+def run_file(sweep_dir: str, task: str, lr: float, batch_size: int, seed: int) -> str:
+    return os.path.join(sweep_dir, "runs", task, f"lr{lr:g}_bs{int(batch_size)}_seed{int(seed)}.json")
+
+
+def load_runs(sweep_dir: str) -> list:
+    """Every finished run of a sweep (unfinished or damaged files are skipped)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(sweep_dir, "runs", "*", "*.json"))):
+        try:
+            with open(path) as f:
+                run = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            continue
+        if run.get("status") == "done":
+            out.append(run)
+    return out
+
+
+def summarize_task(runs: list) -> dict | None:
+    """Best grid point of one task's runs: mean ± std over its seeds, and details."""
+    if not runs:
+        return None
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault((r["learning_rate"], r["batch_size"]), []).append(r)
+    (lr, bs), best = max(groups.items(), key=lambda kv: (np.mean([r["score"] for r in kv[1]]), -kv[0][0]))
+    mean, std, n = mean_std([r["score"] for r in best])
+    task = best[0]["task"]
+    details = {k: float(np.mean([r["dev"][k] for r in best])) for k in DETAILS[task] if k in best[0]["dev"]}
+    grid = {f"lr={k[0]:g},bs={k[1]}": float(np.mean([r["score"] for r in v])) for k, v in sorted(groups.items())}
+    return {"mean": mean, "std": std, "n": n, "learning_rate": lr, "batch_size": bs,
+            "details": details, "grid": grid, "seeds": sorted(r["seed"] for r in best)}
+
+
+def sweep_row(name: str, sweep_dir: str) -> dict:
+    """The table row of one sweep directory (tasks without finished runs are absent)."""
+    runs = load_runs(sweep_dir)
+    by_task = {t: [r for r in runs if r["task"] == t] for t in TASKS}
+    tasks = {t: s for t in TASKS if (s := summarize_task(by_task[t])) is not None}
+    glue = glue_score({t: s["mean"] for t, s in tasks.items()})
+    return {"name": name, "sources": [os.path.abspath(sweep_dir)], "tasks": tasks,
+            "glue": {"mean": glue, "std": None, "n": 1 if glue is not None else 0}}
+
+
+def aggregate_rows(name: str, rows: list) -> dict:
+    """mean ± std over pre-training runs (one row each), per task and for GLUE."""
+    tasks = {}
+    for t in TASKS:
+        present = [r["tasks"][t] for r in rows if t in r["tasks"]]
+        if not present:
+            continue
+        mean, std, n = mean_std([p["mean"] for p in present])
+        keys = set.intersection(*(set(p["details"]) for p in present))
+        tasks[t] = {"mean": mean, "std": std, "n": n,
+                    "details": {k: float(np.mean([p["details"][k] for p in present])) for k in sorted(keys)},
+                    "learning_rate": [p.get("learning_rate") for p in present]}
+    glue_values = [r["glue"]["mean"] for r in rows if r["glue"]["mean"] is not None]
+    mean, std, n = mean_std(glue_values)
+    return {"name": name, "sources": [s for r in rows for s in r["sources"]], "tasks": tasks,
+            "glue": {"mean": mean, "std": std if n > 1 else None, "n": n}}
+
+
+# ----------------------------------------------------------------------------- writing
+def _cell(entry: dict | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "–"
+    s = f"{100 * entry['mean']:.1f}"
+    if entry.get("std") is not None and entry.get("n", 0) > 1:
+        s += f" ± {100 * entry['std']:.1f}"
+    return s
+
+
+def columns() -> list:
+    return [SPECS[t].title for t in TASKS] + ["GLUE"]
+
+
+def markdown(rows: list) -> str:
+    """The paper's Table 1 layout, then a details table (F1, Pearson/Spearman, MNLI m/mm)."""
+    head = ["Model", *columns()]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [_cell(r["tasks"].get(t)) for t in TASKS] + [_cell(r["glue"])]
+        lines.append("| " + " | ".join([r["name"], *cells]) + " |")
+    det_head = ["Model"] + [f"{SPECS[t].title} {title}" for t in TASKS for title in DETAILS[t].values()
+                            if len(DETAILS[t]) > 1]
+    lines += ["", "| " + " | ".join(det_head) + " |", "|" + "---|" * len(det_head)]
+    for r in rows:
+        cells = []
+        for t in TASKS:
+            if len(DETAILS[t]) > 1:
+                d = r["tasks"].get(t, {}).get("details", {})
+                cells += [f"{100 * d[k]:.1f}" if k in d else "–" for k in DETAILS[t]]
+        lines.append("| " + " | ".join([r["name"], *cells]) + " |")
+    n = {t: max((r["tasks"][t]["n"] for r in rows if t in r["tasks"]), default=0) for t in TASKS}
+    lines += ["", "Dev scores ×100: CoLA MCC, STS-B mean of Pearson and Spearman, MNLI mean of matched and "
+              "mismatched accuracy, others accuracy; GLUE = mean of the 8. mean ± sample std over "
+              f"{'pre-training runs' if any(len(r['sources']) > 1 for r in rows) else 'fine-tuning seeds'} "
+              f"(n per task: {', '.join(f'{SPECS[t].title} {n[t]}' for t in TASKS)})."]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: list, out_prefix: str) -> dict:
+    """Writes `<out_prefix>.md`, `.json` and `.csv`; returns their paths."""
+    os.makedirs(os.path.dirname(os.path.abspath(out_prefix)) or ".", exist_ok=True)
+    paths = {ext: f"{out_prefix}.{ext}" for ext in ("md", "json", "csv")}
+    with open(paths["md"], "w") as f:
+        f.write(markdown(rows))
+    with open(paths["json"], "w") as f:
+        json.dump({"columns": columns(), "rows": rows}, f, indent=2)
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        det = [(t, k) for t in TASKS for k in DETAILS[t]]
+        w.writerow(["model"] + [f"{c}{s}" for c in columns() for s in ("", "_std", "_n")]
+                   + [f"{SPECS[t].title}_{k}" for t, k in det])
+        for r in rows:
+            entries = [r["tasks"].get(t) or {} for t in TASKS] + [r["glue"]]
+            vals = []
+            for e in entries:
+                vals += [_num(e.get("mean")), _num(e.get("std")), e.get("n", 0)]
+            vals += [_num(r["tasks"].get(t, {}).get("details", {}).get(k)) for t, k in det]
+            w.writerow([r["name"], *vals])
+    return paths
+
+
+def _num(x):
+    return "" if x is None else f"{100 * x:.2f}"
+
+
+def load_table(path: str) -> list:
+    """Rows of a table JSON written by `write_table` (or of a sweep dir's `glue_table.json`)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "glue_table.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found; run `python -m sas_jax.glue sweep` (or `table`) first")
+    with open(path) as f:
+        return json.load(f)["rows"]

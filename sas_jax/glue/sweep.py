@@ -1,0 +1,347 @@
+"""GLUE sweeps: all tasks × learning rates × batch sizes × seeds for one checkpoint,
+score tables, and GLUE-vs-pre-training-steps curves.
+
+    python -m sas_jax.glue sweep --checkpoint_dir=/ckpt/sas_small --glue_dir=/data/glue \
+        --out=/ckpt/sas_small/glue
+    python -m sas_jax.glue table --model SAS=/ckpt/sas_s1/glue,/ckpt/sas_s2/glue \
+        --model ELECTRA=/ckpt/el_s1/glue --out=results/table1
+    python -m sas_jax.glue curve --checkpoint_dir=/ckpt/sas_small --steps=all \
+        --glue_dir=/data/glue --out=/ckpt/sas_small/glue_curve --label=SAS
+
+Each fine-tuning run writes its result JSON atomically when it finishes; a sweep
+re-run with the same --out skips those and runs the rest, so an interrupted sweep
+resumes. The pre-trained encoder and each task's data are loaded once, and only
+if some run is left. A sweep records what it fine-tunes (`sweep.json`) and refuses
+to mix results of another checkpoint into the same --out.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+
+import ml_collections
+
+from sas_jax.errors import UserError
+from sas_jax.glue import finetune as finetune_lib
+from sas_jax.glue import model as model_lib
+from sas_jax.glue import plots, recipe, results
+from sas_jax.glue.tasks import parse_tasks
+
+DEFAULT_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs" / "glue"
+TABLE_NAME = "glue_table"
+
+
+# ----------------------------------------------------------------------------- configs
+def load_task_config(task: str, arg: str | None = None, config_dir=None) -> ml_collections.ConfigDict:
+    """`configs/glue/<task>.py:get_config(arg)`; the built-in recipe when the file is absent."""
+    path = pathlib.Path(config_dir or DEFAULT_CONFIG_DIR) / f"{task}.py"
+    try:
+        if not path.is_file():
+            if config_dir:
+                raise UserError(f"config file {path} not found; pass --config_dir=<folder with <task>.py>")
+            return recipe.task_config(task, arg)
+        spec = importlib.util.spec_from_file_location(f"glue_config_{task}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config(arg)
+    except ValueError as e:
+        raise UserError(f"{path.name}: {e}") from None
+
+
+def apply_overrides(config, overrides: dict) -> None:
+    """Sets `a.b=value` strings or values on a ConfigDict, converting to the field's type."""
+    for key, value in (overrides or {}).items():
+        node = config
+        *path, last = key.split(".")
+        try:
+            for p in path:
+                node = node[p]
+            current = node[last]
+        except (KeyError, AttributeError):
+            raise UserError(f"unknown config key {key!r}; see sas_jax/glue/recipe.py for the fields") from None
+        node[last] = _typed(key, value, current)
+
+
+def _typed(key, value, current):
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        if isinstance(current, (tuple, list)):
+            kind = type(current[0]) if current else float
+            return tuple(kind(v) for v in value.split(",") if v.strip())
+        return type(current)(value)
+    except ValueError:
+        raise UserError(f"--set {key}={value!r} is not a {type(current).__name__}") from None
+
+
+def resolve_source(init_from: dict) -> dict:
+    """What a sweep fine-tunes, made concrete (the latest step resolved), without loading it."""
+    if init_from.get("hf_folder"):
+        if not os.path.isdir(init_from["hf_folder"]):
+            raise UserError(f"HF folder {init_from['hf_folder']} not found")
+        return {"hf_folder": os.path.abspath(init_from["hf_folder"])}
+    if not init_from.get("checkpoint_dir"):
+        raise UserError("nothing to fine-tune: pass --checkpoint_dir=<pre-training workdir> or --hf_folder")
+    _, step = model_lib.resolve_step(init_from["checkpoint_dir"], int(init_from.get("step", -1)))
+    return {"checkpoint_dir": os.path.abspath(init_from["checkpoint_dir"]), "step": step}
+
+
+def _check_manifest(out_dir: str, source: dict, tokenizer: str) -> None:
+    path = os.path.join(out_dir, "sweep.json")
+    manifest = {"source": source, "tokenizer": tokenizer or ""}
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old.get("source") != source:
+            raise UserError(f"{out_dir} holds results of {old.get('source')}, not {source}; "
+                            "use another --out for this checkpoint")
+        return
+    finetune_lib._write_json(path, manifest)
+
+
+# ----------------------------------------------------------------------------- sweep
+def plan(tasks, *, config_arg=None, config_dir=None, overrides=None, learning_rates=None,
+         batch_sizes=None, num_seeds=None) -> list:
+    """[(config, learning_rate, batch_size, seed)] of every run, task by task."""
+    out = []
+    for task in parse_tasks(tasks):
+        config = load_task_config(task, config_arg, config_dir)
+        apply_overrides(config, overrides)
+        lrs = tuple(learning_rates or config.learning_rates)
+        bss = tuple(batch_sizes or config.batch_sizes)
+        seeds = range(int(num_seeds if num_seeds is not None else config.num_seeds))
+        for lr in lrs:
+            for bs in bss:
+                for seed in seeds:
+                    out.append((config, float(lr), int(bs), int(seed)))
+    return out
+
+
+def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "", tfds_data_dir: str = "",
+              config_arg: str | None = None, config_dir=None, overrides: dict | None = None,
+              learning_rates=None, batch_sizes=None, num_seeds=None, name: str | None = None,
+              pretrained=None, log=print) -> dict:
+    """Runs every missing run of the grid into `out_dir`; writes and returns the table row.
+
+    `init_from`: {"checkpoint_dir", "step"} or {"hf_folder"} (+ optional "tokenizer").
+    `pretrained` (a `model.Pretrained`) skips loading, e.g. a random-init baseline.
+    """
+    if bool(glue_dir) == bool(tfds_data_dir):
+        raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
+                        "or --tfds_data_dir=<tensorflow-datasets data_dir>")
+    source = pretrained.source if pretrained is not None else resolve_source(init_from)
+    os.makedirs(out_dir, exist_ok=True)
+    _check_manifest(out_dir, source, init_from.get("tokenizer", ""))
+    runs = plan(tasks, config_arg=config_arg, config_dir=config_dir, overrides=overrides,
+                learning_rates=learning_rates, batch_sizes=batch_sizes, num_seeds=num_seeds)
+    loaded = {"pre": pretrained, "data": {}}
+    done = skipped = 0
+    for config, lr, bs, seed in runs:
+        path = results.run_file(out_dir, config.task, lr, bs, seed)
+        if _finished(path):
+            skipped += 1
+            continue
+        if loaded["pre"] is None:
+            loaded["pre"] = model_lib.load_pretrained({**source, "tokenizer": init_from.get("tokenizer", "")})
+        pre = loaded["pre"]
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.init_from.update({k: v for k, v in source.items() if k in config.init_from})
+        config.data.glue_dir, config.data.tfds_data_dir = glue_dir or "", tfds_data_dir or ""
+        config.learning_rate, config.batch_size, config.seed = lr, bs, seed
+        if config.task not in loaded["data"]:
+            loaded["data"] = {config.task: finetune_lib.load_data(config, pre.tokenizer)}  # one task held
+        finetune_lib.finetune(config, pretrained=pre, data=loaded["data"][config.task], result_path=path, log=log)
+        done += 1
+    log(f"sweep {out_dir}: {done} runs done now, {skipped} already finished")
+    row = results.sweep_row(name or _default_name(source), out_dir)
+    results.write_table([row], os.path.join(out_dir, TABLE_NAME))
+    return row
+
+
+def _finished(path: str) -> bool:
+    try:
+        with open(path) as f:
+            return json.load(f).get("status") == "done"
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def _default_name(source: dict) -> str:
+    if "checkpoint_dir" in source:
+        return f"{os.path.basename(source['checkpoint_dir'].rstrip('/'))}@{source['step']}"
+    if "hf_folder" in source:
+        return os.path.basename(source["hf_folder"].rstrip("/"))
+    return str(source.get("kind", "model"))
+
+
+# ----------------------------------------------------------------------------- curve
+def curve_point(step: int, row: dict) -> dict:
+    scores = [t["mean"] for t in row["tasks"].values()]
+    mnli = row["tasks"].get("mnli")
+    return {"step": int(step), "glue": row["glue"]["mean"],
+            "mean_score": sum(scores) / len(scores) if scores else None,
+            "tasks": {t: v["mean"] for t, v in row["tasks"].items()},
+            "mnli_m": mnli["details"].get("accuracy_matched") if mnli else None}
+
+
+def run_curve(checkpoint_dir: str, out_dir: str, *, steps=None, label: str | None = None,
+              also: dict | None = None, log=print, **sweep_kwargs) -> dict:
+    """A sweep per pre-training checkpoint step (into `out_dir/step_<k>`), then
+    `curve.json`/`.csv` and `glue_vs_steps.png` (with `also` = {label: other curve dir} overlaid)."""
+    available = model_lib.checkpoint_steps(checkpoint_dir)
+    if not os.path.isdir(checkpoint_dir) or not available:
+        model_lib.resolve_step(checkpoint_dir, -1)  # raises the one-line error
+    if steps in (None, "all", "") or steps == ["all"]:
+        steps = available
+    elif isinstance(steps, str):
+        steps = [int(s) for s in steps.split(",") if s.strip()]
+    absent = [s for s in steps if s not in available]
+    if absent:
+        raise UserError(f"{checkpoint_dir} has no checkpoint of step {absent[0]}; it has "
+                        f"{', '.join(map(str, available))} (keep more with --config.ckpt.keep when pre-training)")
+    label = label or os.path.basename(os.path.abspath(checkpoint_dir))
+    tokenizer = sweep_kwargs.pop("tokenizer", "")
+    points = []
+    for step in steps:
+        row = run_sweep({"checkpoint_dir": checkpoint_dir, "step": step, "tokenizer": tokenizer},
+                        os.path.join(out_dir, f"step_{step}"), name=f"{label}@{step}", log=log, **sweep_kwargs)
+        points.append(curve_point(step, row))
+    curve = {"label": label, "checkpoint_dir": os.path.abspath(checkpoint_dir), "points": points}
+    finetune_lib._write_json(os.path.join(out_dir, "curve.json"), curve)
+    with open(os.path.join(out_dir, "curve.csv"), "w") as f:
+        f.write("step,glue,mean_score,mnli_m\n")
+        for p in points:
+            f.write(",".join("" if p[k] is None else f"{p[k]:.6g}" for k in ("step", "glue", "mean_score", "mnli_m"))
+                    + "\n")
+    curves = {label: points}
+    for other_label, other_dir in (also or {}).items():
+        curves[other_label] = load_curve(other_dir)["points"]
+    curve["png"] = plots.plot_glue_vs_steps(curves, os.path.join(out_dir, "glue_vs_steps.png"))
+    return curve
+
+
+def load_curve(curve_dir: str) -> dict:
+    path = os.path.join(curve_dir, "curve.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{path} not found; run `python -m sas_jax.glue curve --out={curve_dir}` first")
+    with open(path) as f:
+        return json.load(f)
+
+
+# ----------------------------------------------------------------------------- table
+def build_table(models: dict, out_prefix: str) -> list:
+    """{name: [sweep dir, ...]} → one row per name (mean ± std over its pre-training runs)."""
+    rows = []
+    for name, dirs in models.items():
+        missing = [d for d in dirs if not os.path.isdir(os.path.join(d, "runs"))]
+        if missing:
+            raise UserError(f"{missing[0]} is not a sweep directory (no runs/); pass the --out of "
+                            "`python -m sas_jax.glue sweep`")
+        per_run = [results.sweep_row(name, d) for d in dirs]
+        rows.append(per_run[0] if len(per_run) == 1 else results.aggregate_rows(name, per_run))
+    results.write_table(rows, out_prefix)
+    plots.plot_task_scores(rows, out_prefix + ".png")
+    return rows
+
+
+# ----------------------------------------------------------------------------- CLI
+def _key_values(items, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} {item!r} must look like NAME=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _floats(s):
+    return [float(x) for x in s.split(",") if x.strip()] if s else None
+
+
+def _ints(s):
+    return [int(x) for x in s.split(",") if x.strip()] if s else None
+
+
+def _add_sweep_args(p):
+    p.add_argument("--checkpoint_dir", default="", help="pre-training --workdir")
+    p.add_argument("--hf_folder", default="", help="or a Hugging Face model folder")
+    p.add_argument("--tokenizer", default="", help="tokenizer override (.model or vocab.txt)")
+    p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
+    p.add_argument("--glue_dir", default="", help="GLUE TSV folder (CoLA/, SST-2/, ...)")
+    p.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
+    p.add_argument("--tasks", default="all", help="comma-separated, e.g. cola,rte (default all 8)")
+    p.add_argument("--size", default="small", choices=("small", "base"), help="learning-rate grid of Table 6")
+    p.add_argument("--config_arg", default="", help="variant passed to configs/glue/<task>.py, e.g. tiny")
+    p.add_argument("--config_dir", default="", help="folder of the task configs (default configs/glue)")
+    p.add_argument("--learning_rates", default="", help="override the grid, e.g. 1e-4,7.5e-5")
+    p.add_argument("--batch_sizes", default="", help="e.g. 16,32 (default: the config's, 32)")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default: Table 6's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set data.max_seq_length=64 --set opt.eps=1e-8")
+
+
+def _sweep_kwargs(a) -> dict:
+    arg = ",".join(x for x in (a.config_arg, "base" if a.size == "base" else "") if x)
+    return dict(tasks=a.tasks, glue_dir=a.glue_dir, tfds_data_dir=a.tfds_data_dir, config_arg=arg or None,
+                config_dir=a.config_dir or None, overrides=_key_values(a.set, "--set"),
+                learning_rates=_floats(a.learning_rates), batch_sizes=_ints(a.batch_sizes), num_seeds=a.seeds)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sas_jax.glue", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sweep", help="fine-tune one checkpoint on the GLUE grid and write its table")
+    _add_sweep_args(s)
+    s.add_argument("--step", type=int, default=-1, help="checkpoint step (-1 = latest)")
+    s.add_argument("--name", default="", help="row name in the table")
+    c = sub.add_parser("curve", help="sweep several checkpoint steps; plot GLUE and MNLI vs steps")
+    _add_sweep_args(c)
+    c.add_argument("--steps", default="all", help="comma-separated steps, or all")
+    c.add_argument("--label", default="", help="line label (default: the workdir name)")
+    c.add_argument("--also", action="append", default=[], metavar="LABEL=CURVE_DIR",
+                   help="overlay another model's curve")
+    t = sub.add_parser("table", help="aggregate sweeps into the paper's Table 1 (mean ± std)")
+    t.add_argument("--model", action="append", required=True, metavar="NAME=DIR[,DIR...]",
+                   help="a model and its sweep dirs (one per pre-training run)")
+    t.add_argument("--out", required=True, help="output prefix: writes .md, .json, .csv and .png")
+    return p
+
+
+def main(argv=None) -> int:
+    a = parser().parse_args(argv)
+    import jax  # noqa: PLC0415 (after parsing, so --help is fast)
+
+    jax.config.update("jax_threefry_partitionable", True)
+    try:
+        if a.command == "sweep":
+            init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
+                         "tokenizer": a.tokenizer}
+            row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a))
+            print(results.markdown([row]))
+        elif a.command == "curve":
+            if not a.checkpoint_dir:
+                raise UserError("curve needs --checkpoint_dir=<pre-training workdir>")
+            curve = run_curve(a.checkpoint_dir, a.out, steps=a.steps, label=a.label or None,
+                              also=_key_values(a.also, "--also"), tokenizer=a.tokenizer, **_sweep_kwargs(a))
+            print(f"wrote {curve['png']}")
+        else:
+            models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}
+            rows = build_table(models, a.out)
+            print(results.markdown(rows))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
