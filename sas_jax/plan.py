@@ -1,0 +1,132 @@
+"""Dry run: the resolved mesh, per-host batch and memory plan of a launch, without training.
+
+    python -m sas_jax.plan --config=configs/sas_small.py --nodes=4 --gpus_per_node=8 \
+        [--processes_per_node=8] [--num_examples=25600000]
+
+Nothing is compiled or allocated: parameter counts come from `jax.eval_shape`.
+Activation memory is an estimate (stated as such); everything else is exact.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sas_jax import config_lib
+from sas_jax.corruption.store import SampleStore
+
+REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens (~3.3B tokens)
+
+
+def load_config(spec: str):
+    path, _, arg = spec.partition(":")
+    module_spec = importlib.util.spec_from_file_location("plan_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def mesh_shape(mesh_cfg, num_devices: int) -> dict:
+    sizes = {"data": int(mesh_cfg.data), "fsdp": int(mesh_cfg.fsdp), "tensor": int(mesh_cfg.tensor)}
+    known = math.prod(v for v in sizes.values() if v != -1)
+    for k, v in sizes.items():
+        if v == -1:
+            sizes[k] = num_devices // known
+    if math.prod(sizes.values()) != num_devices:
+        raise ValueError(f"mesh {sizes} does not cover {num_devices} devices")
+    return sizes
+
+
+def param_count(config, vocab: int) -> int:
+    from sas_jax.models import ModelConfig, PretrainingModel  # noqa: PLC0415
+    from sas_jax.models.electra import ElectraModel  # noqa: PLC0415
+
+    cfg = ModelConfig.from_config(config.model, vocab_size=vocab)
+    electra = config.get("objective", {}).get("corruption") == "electra"
+    model = ElectraModel(cfg) if electra else PretrainingModel(cfg)
+    ids = jnp.zeros((1, config.seq_len), jnp.int32)
+    pos = jnp.zeros((1, config.sas.max_predictions), jnp.int32)
+    shapes = jax.eval_shape(lambda r: model.init({"params": r}, ids, jnp.ones_like(ids), pos), jax.random.key(0))
+    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+
+
+def plan(config, *, nodes: int, gpus_per_node: int, processes_per_node: int, num_examples: int) -> dict:
+    devices = nodes * gpus_per_node
+    processes = nodes * processes_per_node
+    if gpus_per_node % processes_per_node:
+        raise ValueError(f"{gpus_per_node} GPUs per node cannot be split over {processes_per_node} processes")
+    mesh = mesh_shape(config.mesh, devices)
+    shards = mesh["data"] * mesh["fsdp"]
+    if config.batch_size % shards:
+        raise ValueError(f"batch_size={config.batch_size} is not divisible by {shards} batch shards")
+    vocab = config.model.vocab_size if config.model.vocab_size > 0 else 30522
+    n_params = param_count(config, vocab)
+    param_shards = {"data_parallel": 1, "fsdp": mesh["fsdp"], "fsdp_tensor": mesh["fsdp"] * mesh["tensor"]}[
+        config.mesh.rules]
+    steps_per_epoch = num_examples // config.batch_size
+    store = SampleStore(np.arange(0), max_predictions=config.sas.max_predictions, seq_len=config.seq_len,
+                        vocab_size=vocab)
+    per_process_examples = steps_per_epoch * config.batch_size // processes
+    b_dev = config.batch_size // shards
+    bytes_act = 2 if config.model.dtype == "bfloat16" else 4
+    m = config.model
+    # Estimate: per layer per token ~16·H values kept for backward + N·L attention probabilities.
+    activations = b_dev * config.seq_len * m.num_layers * (16 * m.hidden_size + 2 * m.num_heads * config.seq_len) * bytes_act
+    return {
+        "devices": devices, "processes": processes, "mesh": mesh, "rules": config.mesh.rules,
+        "global_batch": config.batch_size, "per_host_batch": config.batch_size // nodes,
+        "per_process_batch": config.batch_size // processes, "per_device_batch": b_dev,
+        "params": n_params,
+        "device_param_bytes": 4 * n_params // param_shards,
+        "device_optimizer_bytes": 8 * n_params // param_shards,
+        "device_gradient_bytes": 4 * n_params // param_shards,
+        "device_activation_bytes_estimate": activations,
+        "examples": num_examples, "steps_per_epoch": steps_per_epoch,
+        "per_process_examples": per_process_examples,
+        "store_bytes_per_example": store.bytes_per_example,
+        "host_store_bytes": per_process_examples * processes_per_node * store.bytes_per_example,
+        # each process keeps its ids (int64) and its slice of the order (int32)
+        "host_order_bytes": 12 * per_process_examples * processes_per_node,
+    }
+
+
+def _gib(x: float) -> str:
+    return f"{x / 2**30:.2f} GiB"
+
+
+def format_plan(p: dict) -> str:
+    mesh = " x ".join(f"{k}={v}" for k, v in p["mesh"].items())
+    return "\n".join([
+        f"devices: {p['devices']} in {p['processes']} processes",
+        f"mesh: {mesh} (rules {p['rules']})",
+        f"global batch: {p['global_batch']}; per host: {p['per_host_batch']}; per process: "
+        f"{p['per_process_batch']}; per device: {p['per_device_batch']}",
+        f"parameters: {p['params']:,}",
+        f"per device: params {_gib(p['device_param_bytes'])}, Adam state {_gib(p['device_optimizer_bytes'])}, "
+        f"gradients {_gib(p['device_gradient_bytes'])}, activations ~{_gib(p['device_activation_bytes_estimate'])} (estimate)",
+        f"examples: {p['examples']:,} ({p['steps_per_epoch']:,} steps/epoch); per process {p['per_process_examples']:,}",
+        f"per host: self-augmentation store {_gib(p['host_store_bytes'])} "
+        f"({p['store_bytes_per_example']} B/example), example order {_gib(p['host_order_bytes'])}",
+    ])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--nodes", type=int, default=1)
+    ap.add_argument("--gpus_per_node", type=int, default=8)
+    ap.add_argument("--processes_per_node", type=int, default=0, help="default: one per GPU")
+    ap.add_argument("--num_examples", type=int, default=REFERENCE_EXAMPLES)
+    args = ap.parse_args(argv)
+    config = load_config(args.config)
+    p = plan(config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+             processes_per_node=args.processes_per_node or args.gpus_per_node, num_examples=args.num_examples)
+    print(format_plan(p))
+
+
+if __name__ == "__main__":
+    main()
