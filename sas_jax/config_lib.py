@@ -139,16 +139,73 @@ def sas_config(lambda_schedule: str = "epochwise") -> ml_collections.ConfigDict:
     return s
 
 
-def objective_config() -> ml_collections.ConfigDict:
-    """What the pre-training objective is made of; every paper row is a setting of these."""
+def objective_config(corruption: str = "sas", *, mlm: bool = True, rtd: bool = True) -> ml_collections.ConfigDict:
+    """What the pre-training objective is made of; every paper row is a setting of these.
+
+    The selected positions use `sas.mask_rate` and the `sas.max_predictions` slots for
+    every corruption; λ of the RTD loss is `sas.lambda_*` for every row with `rtd`.
+    """
     o = ml_collections.ConfigDict()
     # sas: self-augmentation (cold start from sas.cold_start, then the model's own samples);
-    # bert: 80% [MASK] / 10% random / 10% unchanged; unigram / uniform: fresh context-free
-    # draws every visit, never from the model; electra: 85% [MASK] + a generator network.
-    o.corruption = "sas"
-    o.mlm = True  # MLM head and loss (at the gathered slots)
-    o.rtd = True  # RTD head and loss (every position), weighted by λ (sas.lambda_*)
+    # bert: fresh whole words every visit, 80% [MASK] / 10% random / 10% unchanged; unigram /
+    # uniform: fresh whole words filled with context-free draws every visit, never from the
+    # model; electra: ELECTRA's slots (with replacement), 85% [MASK], + a generator network.
+    o.corruption = corruption
+    o.mlm = mlm  # MLM head and loss (at the gathered slots)
+    o.rtd = rtd  # RTD head and loss (every position), weighted by λ (sas.lambda_*)
+    # bert/electra: share of the selected positions set to [MASK]
+    o.mask_token_rate = 0.85 if corruption == "electra" else 0.8
+    # bert: share set to a uniform id over the full vocabulary (the rest stays unchanged)
+    o.random_token_rate = 0.1 if corruption == "bert" else 0.0
     return o
+
+
+def set_objective(c: ml_collections.ConfigDict, corruption: str, *, mlm: bool = True, rtd: bool = True,
+                  lambda_schedule: str | None = None, lambda_start: float = 50.0, lambda_end: float = 200.0):
+    """Sets `c.objective` (and the λ schedule of its RTD loss) for one paper row."""
+    c.objective = objective_config(corruption, mlm=mlm, rtd=rtd)
+    if lambda_schedule is not None:
+        c.sas.lambda_schedule, c.sas.lambda_start, c.sas.lambda_end = lambda_schedule, lambda_start, lambda_end
+    return c
+
+
+def use_bert_head(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """BERT's MLM transform LayerNorm uses the encoder's eps (1e-12), not the framework default."""
+    c.model.mlm_layer_norm_eps = c.model.layer_norm_eps
+    return c
+
+
+def use_disentangled_attention(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The DeBERTa-style (DebertaV2) DA encoder of electra_deberta.md §2.5 (DeBERTa, SASDA rows)."""
+    m = c.model
+    m.attention_type = "disentangled"
+    m.position_biased_input = False  # relative positions only
+    m.type_vocab_size = 0  # no token-type table
+    m.layer_norm_eps = 1e-7
+    m.position_buckets = 256
+    m.max_relative_positions = -1
+    m.share_att_key = True
+    m.pos_att_type = "c2p|p2c"
+    m.norm_rel_ebd = "layer_norm"
+    return c
+
+
+def use_electra(c: ml_collections.ConfigDict, *, embedding_size: int, generator_ratio: float):
+    """ELECTRA: generator + discriminator with shared embeddings, MLM + 50·RTD (constant)."""
+    set_objective(c, "electra", mlm=True, rtd=True, lambda_schedule="constant", lambda_start=50.0)
+    c.model.embedding_size = embedding_size
+    c.model.generator_ratio = generator_ratio
+    c.model.mlm_layer_norm_eps = c.model.layer_norm_eps  # unused: the generator head takes layer_norm_eps
+    return c
+
+
+def apply_variants(c: ml_collections.ConfigDict, v: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The `demo` and `tiny` variants parsed by `parse_arg` (either may be absent)."""
+    if v.get("demo", False):
+        make_demo(c)
+    if v.get("tiny", False):
+        shrink_to_tiny(c)
+    return c
 
 
 def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
@@ -221,8 +278,8 @@ def shrink_to_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The `demo` variant: bundled corpus, a small SentencePiece vocab, a CPU-sized model."""
     c.model.vocab_size = -1  # from the trained tokenizer
+    c.model.embedding_size = 128 if c.model.embedding_size == c.model.hidden_size else 64  # keep E == H (or not)
     c.model.hidden_size = 128
-    c.model.embedding_size = 128
     c.model.num_layers = 2
     c.model.num_heads = 2
     c.model.intermediate_size = 512

@@ -1,4 +1,7 @@
-"""SAS pre-training: `train_and_evaluate(config, workdir)`.
+"""Pre-training of every objective (SAS, BERT, ELECTRA, ...): `train_and_evaluate(config, workdir)`.
+
+The objective (`config.objective`) picks the model and the batch builder through
+`sas_jax/objectives.py`; the loop below is the same for every row.
 
 Resume order: the latest checkpoint in `workdir/checkpoints`, else from scratch.
 Re-running the same command after a stop (or SIGTERM / SIGKILL) continues from
@@ -16,14 +19,10 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import checkpointing, optim, sharding, train_state, train_step
-from sas_jax.corruption.cold_start import ColdStartSampler
-from sas_jax.corruption.sas_batch import SasBatchBuilder
-from sas_jax.corruption.store import SampleStore
+from sas_jax import checkpointing, objectives, optim, sharding, train_state, train_step
 from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
-from sas_jax.models import ModelConfig, PretrainingModel
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -68,6 +67,7 @@ def validate(config, corpus, num_devices: int, batch_shards: int) -> None:
     if config.sas.max_predictions < need:
         raise UserError(f"sas.max_predictions={config.sas.max_predictions} < round(mask_rate*seq_len)="
                         f"{need}; raise sas.max_predictions")
+    objectives.validate(config)
     vocab = config.model.vocab_size
     if vocab != -1 and vocab < corpus.vocab_size:
         raise UserError(f"model.vocab_size={vocab} is smaller than the tokenizer's "
@@ -98,20 +98,13 @@ class _StopFlag:
 
 
 def build_inputs(config, corpus, vocab: int):
-    """(ExampleOrder, SampleStore, SasBatchBuilder) for this process."""
-    tok = corpus.tokenizer
+    """(ExampleOrder, SampleStore, batch builder) for this process; the builder (and whether the
+    store holds anything) follows `config.objective.corruption` (`objectives.make_batch_builder`)."""
     order = pipeline.ExampleOrder(corpus.num_rows, config.batch_size, seed=config.seed,
                                   shuffle=config.data.shuffle, process_index=jax.process_index(),
                                   process_count=jax.process_count())
-    store = SampleStore(order.example_ids, max_predictions=config.sas.max_predictions,
-                        seq_len=config.seq_len, vocab_size=vocab)
-    sampler = ColdStartSampler(config.sas.cold_start, vocab, corpus.unigram_counts if
-                               config.sas.cold_start == "unigram" else None, config.sas.warmup_steps)
-    builder = SasBatchBuilder(store=store, sampler=sampler, word_start_table=tok.word_start_table,
-                              special_table=tok.special_table, pad_id=tok.pad_id,
-                              policy=config.sas.position_policy, mask_rate=config.sas.mask_rate,
-                              max_predictions=config.sas.max_predictions, seed=config.seed,
-                              process_index=jax.process_index())
+    store, builder = objectives.make_batch_builder(config, corpus, vocab, order.example_ids,
+                                                   process_index=jax.process_index())
     return order, store, builder
 
 
@@ -128,7 +121,7 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     rules = sharding.logical_rules(config.mesh)
     validate(config, corpus, mesh.size, sharding.num_batch_shards(mesh))
     vocab = corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size
-    model_cfg = ModelConfig.from_config(config.model, vocab_size=vocab)
+    model = objectives.make_model(config, vocab)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump({**config.to_dict(), "resolved": {"vocab_size": vocab}}, f, indent=2)
@@ -136,7 +129,9 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     # --- data order, store, batch builder --------------------------------------------
     order, store, builder = build_inputs(config, corpus, vocab)
     total = int(config.num_train_steps)
-    print(store.describe(), flush=True)
+    settings = train_step.StepSettings.from_config(config, order.steps_per_epoch)
+    if settings.sample:
+        print(store.describe(), flush=True)
     batch_shardings = {k: sharding.batch_sharding(mesh) for k in train_step.BATCH_KEYS}
 
     def make_batch(step):
@@ -145,10 +140,8 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
         return pipeline.to_global(batch, batch_shardings), pending
 
     # --- model, optimizer, state -------------------------------------------------------
-    model = PretrainingModel(model_cfg)
     tx = optim.make_optimizer(config.opt, total)
     lr_schedule = optim.learning_rate_schedule(config.opt, total)
-    settings = train_step.StepSettings.from_config(config, order.steps_per_epoch)
     rng = jax.random.key(config.seed)
     state, state_shardings = train_state.create_sharded_state(
         rng, model=model, tx=tx, mesh=mesh, rules=rules, seq_len=config.seq_len,
@@ -221,8 +214,9 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
                 while step < epoch_end:
                     s, batch, write = prefetch.get()
                     state, metrics, sampled = p_step(state, batch, step_key)
-                    for shard in sampled.addressable_shards:
-                        shard.data.copy_to_host_async()
+                    if settings.sample:  # only SAS keeps the samples
+                        for shard in sampled.addressable_shards:
+                            shard.data.copy_to_host_async()
                     if pending is not None:
                         finish(pending)  # step s-1, while step s runs
                     pending = (s, metrics, sampled, write)

@@ -1,0 +1,19 @@
+"""DeBERTa-Base: BERT's MLM objective on the DA encoder, 12 × 768, L = 512, batch 256, 1M steps
+(paper Table 2; electra_deberta.md §2.5).
+
+    python -m sas_jax.main --config=configs/deberta_base.py --workdir=/tmp/deberta_base \
+        --config.data.corpus_dir=/data/wiki_books_512 --config.model.dtype=bfloat16
+
+Variant: `:tiny` (tests).
+"""
+from sas_jax import config_lib
+
+
+def get_config(arg=None):
+    v = config_lib.parse_arg(arg, tiny=False)
+    c = config_lib.base_config("base")
+    config_lib.set_objective(c, "bert", mlm=True, rtd=False)
+    config_lib.use_disentangled_attention(c)
+    config_lib.use_bert_head(c)  # the MLM head's LayerNorm takes the encoder's eps (1e-7)
+    c.num_train_steps = 1_000_000
+    return config_lib.apply_variants(c, v)

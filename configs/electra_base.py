@@ -1,0 +1,17 @@
+"""ELECTRA-Base: generator of 1/3 width (H_g = 256, 4 heads) + discriminator 12 × 768, E = 768,
+L = 512, batch 256, 766K steps, MLM + 50·RTD constant (paper Table 2, Table 5).
+
+    python -m sas_jax.main --config=configs/electra_base.py --workdir=/tmp/electra_base \
+        --config.data.corpus_dir=/data/wiki_books_512 --config.model.dtype=bfloat16
+
+Variant: `:tiny` (tests).
+"""
+from sas_jax import config_lib
+
+
+def get_config(arg=None):
+    v = config_lib.parse_arg(arg, tiny=False)
+    c = config_lib.base_config("base")
+    config_lib.use_electra(c, embedding_size=768, generator_ratio=1 / 3)
+    c.num_train_steps = 766_000
+    return config_lib.apply_variants(c, v)

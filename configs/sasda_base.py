@@ -1,0 +1,17 @@
+"""SASDA-Base: SAS (λ 50→200 epoch-wise) on the DA encoder, 12 × 768, L = 512, batch 256, 833K steps
+(paper Table 2).
+
+    python -m sas_jax.main --config=configs/sasda_base.py --workdir=/tmp/sasda_base \
+        --config.data.corpus_dir=/data/wiki_books_512 --config.model.dtype=bfloat16
+
+Variant: `:tiny` (tests).
+"""
+from sas_jax import config_lib
+
+
+def get_config(arg=None):
+    v = config_lib.parse_arg(arg, tiny=False)
+    c = config_lib.base_config("base", lambda_schedule="epochwise")
+    config_lib.use_disentangled_attention(c)
+    c.num_train_steps = 833_000
+    return config_lib.apply_variants(c, v)

@@ -1,0 +1,16 @@
+"""Unig-MLM-RTDc (ablation, paper Table 4): fresh unigram corruption every visit (never from the
+model), MLM + RTD with a constant λ = 50.
+
+    python -m sas_jax.main --config=configs/unig_mlm_rtdc.py --workdir=/tmp/unig_mlm_rtdc \
+        --config.data.corpus_dir=/data/wiki_books_128
+
+Variants: `:tiny` (tests), `:demo` (bundled corpus, CPU, minutes).
+"""
+from sas_jax import config_lib
+
+
+def get_config(arg=None):
+    v = config_lib.parse_arg(arg, tiny=False, demo=False)
+    c = config_lib.base_config("small")
+    config_lib.set_objective(c, "unigram", mlm=True, rtd=True, lambda_schedule="constant", lambda_start=50.0)
+    return config_lib.apply_variants(c, v)

@@ -1,0 +1,153 @@
+"""Batch builders whose corruption never reads the model's past samples (no store).
+
+Same interface as `SasBatchBuilder` (`build(rows, ids, step) -> (batch, pending)`,
+`write_back` a no-op), so the trainer does not care which objective it runs.
+Batch keys as SAS's: `input_ids, input_mask, mlm_positions/targets/weights [B, P],
+rtd_labels [B, L]` (1 = input differs from the original).
+
+`StaticBatchBuilder` (`bert`, `unigram`, `uniform`): fresh whole-word positions on
+every visit, the reference's fixed count n = max(1, round(rate · #non-pad)) (as
+SAS's first visit, `masking.select_whole_words`), MLM targets at every selected
+position (unchanged ones and cold-start hits included).
+
+- `bert`: each selected token independently becomes [MASK] (`mask_token_rate`,
+  0.8), a uniform id over the *full* vocabulary (`random_token_rate`, 0.1; as
+  BERT's `create_pretraining_data.py` and HF's collator, specials included), or
+  stays unchanged (the rest).
+- `unigram` / `uniform`: each selected token is an i.i.d. context-free draw of the
+  `ColdStartSampler` (unigram with the sqrt-unigram warm-up, or uniform), as SAS's
+  cold start, but on every visit.
+
+`ElectraBatchBuilder`: ELECTRA's masking (electra_deberta.md §1.6). N =
+int((rate + 0.005) · L) slots; row b predicts max(1, min(N, round(rate · #real)))
+of them; slot positions are drawn uniformly over the candidates (real tokens that
+are not [CLS]/[SEP]/[MASK]) *with replacement*; each valid slot draws [MASK] with
+`mask_token_rate` (0.85), else keeps the original; no random tokens. A position
+drawn by several slots is [MASK] if any of its slots drew [MASK] (ELECTRA's
+`scatter_update`), and every valid slot is an MLM term (duplicates included, as
+the reference). `input_ids` is the generator's input; the step rebuilds the
+original ids from the slot targets and samples the discriminator's input on the
+device, so `rtd_labels` here (the [MASK]ed positions) is not used by the step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from sas_jax.corruption import masking
+from sas_jax.corruption.cold_start import ColdStartSampler
+
+STATIC_KINDS = ("bert", "unigram", "uniform")
+
+
+def electra_budget(mask_rate: float, seq_len: int) -> int:
+    """N = int((rate + 0.005) · L): ELECTRA's `max_predictions_per_seq` (19 at L = 128)."""
+    return int((mask_rate + 0.005) * seq_len)
+
+
+class _Builder:
+    """Shared plumbing: tables, host randomness, the batch dict, no store."""
+
+    store = None
+    _tag = 0
+
+    def __init__(self, *, word_start_table, special_table, pad_id: int, mask_id: int, vocab_size: int,
+                 mask_rate: float, max_predictions: int, seed: int, process_index: int = 0):
+        self.word_start_table = np.asarray(word_start_table, bool)
+        self.special_table = np.asarray(special_table, bool)
+        self.pad_id, self.mask_id, self.vocab_size = int(pad_id), int(mask_id), int(vocab_size)
+        self.mask_rate, self.max_predictions = mask_rate, max_predictions
+        self.seed, self.process_index = seed, process_index
+
+    def rng(self, step: int) -> np.random.Generator:
+        """Host randomness is a function of (seed, step, process): resume replays it."""
+        return np.random.default_rng([self.seed, step, self.process_index, self._tag])
+
+    @staticmethod
+    def _batch(x, inputs, input_mask, positions, valid):
+        return {
+            "input_ids": inputs.astype(np.int32),
+            "input_mask": input_mask.astype(np.int32),
+            "mlm_positions": positions.astype(np.int32),
+            "mlm_targets": np.take_along_axis(x, positions, axis=1).astype(np.int32),
+            "mlm_weights": valid.astype(np.float32),
+            "rtd_labels": (inputs != x).astype(np.int32),
+        }
+
+    def write_back(self, pending, sampled_BxP) -> None:
+        """Nothing to keep: the next visit does not depend on this one."""
+
+
+class StaticBatchBuilder(_Builder):
+    _tag = 0x57A
+
+    def __init__(self, *, kind: str, sampler: ColdStartSampler | None = None, mask_token_rate: float = 0.8,
+                 random_token_rate: float = 0.1, **kw):
+        super().__init__(**kw)
+        if kind not in STATIC_KINDS:
+            raise ValueError(f"objective.corruption={kind!r}; the static builder takes {', '.join(STATIC_KINDS)}")
+        if kind != "bert" and (sampler is None or sampler.kind != kind):
+            raise ValueError(f"the {kind} corruption needs a ColdStartSampler({kind!r})")
+        if min(mask_token_rate, random_token_rate) < 0.0 or mask_token_rate + random_token_rate > 1.0:
+            raise ValueError(f"objective.mask_token_rate={mask_token_rate} + random_token_rate="
+                             f"{random_token_rate} must be rates summing to at most 1")
+        self.kind, self.sampler = kind, sampler
+        self.mask_token_rate, self.random_token_rate = mask_token_rate, random_token_rate
+
+    def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
+        """(batch dict of numpy arrays for the device, None)."""
+        x = np.asarray(rows_BxL, np.int32)
+        rng = self.rng(step)
+        input_mask = x != self.pad_id
+        eligible = input_mask & ~self.special_table[x]
+        n = masking.target_counts(input_mask, self.mask_rate)
+        selected = masking.select_whole_words(rng, self.word_start_table[x], eligible, n)
+        k = int(selected.sum())
+        if self.kind == "bert":
+            u = rng.random(k)
+            random_ids = rng.integers(0, self.vocab_size, size=k, dtype=np.int32)
+            tokens = np.where(u < self.mask_token_rate, self.mask_id,
+                              np.where(u < self.mask_token_rate + self.random_token_rate, random_ids, x[selected]))
+        else:
+            tokens = self.sampler.draw(rng, k, step)
+        inputs = x.copy()
+        inputs[selected] = tokens
+        positions, valid = masking.positions_from_mask(selected, self.max_predictions)
+        return self._batch(x, inputs, input_mask, positions, valid), None
+
+
+class ElectraBatchBuilder(_Builder):
+    _tag = 0xE1E
+
+    def __init__(self, *, mask_token_rate: float = 0.85, **kw):
+        super().__init__(**kw)
+        if not 0.0 <= mask_token_rate <= 1.0:
+            raise ValueError(f"objective.mask_token_rate={mask_token_rate} must be in [0, 1]")
+        self.mask_token_rate = mask_token_rate
+
+    def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
+        """(batch dict of numpy arrays for the device, None); slot positions may repeat."""
+        x = np.asarray(rows_BxL, np.int32)
+        b, length = x.shape
+        rng = self.rng(step)
+        budget = electra_budget(self.mask_rate, length)
+        if budget > self.max_predictions:
+            raise ValueError(f"ELECTRA's budget int((mask_rate+0.005)*L)={budget} exceeds sas.max_predictions="
+                             f"{self.max_predictions}; raise sas.max_predictions")
+        input_mask = x != self.pad_id
+        candidates = input_mask & ~self.special_table[x]  # real tokens but [CLS], [SEP], [MASK]
+        num_cand = candidates.sum(axis=1)
+        num = np.minimum(budget, masking.target_counts(input_mask, self.mask_rate))
+        # A uniform categorical over each row's candidates, with replacement.
+        cand_pos = np.argsort(~candidates, axis=1, kind="stable")  # candidates first, ascending
+        pick = np.minimum((rng.random((b, budget)) * num_cand[:, None]).astype(np.int64),
+                          np.maximum(num_cand - 1, 0)[:, None])
+        valid = (np.arange(budget)[None, :] < num[:, None]) & (num_cand[:, None] > 0)
+        slots = np.where(valid, np.take_along_axis(cand_pos, pick, axis=1), 0)
+        to_mask = valid & (rng.random((b, budget)) < self.mask_token_rate)
+        inputs = x.copy()
+        rb, rs = np.nonzero(to_mask)
+        inputs[rb, slots[rb, rs]] = self.mask_id  # a repeated position: [MASK] if any slot says so
+        positions = np.zeros((b, self.max_predictions), np.int32)
+        weights = np.zeros((b, self.max_predictions), bool)
+        positions[:, :budget], weights[:, :budget] = slots, valid
+        return self._batch(x, inputs, input_mask, positions, weights), None

@@ -1,0 +1,225 @@
+"""Every paper row is a config file: its full-size settings, its tiny variant's structure,
+and three training steps of the tiny variant with exactly the losses the row calls for."""
+import dataclasses
+import functools
+
+import jax
+import numpy as np
+import pytest
+from conftest import ROOT, load_config
+
+from sas_jax import objectives, optim, sharding, train_state, train_step
+from sas_jax.corruption.static_batch import electra_budget
+from sas_jax.corruption.store import NOT_VISITED
+from sas_jax.data.synthetic import MASK, markov_corpus
+from sas_jax.models import ModelConfig, generator_config
+
+EPOCHWISE, CONSTANT = ("epochwise", 50.0, 200.0), ("constant", 50.0, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    size: str
+    corruption: str
+    mlm: bool = True
+    rtd: bool = True
+    lam: tuple | None = EPOCHWISE  # (schedule, start, end) of the RTD weight; None = no RTD
+    cold_start: str | None = None  # SAS rows only
+    attention: str = "absolute"
+    steps: int = 250_000
+    embedding: int | None = None  # None = E == H
+    generator_ratio: float | None = None  # ELECTRA rows only
+
+
+ROWS = {
+    "bert_small": Row("small", "bert", rtd=False, lam=None),
+    "bert_small_1_5x": Row("small", "bert", rtd=False, lam=None, steps=375_000),
+    "electra_small": Row("small", "electra", lam=CONSTANT, embedding=128, generator_ratio=0.25),
+    "deberta_small": Row("small", "bert", rtd=False, lam=None, attention="disentangled"),
+    "sas_small": Row("small", "sas", cold_start="unigram"),
+    "sasc_small": Row("small", "sas", lam=CONSTANT, cold_start="unigram"),
+    "sasda_small": Row("small", "sas", cold_start="unigram", attention="disentangled"),
+    "bert_base": Row("base", "bert", rtd=False, lam=None, steps=1_000_000),
+    "electra_base": Row("base", "electra", lam=CONSTANT, steps=766_000, generator_ratio=1 / 3),
+    "deberta_base": Row("base", "bert", rtd=False, lam=None, attention="disentangled", steps=1_000_000),
+    "sas_base": Row("base", "sas", cold_start="unigram", steps=833_000),
+    "sasda_base": Row("base", "sas", cold_start="unigram", attention="disentangled", steps=833_000),
+    "unig_mlm": Row("small", "unigram", rtd=False, lam=None),
+    "unig_mlm_sas": Row("small", "sas", rtd=False, lam=None, cold_start="unigram"),
+    "unig_mlm_rtdc": Row("small", "unigram", lam=CONSTANT),
+    "unig_mlm_rtd": Row("small", "unigram"),
+    "unif_sas": Row("small", "sas", cold_start="uniform"),
+    "unif_sasc": Row("small", "sas", lam=CONSTANT, cold_start="uniform"),
+}
+
+
+def test_every_paper_row_has_a_config_file():
+    assert set(ROWS) <= {p.stem for p in (ROOT / "configs").glob("*.py")}
+
+
+def check_structure(cfg, row: Row):
+    """What makes the row the row, at any size."""
+    o, m, s = cfg.objective, cfg.model, cfg.sas
+    assert (o.corruption, o.mlm, o.rtd) == (row.corruption, row.mlm, row.rtd)
+    if row.lam is not None:
+        schedule, start, end = row.lam
+        assert (s.lambda_schedule, s.lambda_start) == (schedule, start)
+        if end is not None:
+            assert s.lambda_end == end
+    if row.cold_start:
+        assert s.cold_start == row.cold_start
+    if row.corruption == "bert":
+        assert (o.mask_token_rate, o.random_token_rate) == (0.8, 0.1)
+        assert m.mlm_layer_norm_eps == m.layer_norm_eps  # BERT's transform LayerNorm
+    if row.corruption == "electra":
+        assert (o.mask_token_rate, o.random_token_rate) == (0.85, 0.0)
+        assert m.generator_ratio == pytest.approx(row.generator_ratio)
+        gen = generator_config(ModelConfig.from_config(m))
+        assert gen.hidden_size < m.hidden_size and gen.embedding_size == m.embedding_size
+    assert m.attention_type == row.attention
+    if row.attention == "disentangled":  # electra_deberta.md §2.5
+        assert (m.position_biased_input, m.type_vocab_size, m.layer_norm_eps) == (False, 0, 1e-7)
+        assert (m.position_buckets, m.share_att_key, m.pos_att_type, m.norm_rel_ebd) == (256, True, "c2p|p2c",
+                                                                                        "layer_norm")
+    else:
+        assert m.position_biased_input and m.type_vocab_size == 2
+    assert (m.embedding_size != m.hidden_size) == (row.embedding is not None)
+    assert m.max_position_embeddings >= cfg.seq_len
+    assert s.max_predictions >= round(s.mask_rate * cfg.seq_len)
+    objectives.validate(cfg)
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_full_config_is_the_paper_row(name):
+    row, cfg = ROWS[name], load_config(name, None)
+    check_structure(cfg, row)
+    small = row.size == "small"
+    assert (cfg.batch_size, cfg.seq_len) == ((512, 128) if small else (256, 512))
+    assert cfg.opt.learning_rate == (1e-3 if small else 2e-4) and cfg.opt.warmup_steps == 10_000
+    assert cfg.num_train_steps == row.steps
+    assert (cfg.model.hidden_size, cfg.model.num_layers) == ((256, 12) if small else (768, 12))
+    assert cfg.model.embedding_size == (row.embedding or cfg.model.hidden_size)
+    assert cfg.sas.max_predictions == (20 if small else 80)  # >= 19 / 77 (and ELECTRA's 19 / 79)
+    if row.corruption == "electra":
+        assert cfg.sas.max_predictions >= electra_budget(cfg.sas.mask_rate, cfg.seq_len)
+        gen = generator_config(ModelConfig.from_config(cfg.model))
+        want = (64, 1, 256) if small else (256, 4, 1024)  # electra_deberta.md §1.5
+        assert (gen.hidden_size, gen.num_heads, gen.intermediate_size) == want
+    doc = (ROOT / "configs" / f"{name}.py").read_text()
+    assert f"python -m sas_jax.main --config=configs/{name}.py" in doc
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_tiny_variant_keeps_the_row_structure(name):
+    cfg = load_config(name, "tiny")
+    check_structure(cfg, ROWS[name])
+    assert cfg.model.hidden_size == 32 and cfg.seq_len == 32
+
+
+# ----------------------------------------------------------------------------- three steps
+@functools.lru_cache(maxsize=None)
+def shared_opt():
+    return load_config("sas_small", "tiny").opt
+
+
+def setup_row(name, num_steps=3):
+    """The row's tiny config on one device: (cfg, model, state, jitted step, settings, store, builder, corpus).
+
+    The optimizer constants are the small rows' (Base rows differ only in the peak lr),
+    so rows whose tiny steps are otherwise identical share one compiled step through
+    the persistent compilation cache; objective, heads and model are the row's own.
+    """
+    cfg = load_config(name, "tiny")
+    cfg.opt = shared_opt()
+    cfg.num_train_steps = num_steps
+    corpus = markov_corpus(2 * cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
+    mesh = sharding.make_mesh(cfg.mesh, jax.devices()[:1])
+    rules = sharding.logical_rules(cfg.mesh)
+    model = objectives.make_model(cfg, cfg.model.vocab_size)
+    tx = optim.make_optimizer(cfg.opt, num_steps)
+    state, shardings = train_state.create_sharded_state(
+        jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=cfg.seq_len,
+        max_predictions=cfg.sas.max_predictions)
+    settings = train_step.StepSettings.from_config(cfg, steps_per_epoch=2)
+    lr_schedule = optim.learning_rate_schedule(cfg.opt, num_steps)
+    step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=lr_schedule, settings=settings, mesh=mesh,
+                                     rules=rules, state_shardings=shardings)
+    store, builder = objectives.make_batch_builder(cfg, corpus, cfg.model.vocab_size, np.arange(corpus.num_rows))
+    return cfg, model, state, step, settings, store, builder, corpus
+
+
+def batch_ids(step, batch_size):
+    return np.arange(batch_size) + batch_size * (step % 2)  # two steps per epoch: step 2 revisits
+
+
+@pytest.mark.parametrize("name", sorted(ROWS))
+def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
+    row = ROWS[name]
+    cfg, model, state, step, settings, store, builder, corpus = setup_row(name)
+    params = state.params
+    batches, history = [], []
+    for s in range(3):
+        ids = batch_ids(s, cfg.batch_size)
+        batch, pending = builder.build(corpus.read(ids), ids, s)
+        state, metrics, sampled = step(state, batch, jax.random.key(1))
+        metrics, sampled = jax.device_get(metrics), np.asarray(sampled)
+        if settings.sample:
+            builder.write_back(pending, sampled)
+        batches.append(batch)
+        history.append(metrics)
+
+    want = {k for k, on in (("mlm_loss", row.mlm), ("rtd_loss", row.rtd)) if on}
+    for m in history:
+        assert {k for k in m if k.endswith("_loss")} == want
+        assert ("hit_rate" in m) == (row.corruption == "sas")  # only SAS samples for a store
+        assert ("rtd_lambda" in m) == row.rtd
+        assert np.isfinite(m["loss"])
+        total = m.get("mlm_loss", 0.0) + m.get("rtd_lambda", 0.0) * m.get("rtd_loss", 0.0)
+        assert m["loss"] == pytest.approx(total, rel=1e-5)
+    assert int(jax.device_get(state.step)) == 3
+
+    # The heads exist exactly when the row trains them.
+    if row.corruption == "electra":
+        assert set(params) == {"embeddings", "generator", "generator_head", "discriminator", "discriminator_head"}
+    else:
+        heads = {k for k, on in (("mlm_head", row.mlm), ("rtd_head", row.rtd)) if on}
+        assert set(params) == {"embeddings", "encoder"} | heads
+    encoder = params["discriminator" if row.corruption == "electra" else "encoder"]
+    assert ("rel_embeddings" in encoder) == (row.attention == "disentangled")
+
+    if row.corruption == "sas":  # samples stored, and read back on the revisit at step 2
+        pos, tok, count, visited = store.read(batch_ids(0, cfg.batch_size))
+        assert visited.all()
+        assert not np.array_equal(batches[2]["input_ids"], batches[0]["input_ids"])
+    else:  # never samples: no store rows, nothing returned for one
+        assert store.example_ids.size == 0 and builder.store is None and not settings.sample
+        assert np.all(store.count == NOT_VISITED)
+    if row.corruption in ("bert", "electra"):
+        assert (batches[0]["input_ids"] == MASK).any()
+    elif "uniform" not in (row.corruption, row.cold_start):  # uniform draws may be any id, [MASK] too
+        assert not (batches[0]["input_ids"] == MASK).any()
+
+
+def test_train_and_evaluate_runs_electra_end_to_end_and_resumes(tmp_path, monkeypatch):
+    """The trainer path (8 devices, checkpoints with an empty store) for a non-SAS row."""
+    import json  # noqa: PLC0415
+
+    from sas_jax import train  # noqa: PLC0415
+    from sas_jax.corruption.static_batch import ElectraBatchBuilder  # noqa: PLC0415
+
+    def never(*a, **k):
+        raise AssertionError("a non-SAS row must not write samples back")
+
+    monkeypatch.setattr(ElectraBatchBuilder, "write_back", never)
+    cfg = load_config("electra_small", "tiny")
+    cfg.num_train_steps, cfg.log.every_steps, cfg.ckpt.every_steps, cfg.log.tensorboard = 3, 1, 3, False
+    corpus = markov_corpus(32, cfg.seq_len, cfg.model.vocab_size)
+    out = train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)
+    assert out["step"] == 3 and {k for k in out if k.endswith("_loss")} == {"mlm_loss", "rtd_loss"}
+    assert "hit_rate" not in out and out["rtd_lambda"] == 50.0
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in lines] == [1, 2, 3]
+    store = np.load(next((tmp_path / "checkpoints" / "3" / "store").glob("*.npz")))
+    assert store["example_ids"].size == 0
+    again = train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)  # restores step 3: nothing left to do
+    assert again == {}
