@@ -26,9 +26,15 @@ def _fmt_eta(seconds: float) -> str:
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, *, tensorboard: bool, total_steps: int, tokens_per_step: int):
+    def __init__(self, workdir: str, *, tensorboard: bool, total_steps: int, tokens_per_step: int,
+                 flops_per_step: float = 0.0):
         self.is_writer = jax.process_index() == 0
         self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
+        # MFU against the device's dense bf16 peak; None on devices not in the table.
+        from sas_jax import flops  # noqa: PLC0415
+
+        self._peak = flops.device_peak_flops(jax.devices()[0].device_kind)
+        self.flops_per_step = flops_per_step
         self._tb = None
         if self.is_writer and tensorboard:
             from tensorboardX import SummaryWriter  # maintained, TF-free event writer
@@ -43,6 +49,8 @@ class MetricWriter:
         if self._last is not None and step > self._last[0]:
             sps = (step - self._last[0]) / max(now - self._last[1], 1e-9)
             out = {"steps_per_sec": sps, "tokens_per_sec": sps * self.tokens_per_step}
+            if self._peak and self.flops_per_step:
+                out["mfu"] = self.flops_per_step * sps / (jax.device_count() * self._peak)
         self._last = (step, now)
         return out
 

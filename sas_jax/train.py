@@ -19,7 +19,7 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import checkpointing, objectives, optim, sharding, train_state, train_step
+from sas_jax import checkpointing, distributed, flops, objectives, optim, sharding, train_state, train_step
 from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
@@ -72,6 +72,15 @@ def validate(config, corpus, num_devices: int, batch_shards: int) -> None:
     if vocab != -1 and vocab < corpus.vocab_size:
         raise UserError(f"model.vocab_size={vocab} is smaller than the tokenizer's "
                         f"{corpus.vocab_size}; set it to -1 (take the tokenizer's) or larger")
+
+
+STOP_SYNC_STEPS = 10  # multi-process: how often the processes agree on a SIGTERM
+
+
+def say(message: str) -> None:
+    """Console output from process 0 only."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def local_rows(arr) -> np.ndarray:
@@ -130,8 +139,8 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     order, store, builder = build_inputs(config, corpus, vocab)
     total = int(config.num_train_steps)
     settings = train_step.StepSettings.from_config(config, order.steps_per_epoch)
-    if settings.sample:
-        print(store.describe(), flush=True)
+    if settings.sample:  # every process: host memory scales as 1 / process_count
+        print(f"process {jax.process_index()}/{jax.process_count()}: {store.describe()}", flush=True)
     batch_shardings = {k: sharding.batch_sharding(mesh) for k in train_step.BATCH_KEYS}
 
     def make_batch(step):
@@ -149,13 +158,15 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     p_step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=lr_schedule,
                                        settings=settings, mesh=mesh, rules=rules,
                                        state_shardings=state_shardings)
-    step_key = jax.device_put(jax.random.fold_in(rng, 1), sharding.replicated(mesh))
+    # Made by a jitted function so it is a global array on every process's devices.
+    step_key = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.seed), 1),
+                       out_shardings=sharding.replicated(mesh))()
 
     ckpt = checkpointing.Checkpointer(workdir, keep=config.ckpt.keep, async_save=config.ckpt.async_save)
     latest = ckpt.latest_step()
     if latest is not None:
         state, _ = ckpt.restore(latest, state, store)
-        print(f"resumed from {ckpt.directory} at step {latest}", flush=True)
+        say(f"resumed from {ckpt.directory} at step {latest}")
     start = int(jax.device_get(state.step))
 
     def meta(step):
@@ -163,11 +174,13 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
                 config.sas.max_predictions, "param_shapes": checkpointing.param_shapes(state.params),
                 "process_count": jax.process_count()}
 
+    flops_per_step = flops.model_flops_per_step(config, vocab_size=vocab)
     writer = MetricWriter(workdir, tensorboard=config.log.tensorboard, total_steps=total,
-                          tokens_per_step=config.batch_size * config.seq_len)
+                          tokens_per_step=config.batch_size * config.seq_len, flops_per_step=flops_per_step)
     writer.text("config", f"```\n{config}\n```")
-    print(f"training steps {start}..{total}, {order.steps_per_epoch} steps/epoch, "
-          f"{train_state.param_count(state.params):,} parameters, mesh {dict(mesh.shape)}", flush=True)
+    say(f"training steps {start}..{total}, {order.steps_per_epoch} steps/epoch, "
+          f"{train_state.param_count(state.params):,} parameters, mesh {dict(mesh.shape)}, "
+          f"model FLOPs/step {flops_per_step:.3e} (6N + attention + heads, sas_jax/flops.py)")
 
     # --- loop ---------------------------------------------------------------------------
     window: dict[str, list] = {}
@@ -199,6 +212,7 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
             last_logged.update(avg, step=step + 1)
 
     step = start
+    stopping = False  # agreed by every process (a SIGTERM may reach them at different steps)
     writer.rates(step)
     # Inside the loop every host<->device copy must be explicit (device_put /
     # make_array_from_process_local_data / device_get): an accidental implicit one
@@ -206,7 +220,7 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     guard = jax.transfer_guard("disallow")
     guard.__enter__()
     try:
-        while step < total and not stop.event.is_set():
+        while step < total and not stopping:
             epoch_end = min((order.epoch_of(step) + 1) * order.steps_per_epoch, total)
             prefetch = pipeline.Prefetcher(make_batch, step, epoch_end, config.data.prefetch)
             pending = None
@@ -221,20 +235,22 @@ def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
                         finish(pending)  # step s-1, while step s runs
                     pending = (s, metrics, sampled, write)
                     step = s + 1
-                    if step % config.ckpt.every_steps == 0 or step == total or stop.event.is_set():
+                    if jax.process_count() == 1 or step % STOP_SYNC_STEPS == 0:
+                        with jax.transfer_guard("allow"):  # a tiny all-gather of the flags
+                            stopping = distributed.all_agree(stop.event.is_set())
+                    if step % config.ckpt.every_steps == 0 or step == total or stopping:
                         finish(pending)
                         pending = None
                         ckpt.save(step, state, store, meta(step))
-                        if stop.event.is_set():
+                        if stopping:
                             break
                 if pending is not None:
                     finish(pending)  # flush before the epoch ends: the next epoch reads these rows
             finally:
                 prefetch.close()
         ckpt.wait(step)
-        if stop.event.is_set():
-            print(f"SIGTERM: saved step {step} to {ckpt.directory}; re-run the same command to resume",
-                  flush=True)
+        if stopping:
+            say(f"SIGTERM: saved step {step} to {ckpt.directory}; re-run the same command to resume")
     finally:
         guard.__exit__(None, None, None)
         stop.restore()

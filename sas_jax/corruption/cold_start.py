@@ -30,9 +30,13 @@ class ColdStartSampler:
             return np.full(self.vocab_size, 1.0 / self.vocab_size)
         return self.warmup_probs if step < self.warmup_steps else self.probs
 
-    def draw(self, rng: np.random.Generator, size, step: int) -> np.ndarray:
+    def tokens(self, u: np.ndarray, step: int) -> np.ndarray:
+        """Token ids for uniforms `u` in [0, 1) (inverse CDF), same shape as `u`."""
+        u = np.asarray(u, np.float64)
         if self.kind == "uniform":
-            return rng.integers(0, self.vocab_size, size=size, dtype=np.int32)
+            return np.minimum((u * self.vocab_size).astype(np.int64), self.vocab_size - 1).astype(np.int32)
         cdf = self._warmup_cdf if step < self.warmup_steps else self._cdf
-        u = rng.random(size) * cdf[-1]
-        return np.minimum(np.searchsorted(cdf, u, side="right"), self.vocab_size - 1).astype(np.int32)
+        return np.minimum(np.searchsorted(cdf, u * cdf[-1], side="right"), self.vocab_size - 1).astype(np.int32)
+
+    def draw(self, rng: np.random.Generator, size, step: int) -> np.ndarray:
+        return self.tokens(rng.random(size), step)

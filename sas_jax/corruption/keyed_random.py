@@ -28,3 +28,13 @@ def uniform(seed: int, step: int, example_ids, width: int, stream: int) -> np.nd
         rows = _mix(base ^ (np.asarray(example_ids, np.uint64) * _GOLDEN))[:, None]
         x = _mix(rows ^ (np.arange(width, dtype=np.uint64)[None, :] * _GOLDEN + _GOLDEN))
     return (x >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
+class Streams:
+    """The uniforms of one step's rows: `uniform(stream, width)` → [B, width]."""
+
+    def __init__(self, seed: int, step: int, example_ids):
+        self.seed, self.step, self.example_ids = int(seed), int(step), np.asarray(example_ids)
+
+    def uniform(self, stream: int, width: int) -> np.ndarray:
+        return uniform(self.seed, self.step, self.example_ids, width, stream)

@@ -24,9 +24,12 @@ def word_ids(starts_BxL: np.ndarray, eligible_BxL: np.ndarray) -> np.ndarray:
     return np.where(eligible_BxL, ids, -1)
 
 
-def select_whole_words(rng: np.random.Generator, starts_BxL, eligible_BxL, n_B,
+def select_whole_words(keys_BxL: np.ndarray, starts_BxL, eligible_BxL, n_B,
                        blocked_BxL=None) -> np.ndarray:
     """Boolean [B, L] mask of the selected tokens, at most n_B[b] per row.
+
+    `keys_BxL` are uniforms in [0, 1): word w of a row is shuffled by the key of
+    index w (so the same keys give the same selection, whatever the batch).
 
     `blocked_BxL` marks tokens whose whole word must not be chosen (e.g. carried
     positions under the `refill` policy).
@@ -38,7 +41,7 @@ def select_whole_words(rng: np.random.Generator, starts_BxL, eligible_BxL, n_B,
     if blocked_BxL is not None:
         blocked = blocked_BxL[wid >= 0].astype(np.int64)
         lengths[np.bincount(flat, weights=blocked, minlength=b * length).reshape(b, length) > 0] = 0
-    keys = rng.random((b, length))
+    keys = np.array(keys_BxL, np.float64, copy=True)
     keys[lengths == 0] = 2.0  # non-words sort last
     order = np.argsort(keys, axis=1)
     lens = np.take_along_axis(lengths, order, axis=1)
@@ -55,9 +58,11 @@ def select_whole_words(rng: np.random.Generator, starts_BxL, eligible_BxL, n_B,
     inf = np.iinfo(np.int64).max
     suffix_min = np.minimum.accumulate(np.where(lens > 0, lens, inf)[:, ::-1], axis=1)[:, ::-1]
     start = int(first_miss.min()) if b else length
+    rows = np.arange(b)
     for r in range(start, length):
         cap = n[:, 0] - total
-        if not np.any((cap >= suffix_min[:, r]) & (r >= first_miss)):
+        # A row can still grow if some word from where its scan stands on fits.
+        if not np.any((first_miss < length) & (cap >= suffix_min[rows, np.maximum(r, first_miss).clip(max=length - 1)])):
             break
         fits = (r >= first_miss) & (lens[:, r] > 0) & (lens[:, r] <= cap)
         take[:, r] |= fits

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from sas_jax.corruption import masking
+from sas_jax.corruption import keyed_random, masking
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.corruption.store import SampleStore
 
@@ -45,15 +45,14 @@ class SasBatchBuilder:
         self.pad_id, self.mask_rate, self.max_predictions = pad_id, mask_rate, max_predictions
         self.seed, self.process_index = seed, process_index
 
-    def rng(self, step: int) -> np.random.Generator:
-        """Host randomness is a function of (seed, step, process): resume replays it."""
-        return np.random.default_rng([self.seed, step, self.process_index, 0x5A5])
 
     def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
         """(batch dict of numpy arrays for the device, PendingWrite)."""
         x = np.asarray(rows_BxL, np.int32)
         b, length = x.shape
-        rng = self.rng(step)
+        # Host randomness is keyed by (seed, step, example id): a resumed run, or one with
+        # another number of processes, corrupts every example identically.
+        streams = keyed_random.Streams(self.seed, step, example_ids)
         input_mask = x != self.pad_id
         eligible = input_mask & ~self.special_table[x]
         starts = self.word_start_table[x]
@@ -77,9 +76,10 @@ class SasBatchBuilder:
         if self.policy == "refill":
             n_fresh = np.where(visited, np.maximum(n - carried.sum(axis=1), 0), n)
         if np.any(n_fresh > 0):
-            fresh = masking.select_whole_words(rng, starts, eligible, n_fresh, blocked_BxL=mlm)
+            fresh = masking.select_whole_words(streams.uniform(0, length), starts, eligible, n_fresh,
+                                               blocked_BxL=mlm)
             fresh &= (n_fresh > 0)[:, None]
-            repl[fresh] = self.sampler.draw(rng, int(fresh.sum()), step)
+            repl[fresh] = self.sampler.tokens(streams.uniform(1, length)[fresh], step)
             mlm |= fresh
 
         inputs = np.where(mlm, repl, x)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sas_jax.corruption import masking
+from sas_jax.corruption import keyed_random, masking
 from sas_jax.corruption.cold_start import ColdStartSampler
 
 STATIC_KINDS = ("bert", "unigram", "uniform")
@@ -58,9 +58,10 @@ class _Builder:
         self.mask_rate, self.max_predictions = mask_rate, max_predictions
         self.seed, self.process_index = seed, process_index
 
-    def rng(self, step: int) -> np.random.Generator:
-        """Host randomness is a function of (seed, step, process): resume replays it."""
-        return np.random.default_rng([self.seed, step, self.process_index, self._tag])
+    def streams(self, step: int, example_ids) -> keyed_random.Streams:
+        """Host randomness keyed by (seed, step, example id): resume and any process
+        layout replay it exactly."""
+        return keyed_random.Streams(self.seed ^ self._tag, step, example_ids)
 
     @staticmethod
     def _batch(x, inputs, input_mask, positions, valid):
@@ -96,19 +97,20 @@ class StaticBatchBuilder(_Builder):
     def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
         """(batch dict of numpy arrays for the device, None)."""
         x = np.asarray(rows_BxL, np.int32)
-        rng = self.rng(step)
+        length = x.shape[1]
+        streams = self.streams(step, example_ids)
         input_mask = x != self.pad_id
         eligible = input_mask & ~self.special_table[x]
         n = masking.target_counts(input_mask, self.mask_rate)
-        selected = masking.select_whole_words(rng, self.word_start_table[x], eligible, n)
-        k = int(selected.sum())
+        selected = masking.select_whole_words(streams.uniform(0, length), self.word_start_table[x], eligible, n)
         if self.kind == "bert":
-            u = rng.random(k)
-            random_ids = rng.integers(0, self.vocab_size, size=k, dtype=np.int32)
+            u = streams.uniform(1, length)[selected]
+            random_ids = np.minimum((streams.uniform(2, length)[selected] * self.vocab_size).astype(np.int64),
+                                    self.vocab_size - 1).astype(np.int32)
             tokens = np.where(u < self.mask_token_rate, self.mask_id,
                               np.where(u < self.mask_token_rate + self.random_token_rate, random_ids, x[selected]))
         else:
-            tokens = self.sampler.draw(rng, k, step)
+            tokens = self.sampler.tokens(streams.uniform(1, length)[selected], step)
         inputs = x.copy()
         inputs[selected] = tokens
         positions, valid = masking.positions_from_mask(selected, self.max_predictions)
@@ -128,7 +130,7 @@ class ElectraBatchBuilder(_Builder):
         """(batch dict of numpy arrays for the device, None); slot positions may repeat."""
         x = np.asarray(rows_BxL, np.int32)
         b, length = x.shape
-        rng = self.rng(step)
+        streams = self.streams(step, example_ids)
         budget = electra_budget(self.mask_rate, length)
         if budget > self.max_predictions:
             raise ValueError(f"ELECTRA's budget int((mask_rate+0.005)*L)={budget} exceeds sas.max_predictions="
@@ -139,11 +141,11 @@ class ElectraBatchBuilder(_Builder):
         num = np.minimum(budget, masking.target_counts(input_mask, self.mask_rate))
         # A uniform categorical over each row's candidates, with replacement.
         cand_pos = np.argsort(~candidates, axis=1, kind="stable")  # candidates first, ascending
-        pick = np.minimum((rng.random((b, budget)) * num_cand[:, None]).astype(np.int64),
+        pick = np.minimum((streams.uniform(0, budget) * num_cand[:, None]).astype(np.int64),
                           np.maximum(num_cand - 1, 0)[:, None])
         valid = (np.arange(budget)[None, :] < num[:, None]) & (num_cand[:, None] > 0)
         slots = np.where(valid, np.take_along_axis(cand_pos, pick, axis=1), 0)
-        to_mask = valid & (rng.random((b, budget)) < self.mask_token_rate)
+        to_mask = valid & (streams.uniform(1, budget) < self.mask_token_rate)
         inputs = x.copy()
         rb, rs = np.nonzero(to_mask)
         inputs[rb, slots[rb, rs]] = self.mask_id  # a repeated position: [MASK] if any slot says so

@@ -25,7 +25,7 @@ def test_selection_takes_whole_words_never_overshoots_and_hits_target():
     eligible = np.ones((b, length), bool)
     eligible[:, 0] = False
     n = masking.target_counts(np.ones((b, length), bool), 0.15)
-    sel = masking.select_whole_words(rng, starts, eligible, n)
+    sel = masking.select_whole_words(rng.random((b, length)), starts, eligible, n)
     counts = sel.sum(1)
     assert np.all(counts <= n)
     assert np.mean(counts == n) > 0.98  # almost always exactly n (19)
@@ -43,9 +43,8 @@ def test_selection_matches_sequential_greedy_reference():
     starts = rng.random((64, 40)) < 0.4
     eligible = rng.random((64, 40)) < 0.9
     n = rng.integers(1, 12, size=64)
-    sel = masking.select_whole_words(np.random.default_rng(7), starts, eligible, n)
-    # Replay the same shuffle: keys come from the first draw of the same generator.
     keys = np.random.default_rng(7).random((64, 40))
+    sel = masking.select_whole_words(keys, starts, eligible, n)
     wid = masking.word_ids(starts, eligible)
     for r in range(64):
         words = [w for w in range(40) if np.any(wid[r] == w)]
@@ -68,7 +67,7 @@ def test_blocked_words_are_never_selected():
     blocked = np.zeros((4, 20), bool)
     blocked[:, 5] = True
     for _ in range(20):
-        sel = masking.select_whole_words(rng, starts, eligible, np.full(4, 10), blocked_BxL=blocked)
+        sel = masking.select_whole_words(rng.random((4, 20)), starts, eligible, np.full(4, 10), blocked_BxL=blocked)
         assert not sel[:, 4].any() and not sel[:, 5].any()
         assert np.all(sel.sum(1) == 10)
 
@@ -81,3 +80,18 @@ def test_positions_from_mask_ascending_and_padded():
     assert valid.tolist() == [[True, True, True, False], [False] * 4]
     with pytest.raises(ValueError, match="max_predictions"):
         masking.positions_from_mask(mask, 2)
+
+
+def test_each_row_is_selected_independently_of_the_rest_of_the_batch():
+    """Regression: the scan once stopped when the rows still scanning could not grow,
+    cutting off rows whose scan had not started yet, so a row's selection depended on
+    its batch mates (and on how many processes split the batch)."""
+    rng = np.random.default_rng(11)
+    starts = rng.random((32, 40)) < 0.5
+    eligible = np.ones((32, 40), bool)
+    n = np.full(32, 6)
+    keys = rng.random((32, 40))
+    together = masking.select_whole_words(keys, starts, eligible, n)
+    for r in range(32):
+        alone = masking.select_whole_words(keys[r:r + 1], starts[r:r + 1], eligible[r:r + 1], n[r:r + 1])
+        np.testing.assert_array_equal(alone[0], together[r])

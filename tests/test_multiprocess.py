@@ -1,0 +1,163 @@
+"""GPU-pod mechanics on CPU: 2 processes × 4 devices vs 1 × 8, elastic N→M restore,
+launch scripts and the dry-run plan."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from sas_jax import plan
+from sas_jax.corruption.store import SampleStore
+
+STEPS = 12
+
+
+def _args(workdir, corpus):
+    return ["--config=configs/sas_small.py:tiny", f"--workdir={workdir}", f"--config.data.corpus_dir={corpus}",
+            "--config.model.vocab_size=-1", f"--config.num_train_steps={STEPS}", "--config.ckpt.every_steps=6",
+            "--config.log.every_steps=1", "--config.log.tensorboard=False"]
+
+
+def run(workdir, corpus, processes):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAS_")}
+    env["JAX_PLATFORMS"] = "cpu"
+    env["PATH"] = f"{pathlib.Path(sys.executable).parent}:{env['PATH']}"
+    if processes == 1:
+        cmd = [sys.executable, "-m", "sas_jax.main", *_args(workdir, corpus)]
+        env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    else:
+        cmd = ["bash", "launch/local_multiprocess.sh", *_args(workdir, corpus)[:2], *_args(workdir, corpus)[2:]]
+        cmd = ["bash", "launch/local_multiprocess.sh", "configs/sas_small.py:tiny", str(workdir), *_args(workdir, corpus)[2:]]
+        env.update(NPROC=str(processes), DEVICES=str(8 // processes), XLA_FLAGS="")
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
+    return r
+
+
+def metrics(workdir):
+    out = {}
+    for line in pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines():
+        d = json.loads(line)
+        out[d["step"]] = d
+    return out
+
+
+def assert_same_losses(a, b, steps):
+    for s in steps:
+        for k in ("loss", "mlm_loss", "rtd_loss", "mlm_slots", "hit_rate", "grad_norm"):
+            assert a[s][k] == pytest.approx(b[s][k], rel=2e-5, abs=1e-5), (s, k, a[s][k], b[s][k])
+
+
+def store_rows(step_dir):
+    """{example id: (count, positions, tokens)} over every process file of a checkpoint."""
+    rows = {}
+    for f in sorted((step_dir / "store").glob("process_*.npz")):
+        z = np.load(f)
+        for i, e in enumerate(z["example_ids"]):
+            rows[int(e)] = (int(z["count"][i]), z["positions"][i].tolist(), z["tokens"][i].tolist())
+    return rows
+
+
+def truncate_to(workdir, src, step):
+    """A copy of `src` as it was right after the checkpoint of `step`."""
+    shutil.copytree(src, workdir)
+    for d in (workdir / "checkpoints").iterdir():
+        if d.name.isdigit() and int(d.name) > step:
+            shutil.rmtree(d)
+    lines = [ln for ln in (workdir / "metrics.jsonl").read_text().splitlines() if json.loads(ln)["step"] <= step]
+    (workdir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def runs(prepared_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("mp")
+    run(root / "one", prepared_corpus, 1)
+    two = run(root / "two", prepared_corpus, 2)
+    return root, prepared_corpus, two
+
+
+def test_two_processes_train_like_one_process_with_eight_devices(runs):
+    root, _, two = runs
+    assert "process 0/2" in two.stdout and "process 1/2" in two.stdout  # each prints its own store
+    assert_same_losses(metrics(root / "one"), metrics(root / "two"), range(1, STEPS + 1))
+    files = sorted(p.name for p in (root / "two" / "checkpoints" / "12" / "store").glob("*.npz"))
+    assert files == ["process_00000_of_00002.npz", "process_00001_of_00002.npz"]
+    # Each process holds only its own examples: disjoint halves of the single process's set.
+    z = [np.load(root / "two" / "checkpoints" / "12" / "store" / f) for f in files]
+    assert len(np.intersect1d(z[0]["example_ids"], z[1]["example_ids"])) == 0
+    one = np.load(next((root / "one" / "checkpoints" / "12" / "store").glob("*.npz")))
+    np.testing.assert_array_equal(np.sort(np.concatenate([x["example_ids"] for x in z])), one["example_ids"])
+
+
+def test_store_repartitions_by_example_id(runs):
+    root, _, _ = runs
+    saved = store_rows(root / "two" / "checkpoints" / "6")
+    assert saved == store_rows(root / "one" / "checkpoints" / "6")  # same samples, either layout
+    ids = np.array(sorted(saved))
+    merged = SampleStore(ids, max_predictions=6, seq_len=32, vocab_size=300)
+    thirds = [SampleStore(ids[i::3], max_predictions=6, seq_len=32, vocab_size=300) for i in range(3)]
+    for f in (root / "two" / "checkpoints" / "6" / "store").glob("*.npz"):
+        state = dict(np.load(f))
+        merged.load_rows(state)
+        for t in thirds:
+            t.load_rows(state)
+    for store in (merged, *thirds):
+        pos, tok, count, visited = store.read(store.example_ids)
+        for i, e in enumerate(store.example_ids):
+            c, p, t = saved[int(e)]
+            assert visited[i] == (c != 255)
+            assert count[i] == (c if c != 255 else 0)
+            assert pos[i].tolist() == p and tok[i].tolist() == t
+
+
+def test_two_process_checkpoint_resumes_on_one_process(runs):
+    root, corpus, _ = runs
+    truncate_to(root / "two_to_one", root / "two", 6)
+    r = run(root / "two_to_one", corpus, 1)
+    assert "at step 6" in r.stdout
+    assert_same_losses(metrics(root / "one"), metrics(root / "two_to_one"), range(7, STEPS + 1))
+    assert store_rows(root / "two_to_one" / "checkpoints" / "12") == store_rows(root / "one" / "checkpoints" / "12")
+
+
+def test_one_process_checkpoint_resumes_on_two_processes(runs):
+    root, corpus, _ = runs
+    truncate_to(root / "one_to_two", root / "one", 6)
+    r = run(root / "one_to_two", corpus, 2)
+    assert "at step 6" in r.stdout
+    assert_same_losses(metrics(root / "one"), metrics(root / "one_to_two"), range(7, STEPS + 1))
+
+
+def test_launch_scripts_are_valid_bash():
+    scripts = sorted(str(p) for p in (ROOT / "launch").iterdir() if p.suffix in (".sh", ".sbatch"))
+    assert len(scripts) >= 3
+    for s in scripts:
+        subprocess.run(["bash", "-n", s], check=True)
+    if shutil.which("shellcheck"):
+        r = subprocess.run(["shellcheck", "-x", *scripts], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout
+
+
+def test_dry_run_plan_for_four_nodes_of_eight_gpus():
+    env = {**os.environ, "DRY_RUN": "1", "NODES": "4", "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("SLURM_JOB_NUM_NODES", None)
+    r = subprocess.run(["bash", "launch/slurm_train.sbatch", "configs/sas_small.py", "/tmp/unused"], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert "devices: 32 in 32 processes" in out
+    assert "mesh: data=32 x fsdp=1 x tensor=1 (rules data_parallel)" in out
+    assert "global batch: 512; per host: 128; per process: 16; per device: 16" in out
+    assert "parameters: 17,585,723" in out
+    # the store: 25.6M examples × 61 B over 4 hosts
+    p = plan.plan(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
+                  processes_per_node=8, num_examples=25_600_000)
+    assert p["host_store_bytes"] == 25_600_000 // 4 * 61
+    # one process per node: same mesh and per-host batch, 8 devices per process
+    p1 = plan.plan(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
+                   processes_per_node=1, num_examples=25_600_000)
+    assert p1["mesh"] == p["mesh"] and p1["per_host_batch"] == 128 and p1["per_process_batch"] == 128
