@@ -288,12 +288,12 @@ def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.seq_len = 64
     c.sas.max_predictions = 10
     c.sas.warmup_steps = 100
-    c.num_train_steps = 1200
+    c.num_train_steps = 600  # ~1 min of 2 CPU cores after the corpus is prepared
     c.opt.learning_rate = 1e-3
     c.opt.warmup_steps = 100
     c.data.corpus_dir = "demo_corpus"  # relative to the workdir
     c.data.prepare.text_files = "data/demo/*.txt"
     c.data.prepare.vocab_size = 2000
-    c.ckpt.every_steps = 300
-    c.log.every_steps = 50
+    c.ckpt.every_steps = 200
+    c.log.every_steps = 25
     return c

@@ -31,7 +31,10 @@ def test_electra_discriminator_reads_the_generator_samples_never_the_masks():
     ids = np.arange(cfg.batch_size)
     x = corpus.read(ids)
     batch, _ = builder.build(x, ids, 0)
-    # Force a repeated position: slot 1 of row 0 points where slot 0 does.
+    # Force a repeated position: slot 1 of row 0 points where slot 0 does (its old
+    # position gets its original token back, since no slot covers it any more).
+    old = batch["mlm_positions"][0, 1]
+    batch["input_ids"][0, old] = x[0, old]
     batch["mlm_positions"][0, 1] = batch["mlm_positions"][0, 0]
     batch["mlm_targets"][0, 1] = batch["mlm_targets"][0, 0]
     batch["mlm_weights"][0, :2] = 1.0

@@ -30,15 +30,15 @@ def read_metrics(workdir):
 def learning_config():
     cfg = load_config("sas_small", "tiny")
     cfg.batch_size = 32
-    cfg.num_train_steps = 200
-    cfg.opt.learning_rate = 5e-3
+    cfg.num_train_steps = 300
+    cfg.opt.learning_rate = 3e-3
     cfg.opt.warmup_steps = 20
-    # The paper's λ (50→200) lets the RTD gradient take over a 32-wide encoder for
-    # the first few hundred steps; the same epoch-wise schedule at 1→4 shows both
-    # heads learning within 200 steps.
-    cfg.sas.lambda_start, cfg.sas.lambda_end = 1.0, 4.0
+    # The paper's λ (50→200) lets the RTD gradient hold a 32-wide encoder on the
+    # unigram plateau for far longer than a test can run; at λ = 1 both heads
+    # leave it within 300 steps.
+    cfg.sas.lambda_schedule, cfg.sas.lambda_start = "constant", 1.0
     cfg.log.every_steps = 10
-    cfg.ckpt.every_steps = 200
+    cfg.ckpt.every_steps = 300
     return cfg
 
 
@@ -66,7 +66,7 @@ def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path):
     corpus = topic_corpus(256, cfg.seq_len, cfg.model.vocab_size, num_topics=2, seed=0)
     train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)
     m = read_metrics(tmp_path)
-    first, last = m[10], m[200]
+    first, last = m[10], m[300]
     assert last["mlm_loss"] < first["mlm_loss"] - 0.5
     assert last["mlm_accuracy"] > first["mlm_accuracy"]
     # RTD beats the all-"original" baseline (which scores 1 - replaced_rate).
@@ -75,7 +75,7 @@ def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path):
 
     # After training, the stored replacements are the model's samples: far more
     # plausible in context than cold-start draws at the same positions.
-    store = np.load(next((tmp_path / "checkpoints" / "200" / "store").glob("process_*.npz")))
+    store = np.load(next((tmp_path / "checkpoints" / "300" / "store").glob("process_*.npz")))
     ids = store["example_ids"]
     valid = np.arange(store["positions"].shape[1])[None, :] < store["count"][:, None]
     rows = corpus.rows[ids]
@@ -85,8 +85,8 @@ def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path):
     tokens = store["tokens"].astype(np.int32)
     ours, baseline = in_topic_fraction(corpus, ids, tokens, valid), in_topic_fraction(corpus, ids, cold, valid)
     assert ours > baseline + 0.2, (ours, baseline)
-    ours = model_log_likelihood(cfg, tmp_path, 200, rows, positions, tokens, valid)
-    baseline = model_log_likelihood(cfg, tmp_path, 200, rows, positions, cold, valid)
+    ours = model_log_likelihood(cfg, tmp_path, 300, rows, positions, tokens, valid)
+    baseline = model_log_likelihood(cfg, tmp_path, 300, rows, positions, cold, valid)
     assert ours > baseline + 0.3, (ours, baseline)
 
 
