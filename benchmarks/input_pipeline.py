@@ -17,21 +17,12 @@ import time
 
 import jax
 import numpy as np
-from ml_collections import config_flags  # noqa: F401  (same config loader as the CLI)
-
-from sas_jax import optim, sharding, train, train_state, train_step
+from sas_jax import config_lib, optim, sharding, train, train_state, train_step
 from sas_jax.data.corpus import Corpus
 from sas_jax.models import ModelConfig, PretrainingModel
 
 
-def load_config(spec: str):
-    import importlib.util  # noqa: PLC0415
-
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+load_config = config_lib.load_config_file
 
 
 def time_builds(builder, order, corpus, steps: int, start: int) -> float:

@@ -297,3 +297,19 @@ def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.ckpt.every_steps = 200
     c.log.every_steps = 25
     return c
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """`"configs/x.py:variant"` → its `get_config(variant)`, as `--config=` would load it
+    (for tools outside the absl entry point: the planner, benchmarks, tests)."""
+    import importlib.util  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    path, _, arg = spec.partition(":")
+    if not os.path.exists(path):
+        raise ValueError(f"config file {path!r} not found; pass a path such as configs/sas_small.py")
+    name = "config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg or None)

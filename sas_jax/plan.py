@@ -9,7 +9,6 @@ Activation memory is an estimate (stated as such); everything else is exact.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 
 import jax
@@ -22,12 +21,7 @@ from sas_jax.corruption.store import SampleStore
 REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens (~3.3B tokens)
 
 
-def load_config(spec: str):
-    path, _, arg = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("plan_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+load_config = config_lib.load_config_file
 
 
 def mesh_shape(mesh_cfg, num_devices: int) -> dict:

@@ -7,7 +7,6 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
                            " --xla_backend_optimization_level=0").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import importlib.util  # noqa: E402
 import pathlib  # noqa: E402
 
 import jax  # noqa: E402
@@ -24,11 +23,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def load_config(name: str, arg: str | None = "tiny"):
     """`configs/<name>.py` → get_config(arg), as the CLI would load it."""
-    path = ROOT / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"configs.{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from sas_jax import config_lib  # noqa: PLC0415
+
+    return config_lib.load_config_file(f"{ROOT / 'configs' / name}.py" + (f":{arg}" if arg else ""))
 
 
 @pytest.fixture
