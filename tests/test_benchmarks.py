@@ -74,5 +74,5 @@ def test_dot_census_reads_scopes():
     ])
     c = bench.dot_census(text, num_layers=1)
     assert c["total"] == 3 and c["forward"] == 2 and c["backward"] == 1
-    assert c["encoder_layer"] == 2 and c["heads"] == 1 and c["encoder_forwards"] == 1
+    assert c["encoder_layer"] == 2 and c["outside_layers"] == 1 and c["encoder_forwards"] == 1
     assert c["by_module"] == {"encoder": 2, "rtd_head": 1}

@@ -1,0 +1,635 @@
+"""Step throughput of the real train steps: SAS, SASc, BERT, ELECTRA, DeBERTa, SASDA.
+
+    python benchmarks/step_throughput.py [--configs=sas_small,bert_small,...] \
+        [--batch=512] [--seq_len=128] [--dtype=bf16] [--steps=20] [--repeats=5] \
+        [--warmup=3] [--variant=tiny] [--with-store] [--isolate] [--json=out.json]
+
+Every config is built exactly as the trainer builds it (`objectives.make_model`,
+`train_state.create_sharded_state`, `train_step.jit_train_step` on the config's
+mesh, the key `fold_in(key(seed), 1)`), lowered and compiled once (lower and
+compile times are reported; the first call then reuses the executable). Timing:
+each repeat runs `--warmup` untimed steps, then dispatches `--steps` steps back to
+back and waits with `block_until_ready`; the figure is the median over `--repeats`.
+All configs are compiled first and their repeats run round-robin, so drift in the
+load of a shared machine hits every config alike (`--isolate` instead runs each
+config in its own process, for clean per-config peak memory).
+
+Printed per config (and in `--json`): tokens/s, ms/step (median, min, every
+repeat), MFU (`sas_jax.flops`, live convention; None where the device's peak is
+unknown, e.g. CPU: never guessed), model TFLOP/s, peak device memory
+(`memory_stats()["peak_bytes_in_use"]`, a process-wide high-water mark; null where
+the backend keeps no stats, e.g. CPU), XLA's memory analysis of the executable,
+compile time, and the encoder forwards per step counted in the lowered StableHLO
+(below). Ratios: SAS / BERT (target <= 1.05), SAS / ELECTRA (target <= 0.65),
+SASDA / DeBERTa, SASc / BERT, as the ratio of medians, of minima, and the median of
+per-repeat ratios (repeats of different configs run back to back).
+
+Default shape: on accelerators the paper's Small shape (batch 512, L = 128, bf16);
+on CPU batch 8 x L = 128 at the full Small width in float32 (bf16 is emulated on
+CPU): about 0.8 s a step on 2 cores, 10-30 s of compile per config.
+`--variant=tiny` (or `demo`) loads `configs/<name>.py:<variant>` and keeps that
+variant's own shape unless `--batch` / `--seq_len` are given.
+
+`--with-store` also times the trainer's loop (`train.train_and_evaluate`): batch
+building by the objective's builder (`train.build_inputs` on an in-memory
+`markov_corpus`) + `pipeline.to_global` in a `pipeline.Prefetcher` thread, the
+step dispatch, `copy_to_host_async` of the samples, and the previous step's
+finish (store write-back + metrics fetch + NaN check) while the step runs, under
+the same `transfer_guard("disallow")`. The store is filled over one epoch first
+(as `benchmarks/input_pipeline.py` does), so SAS batches take the later-visit
+path; every repeat is one epoch with its own prefetcher, as the trainer runs
+them. Each repeat times the plain loop and then the trainer loop; the overhead is
+`with / without - 1` of the medians (and the median of the per-repeat ones), with
+the host time split into build (prefetch thread), prefetch wait, device wait and
+finish work (main thread). On CPU the host work shares the cores with the
+"device", so there the overhead is an upper bound of the accelerator's.
+
+Encoder forwards: the lowered StableHLO (`jitted.lower(...).as_text(debug_info=True)`)
+names every `dot_general` with its module path, and the backward ones with
+`transpose(...)`. `dots.by_module` counts them per top-level module (encoder,
+heads, generator, discriminator); `encoder_forwards` is the number of forward
+FFN-input matmuls of layer 0 over all encoder stacks (one per stack forward),
+cross-checked against `encoder_forwards_from_flops` (the encoder stacks in
+`flops.model_flops_components`). SAS and BERT have the same encoder-layer dots and
+SAS's total = BERT's + the RTD head's; ELECTRA runs two stacks.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/step_throughput.py` from a checkout
+    sys.path.insert(0, str(ROOT))
+
+from sas_jax import flops, objectives, optim, sharding, train, train_state, train_step  # noqa: E402
+from sas_jax.corruption.static_batch import electra_budget  # noqa: E402
+from sas_jax.data import pipeline  # noqa: E402
+from sas_jax.data.synthetic import markov_corpus  # noqa: E402
+
+DEFAULT_CONFIGS = ("sas_small", "sasc_small", "bert_small", "electra_small", "deberta_small", "sasda_small")
+ACCEL_DEFAULTS = dict(batch=512, seq_len=128, dtype="bfloat16", steps=20, repeats=5, warmup=3)
+CPU_DEFAULTS = dict(batch=8, seq_len=128, dtype="float32", steps=3, repeats=3, warmup=1)
+DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "f32": "float32", "fp32": "float32", "float32": "float32"}
+# Step-time ratios the issue sets as targets (numerator / denominator <= target).
+RATIO_TARGETS = (("sas", "bert", 1.05), ("sas", "electra", 0.65), ("sasda", "deberta", None),
+                 ("sasc", "bert", None))
+
+
+# ----------------------------------------------------------------------------- configs
+def load_config(spec: str, variant: str = ""):
+    """`sas_small`, `sas_small:tiny`, or `configs/sas_small.py[:tiny]` → (name, ConfigDict)."""
+    path, _, arg = spec.partition(":")
+    arg = arg or variant or None
+    p = pathlib.Path(path)
+    if p.suffix != ".py":
+        p = ROOT / "configs" / f"{path}.py"
+    if not p.exists():
+        raise ValueError(f"config {spec!r}: {p} does not exist; give a name under configs/ or a path")
+    module_spec = importlib.util.spec_from_file_location(f"bench_configs.{p.stem}", p)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    name = p.stem + (f":{arg}" if arg else "")
+    return name, module.get_config(arg)
+
+
+def apply_shape(config, *, batch=None, seq_len=None, dtype=None) -> dict:
+    """Sets the benchmark shape on `config`; returns what had to change beyond it (notes)."""
+    notes = {}
+    if batch is not None:
+        config.batch_size = int(batch)
+    if seq_len is not None:
+        config.seq_len = int(seq_len)
+    if dtype is not None:
+        config.model.dtype = DTYPES[dtype]
+    if config.seq_len > config.model.max_position_embeddings:
+        raise ValueError(f"seq_len={config.seq_len} exceeds model.max_position_embeddings="
+                         f"{config.model.max_position_embeddings} of this config/variant; lower --seq_len")
+    need = max(int(np.round(config.sas.mask_rate * config.seq_len)),
+               electra_budget(config.sas.mask_rate, config.seq_len))
+    if config.sas.max_predictions < need:
+        notes["max_predictions"] = f"raised {config.sas.max_predictions} -> {need} for seq_len={config.seq_len}"
+        config.sas.max_predictions = need
+    return notes
+
+
+# ----------------------------------------------------------------------------- HLO dot census
+_LOC_DEF = re.compile(r"^(#loc\d+) = (.*)$", re.M)
+_DOT_LOC = re.compile(r"stablehlo\.dot_general\b.*loc\((#loc\d+)\)\s*$")
+_MODEL_SCOPE = re.compile(r"(transpose\()?jvp\((\w+)\)\)?/(.*)/dot_general")
+
+
+def dot_census(lowered_text: str, num_layers: int) -> dict:
+    """Counts `dot_general`s of a lowered step by module path and pass (forward / backward).
+
+    Returns dict(total, forward, backward, by_module {top module: count}, encoder_layer
+    (dots inside `layer_<i>` scopes, both passes), outside_layers (heads, E→H projections),
+    encoder_forwards, forwards_by_stack {stack path: forwards}).
+    """
+    locs = dict(_LOC_DEF.findall(lowered_text))
+    by_module: collections.Counter = collections.Counter()
+    stack_forwards: collections.Counter = collections.Counter()
+    total = forward = encoder_layer = 0
+    unnamed = 0
+    for line in lowered_text.splitlines():
+        if "stablehlo.dot_general" not in line:
+            continue
+        total += 1
+        m = _DOT_LOC.search(line)
+        scope = _MODEL_SCOPE.search(locs.get(m.group(1), "")) if m else None
+        if scope is None:
+            unnamed += 1
+            by_module["(other)"] += 1
+            continue
+        backward = scope.group(1) is not None
+        # drop method-call scopes (`ElectraModel.generator_logits/...`): module names only
+        path = "/".join(p for p in scope.group(3).split("/") if "." not in p)
+        forward += not backward
+        by_module[path.split("/")[0]] += 1
+        layer = re.search(r"^(.*?)/?layer_(\d+)/(.*)$", path)
+        if layer:
+            encoder_layer += 1
+            stack, index, rest = layer.group(1), int(layer.group(2)), layer.group(3)
+            if not backward and index == 0 and rest.split("/")[0] == "intermediate":
+                stack_forwards[stack or "(root)"] += 1
+    return {
+        "total": total, "forward": forward, "backward": total - forward - unnamed, "unnamed": unnamed,
+        "by_module": dict(sorted(by_module.items())), "encoder_layer": encoder_layer,
+        "outside_layers": total - encoder_layer - unnamed, "encoder_forwards": int(sum(stack_forwards.values())),
+        "forwards_by_stack": dict(stack_forwards), "num_layers": int(num_layers),
+    }
+
+
+def encoder_forwards_from_flops(config, vocab: int) -> int:
+    return sum(k.endswith("encoder_matmuls") for k in flops.model_flops_components(config, vocab_size=vocab))
+
+
+# ----------------------------------------------------------------------------- machine facts
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_memory_bytes(device):
+    """`peak_bytes_in_use` of the device's allocator, or None where the backend has no stats."""
+    try:
+        stats = device.memory_stats()
+    except Exception:  # noqa: BLE001 - backends without stats raise or return None
+        return None
+    if not stats:
+        return None
+    v = stats.get("peak_bytes_in_use")
+    return None if v is None else int(v)
+
+
+def compiled_memory(compiled) -> dict | None:
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if m is None:
+        return None
+    keys = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
+            "generated_code_size_in_bytes")
+    return {k: int(getattr(m, k)) for k in keys if hasattr(m, k)}
+
+
+# ----------------------------------------------------------------------------- one config
+class _Row:
+    """Everything the trainer builds for one config, at the benchmark shape."""
+
+    def __init__(self, config, *, devices, vocab_size, rows_for_store: int = 0):
+        self.config = config
+        self.mesh = sharding.make_mesh(config.mesh, devices)
+        self.rules = sharding.logical_rules(config.mesh)
+        self.vocab = int(config.model.vocab_size) if config.model.vocab_size > 0 else int(vocab_size)
+        self.model = objectives.make_model(config, self.vocab)
+        total = int(config.num_train_steps)
+        self.tx = optim.make_optimizer(config.opt, total)
+        lr = optim.learning_rate_schedule(config.opt, total)
+        num_rows = max(config.batch_size, rows_for_store)
+        self.corpus = markov_corpus(num_rows, config.seq_len, self.vocab, seed=0)
+        config.data.shuffle = "once"
+        train.validate(config, self.corpus, self.mesh.size, sharding.num_batch_shards(self.mesh))
+        self.order, self.store, self.builder = train.build_inputs(config, self.corpus, self.vocab)
+        self.settings = train_step.StepSettings.from_config(config, self.order.steps_per_epoch)
+        rng = jax.random.key(config.seed)
+        self.state, shardings = train_state.create_sharded_state(
+            rng, model=self.model, tx=self.tx, mesh=self.mesh, rules=self.rules, seq_len=config.seq_len,
+            max_predictions=config.sas.max_predictions)
+        self.step_fn = train_step.jit_train_step(model=self.model, tx=self.tx, lr_schedule=lr,
+                                                 settings=self.settings, mesh=self.mesh, rules=self.rules,
+                                                 state_shardings=shardings)
+        self.batch_shardings = {k: sharding.batch_sharding(self.mesh) for k in train_step.BATCH_KEYS}
+        self.key = jax.device_put(jax.random.fold_in(rng, 1), sharding.replicated(self.mesh))
+
+    def make_batch(self, step):
+        """The trainer's `make_batch`: host build + `pipeline.to_global`."""
+        ids = self.order.batch_ids(step)
+        batch, pending = self.builder.build(self.corpus.read(ids), ids, step)
+        return pipeline.to_global(batch, self.batch_shardings), pending
+
+    def prefill_store(self):
+        """One epoch of builds with fake samples written back, so later visits read the store."""
+        if not self.settings.sample:
+            return
+        for step in range(self.order.steps_per_epoch):
+            ids = self.order.batch_ids(step)
+            batch, pending = self.builder.build(self.corpus.read(ids), ids, step)
+            self.builder.write_back(pending, (batch["mlm_targets"] + 1) % self.vocab)
+
+
+def _time_plain(row: _Row, batch, warmup: int, steps: int) -> float:
+    """Seconds per step: `steps` back-to-back dispatches of one device batch, then block."""
+    state = row.state
+    with jax.transfer_guard("disallow"):
+        for _ in range(warmup):
+            state, metrics, sampled = row.step_fn(state, batch, row.key)
+        jax.block_until_ready(state)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            state, metrics, sampled = row.step_fn(state, batch, row.key)
+        jax.block_until_ready((state, metrics, sampled))
+        dt = time.perf_counter() - t0
+    row.state = state
+    return dt / steps
+
+
+def _time_trainer_loop(row: _Row, epoch: int, warmup: int, steps: int, prefetch_depth: int) -> dict:
+    """The trainer's loop over one epoch (see the module docstring).
+
+    Returns seconds per step (`step_s`) and where the host time went: `build_s` (median
+    builder + to_global per batch, in the prefetch thread) and, per timed step in the main
+    thread, `wait_s` (waiting for the prefetcher), `device_s` (waiting for step s-1's
+    outputs, i.e. idle while the device works) and `finish_s` (write-back + metrics fetch
+    once they are there).
+    """
+    settings, builder = row.settings, row.builder
+    start = epoch * row.order.steps_per_epoch
+    stop = start + warmup + steps
+    builds, waits, finishes, device_waits = [], [], [], []
+
+    def make_batch(step):
+        t = time.perf_counter()
+        out = row.make_batch(step)
+        builds.append(time.perf_counter() - t)
+        return out
+
+    def finish(pending):
+        t = time.perf_counter()
+        jax.block_until_ready(pending[1:3])  # the wait `_finish` would do anyway, timed apart
+        t1 = time.perf_counter()
+        _finish(pending)
+        device_waits.append(t1 - t)
+        finishes.append(time.perf_counter() - t1)
+
+    def _finish(pending):
+        _, metrics, sampled, write = pending
+        if settings.sample:
+            builder.write_back(write, train.local_rows(sampled))
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not np.isfinite(m["loss"]):
+            raise FloatingPointError(f"loss is {m['loss']} in the benchmark")
+
+    state = row.state
+    prefetch = pipeline.Prefetcher(make_batch, start, stop, prefetch_depth)
+    pending = None
+    t0 = None
+    try:
+        with jax.transfer_guard("disallow"):
+            for i in range(warmup + steps):
+                if i == warmup:
+                    if pending is not None:
+                        finish(pending)
+                        pending = None
+                    jax.block_until_ready(state)
+                    del builds[:warmup], finishes[:], device_waits[:]
+                    waits.clear()
+                    t0 = time.perf_counter()
+                t = time.perf_counter()
+                s, batch, write = prefetch.get()
+                waits.append(time.perf_counter() - t)
+                state, metrics, sampled = row.step_fn(state, batch, row.key)
+                if settings.sample:
+                    for shard in sampled.addressable_shards:
+                        shard.data.copy_to_host_async()
+                if pending is not None:
+                    finish(pending)  # step s-1, while step s runs
+                pending = (s, metrics, sampled, write)
+            finish(pending)
+            jax.block_until_ready(state)
+            dt = time.perf_counter() - t0
+    finally:
+        prefetch.close()
+    row.state = state
+    return {"step_s": dt / steps, "build_s": statistics.median(builds) if builds else 0.0,
+            "wait_s": sum(waits) / steps, "device_s": sum(device_waits) / steps,
+            "finish_s": sum(finishes) / steps}
+
+
+class ConfigBench:
+    """One config: built and compiled on construction, then timed one repeat at a time."""
+
+    def __init__(self, spec: str, *, variant: str = "", batch=None, seq_len=None, dtype=None, steps: int,
+                 warmup: int, with_store: bool = False, devices=None, vocab_size: int = 30522):
+        self.name, config = load_config(spec, variant)
+        self.notes = apply_shape(config, batch=batch, seq_len=seq_len, dtype=dtype)
+        self.config, self.steps, self.warmup, self.with_store = config, steps, warmup, with_store
+        self.devices = list(jax.devices() if devices is None else devices)
+        per_epoch = warmup + steps + 1  # each with-store repeat is one epoch of this many steps
+        self.row = row = _Row(config, devices=self.devices, vocab_size=vocab_size,
+                              rows_for_store=config.batch_size * per_epoch if with_store else 0)
+        self.batch, _ = row.make_batch(0)
+
+        t0 = time.perf_counter()
+        lowered = row.step_fn.lower(row.state, self.batch, row.key)
+        t1 = time.perf_counter()
+        compiled = lowered.compile()
+        t2 = time.perf_counter()
+        self.lower_s, self.compile_s = t1 - t0, t2 - t1
+        self.census = dot_census(lowered.as_text(debug_info=True), config.model.num_layers)
+        self.compiled_dots = len(re.findall(r"\bdot\(", compiled.as_text() or ""))
+        self.compiled_memory = compiled_memory(compiled)
+        del lowered, compiled
+        # First call: the jit cache already holds the executable compiled above.
+        t3 = time.perf_counter()
+        row.state, _, out = row.step_fn(row.state, self.batch, row.key)
+        jax.block_until_ready(out)
+        self.first_call_s = time.perf_counter() - t3
+        self.peak_memory = peak_memory_bytes(self.devices[0])
+        if with_store:
+            row.prefill_store()
+        self.plain, self.stored, self.host = [], [], []
+
+    def repeat(self) -> str:
+        """Times one repeat (plain, then the trainer loop if `with_store`); returns a log line."""
+        self.plain.append(_time_plain(self.row, self.batch, self.warmup, self.steps))
+        line = f"{1e3 * self.plain[-1]:.2f} ms/step"
+        if self.with_store:
+            epoch = len(self.stored) + 1  # epoch 0 filled the store
+            loop = _time_trainer_loop(self.row, epoch, self.warmup, self.steps, int(self.config.data.prefetch))
+            self.stored.append(loop["step_s"])
+            self.host.append(loop)
+            line += f", with store {1e3 * self.stored[-1]:.2f} ms/step"
+        return line
+
+    def result(self) -> dict:
+        config, row = self.config, self.row
+        b, s = int(config.batch_size), int(config.seq_len)
+        step_s = statistics.median(self.plain)
+        flops_per_step = flops.model_flops_per_step(config, vocab_size=row.vocab)
+        out = {
+            "config": self.name,
+            "objective": str(config.objective.corruption),
+            "attention_type": str(config.model.attention_type),
+            "heads": {"mlm": bool(config.objective.mlm), "rtd": bool(config.objective.rtd)},
+            "batch": b, "seq_len": s, "dtype": str(config.model.dtype), "vocab_size": row.vocab,
+            "max_predictions": int(config.sas.max_predictions),
+            "params": train_state.param_count(row.state.params),
+            "tokens_per_s": b * s / step_s,
+            "ms_per_step": 1e3 * step_s,
+            "ms_per_step_repeats": [1e3 * x for x in self.plain],
+            "ms_per_step_min": 1e3 * min(self.plain),
+            "model_flops_per_step": flops_per_step,
+            "model_tflops_per_s": flops_per_step / step_s / 1e12,
+            "mfu": flops.mfu(flops_per_step, step_s, len(self.devices), self.devices[0].device_kind),
+            "peak_memory_bytes": self.peak_memory,
+            "compiled_memory": self.compiled_memory,
+            "lower_s": self.lower_s,
+            "compile_s": self.compile_s,
+            "first_call_s": self.first_call_s,
+            "dots": self.census,
+            "compiled_dot_ops": self.compiled_dots,
+            "encoder_forwards": self.census["encoder_forwards"],
+            "encoder_forwards_from_flops": encoder_forwards_from_flops(config, row.vocab),
+            "notes": self.notes,
+        }
+        if self.with_store:
+            store_s = statistics.median(self.stored)
+            out.update({
+                "with_store_ms_per_step": 1e3 * store_s,
+                "with_store_ms_per_step_repeats": [1e3 * x for x in self.stored],
+                "with_store_tokens_per_s": b * s / store_s,
+                "store_overhead": store_s / step_s - 1.0,
+                # repeat i ran its plain and with-store loops back to back
+                "store_overhead_paired_median": statistics.median(
+                    w / p - 1.0 for p, w in zip(self.plain, self.stored)),
+                # medians over repeats: host build per batch (prefetch thread), and per step the
+                # main thread's wait on the prefetcher, its wait on the device (idle), and its
+                # finish work (write-back + metrics fetch)
+                "host_build_ms": 1e3 * statistics.median(h["build_s"] for h in self.host),
+                "host_prefetch_wait_ms": 1e3 * statistics.median(h["wait_s"] for h in self.host),
+                "host_device_wait_ms": 1e3 * statistics.median(h["device_s"] for h in self.host),
+                "host_finish_ms": 1e3 * statistics.median(h["finish_s"] for h in self.host),
+            })
+        return out
+
+    def close(self):
+        self.row = self.batch = None
+
+
+def bench_config(spec: str, *, repeats: int, log=print, **kw) -> dict:
+    """Compiles and times one config's train step; returns its result dict."""
+    bench = ConfigBench(spec, **kw)
+    for r in range(repeats):
+        log(f"  {bench.name} repeat {r + 1}/{repeats}: {bench.repeat()}")
+    result = bench.result()
+    bench.close()
+    return result
+
+
+# ----------------------------------------------------------------------------- many configs
+def _base_name(config_name: str) -> str:
+    return config_name.split(":")[0].rsplit("_", 1)[0]  # sas_small:tiny -> sas
+
+
+def ratios(results) -> list:
+    """Step-time ratios between configs of the same size (e.g. sas_small / bert_small)."""
+    by = {}
+    for r in results:
+        stem, _, v = r["config"].partition(":")
+        size = stem.rsplit("_", 1)[-1] if "_" in stem else ""
+        by[(_base_name(r["config"]), size, v)] = r
+    out = []
+    for (base, size, v), r in sorted(by.items()):
+        for num, den, target in RATIO_TARGETS:
+            if base != num or (den, size, v) not in by:
+                continue
+            d = by[(den, size, v)]
+            ratio = r["ms_per_step"] / d["ms_per_step"]
+            entry = {"numerator": r["config"], "denominator": d["config"], "step_time_ratio": ratio,
+                     "step_time_ratio_of_min": r["ms_per_step_min"] / d["ms_per_step_min"],
+                     "target": target, "hit": None if target is None else bool(ratio <= target)}
+            if len(r["ms_per_step_repeats"]) == len(d["ms_per_step_repeats"]):
+                # repeats are interleaved round-robin: repeat i of both ran back to back
+                entry["paired_ratio_median"] = statistics.median(
+                    a / b for a, b in zip(r["ms_per_step_repeats"], d["ms_per_step_repeats"]))
+            out.append(entry)
+    return out
+
+
+def _fmt_bytes(x):
+    if x is None:
+        return "n/a"
+    return f"{x / 2**30:.2f}G" if x >= 2**30 else f"{x / 2**20:.0f}M"
+
+
+def format_table(report: dict) -> str:
+    res = report["results"]
+    with_store = any("with_store_ms_per_step" in r for r in res)
+    head = (f"{'config':<22}{'tokens/s':>11}{'ms/step':>10}{'MFU':>7}{'TFLOP/s':>9}{'peak mem':>10}"
+            f"{'temp mem':>10}{'compile s':>10}{'enc fwd':>8}{'enc dots':>9}{'dots':>6}")
+    if with_store:
+        head += f"{'+store ms':>11}{'overhead':>10}{'build ms':>10}{'finish ms':>10}"
+    lines = [f"device: {report['device_kind']} x{report['num_devices']} ({report['platform']}; host CPU "
+             f"{report['cpu_model']}, {report['cpu_count']} cores)  date: {report['date']}",
+             f"shape: batch {report['shape']['batch']} x seq_len {report['shape']['seq_len']}, dtype "
+             f"{report['dtype']}, variant {report['variant'] or '(none)'}; {report['steps']} timed steps x "
+             f"{report['repeats']} repeats (median), {report['warmup']} warm-up steps per repeat", head]
+    for r in res:
+        mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
+        temp = (r["compiled_memory"] or {}).get("temp_size_in_bytes")
+        line = (f"{r['config']:<22}{r['tokens_per_s']:>11,.0f}{r['ms_per_step']:>10.2f}{mfu:>7}"
+                f"{r['model_tflops_per_s']:>9.3f}{_fmt_bytes(r['peak_memory_bytes']):>10}"
+                f"{_fmt_bytes(temp):>10}{r['compile_s']:>10.1f}{r['encoder_forwards']:>8}"
+                f"{r['dots']['encoder_layer']:>9}{r['dots']['total']:>6}")
+        if with_store:
+            line += (f"{r['with_store_ms_per_step']:>11.2f}{100 * r['store_overhead']:>9.1f}%"
+                     f"{r['host_build_ms']:>10.2f}{r['host_finish_ms']:>10.2f}")
+        lines.append(line)
+    for q in report["ratios"]:
+        tgt = "" if q["target"] is None else f" (target <= {q['target']}: {'hit' if q['hit'] else 'MISS'})"
+        paired = f", paired per repeat {q['paired_ratio_median']:.3f}" if "paired_ratio_median" in q else ""
+        lines.append(f"step time {q['numerator']} / {q['denominator']} = {q['step_time_ratio']:.3f}{tgt} "
+                     f"(medians; of minima {q['step_time_ratio_of_min']:.3f}{paired})")
+    return "\n".join(lines)
+
+
+def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=None, steps=None, repeats=None,
+                  warmup=None, variant: str = "", with_store: bool = False, num_devices=None,
+                  vocab_size: int = 30522, isolate: bool = False, log=print) -> dict:
+    """Benchmarks `configs`; returns the report (device, date, shape, dtype, results, ratios)."""
+    devices = jax.devices()[: num_devices or None]
+    platform_name = devices[0].platform
+    defaults = CPU_DEFAULTS if platform_name == "cpu" else ACCEL_DEFAULTS
+    if variant:  # a variant keeps its own shape unless asked otherwise
+        defaults = {**defaults, "batch": None, "seq_len": None}
+    batch = defaults["batch"] if batch is None else batch
+    seq_len = defaults["seq_len"] if seq_len is None else seq_len
+    dtype = DTYPES[dtype] if dtype else defaults["dtype"]
+    steps = defaults["steps"] if steps is None else steps
+    repeats = defaults["repeats"] if repeats is None else repeats
+    warmup = defaults["warmup"] if warmup is None else warmup
+    if min(steps, repeats) < 1 or warmup < 0:
+        raise ValueError(f"steps={steps} and repeats={repeats} must be >= 1, warmup={warmup} >= 0")
+    kw = dict(variant=variant, batch=batch, seq_len=seq_len, dtype=dtype, steps=steps, repeats=repeats,
+              warmup=warmup, with_store=with_store)
+    load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if isolate:
+        results = []
+        for spec in configs:
+            log(f"{spec}: compiling and timing in its own process ...")
+            results.append(_run_isolated(spec, num_devices=num_devices, vocab_size=vocab_size, **kw))
+    else:
+        # Build and compile every config, then interleave their repeats round-robin, so that
+        # drift in the machine's load (a shared CPU) hits every config alike.
+        kw.pop("repeats")
+        benches = []
+        for spec in configs:
+            t = time.perf_counter()
+            benches.append(ConfigBench(spec, devices=devices, vocab_size=vocab_size, **kw))
+            log(f"{benches[-1].name}: built and compiled in {time.perf_counter() - t:.1f} s "
+                f"(compile {benches[-1].compile_s:.1f} s)")
+        for r in range(repeats):
+            for bench in benches:
+                log(f"  repeat {r + 1}/{repeats} {bench.name}: {bench.repeat()}")
+        results = [bench.result() for bench in benches]
+        for bench in benches:
+            bench.close()
+    shape = {"batch": results[0]["batch"] if results else batch,
+             "seq_len": results[0]["seq_len"] if results else seq_len}
+    return {
+        "device_kind": devices[0].device_kind, "platform": platform_name, "num_devices": len(devices),
+        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+        "load_average_start": load0,
+        "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "jax_version": jax.__version__, "shape": shape, "dtype": dtype, "variant": variant,
+        "steps": steps, "repeats": repeats, "warmup": warmup, "with_store": with_store, "isolate": isolate,
+        "results": results, "ratios": ratios(results),
+    }
+
+
+def _run_isolated(spec, *, num_devices, vocab_size, variant, batch, seq_len, dtype, steps, repeats, warmup,
+                  with_store) -> dict:
+    """One config in a fresh process (clean peak-memory high-water mark)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "one.json")
+        cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), f"--configs={spec}", f"--json={out}",
+               f"--steps={steps}", f"--repeats={repeats}", f"--warmup={warmup}", f"--dtype={dtype}",
+               f"--vocab_size={vocab_size}"]
+        cmd += [f"--variant={variant}"] if variant else []
+        cmd += [f"--batch={batch}"] if batch is not None else []
+        cmd += [f"--seq_len={seq_len}"] if seq_len is not None else []
+        cmd += [f"--num_devices={num_devices}"] if num_devices else []
+        cmd += ["--with-store"] if with_store else []
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)  # its log still goes to stderr
+        with open(out) as f:
+            return json.load(f)["results"][0]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help="comma-separated config names under configs/ (or paths), each optionally :variant")
+    ap.add_argument("--variant", default="", help="variant for every config without its own, e.g. tiny")
+    ap.add_argument("--batch", type=int, default=None, help="global batch (default 512; CPU 8)")
+    ap.add_argument("--seq_len", type=int, default=None, help="tokens per row (default 128)")
+    ap.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="compute dtype (default bf16; CPU f32)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 20; CPU 3)")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats; the median is reported (default 5; CPU 3)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before each repeat (default 3; CPU 1)")
+    ap.add_argument("--with-store", "--with_store", dest="with_store", action="store_true",
+                    help="also time the trainer's loop with host batch building, to_global and the store")
+    ap.add_argument("--num_devices", type=int, default=None, help="use the first N devices (default all)")
+    ap.add_argument("--vocab_size", type=int, default=30522, help="for configs with model.vocab_size=-1")
+    ap.add_argument("--isolate", action="store_true", help="run each config in its own process")
+    ap.add_argument("--json", default="", help="write the report here")
+    args = ap.parse_args(argv)
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    report = run_benchmark(configs, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype, steps=args.steps,
+                           repeats=args.repeats, warmup=args.warmup, variant=args.variant,
+                           with_store=args.with_store, num_devices=args.num_devices,
+                           vocab_size=args.vocab_size, isolate=args.isolate,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(report), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return report
+
+
+if __name__ == "__main__":
+    main()
