@@ -153,15 +153,8 @@ def _tfds_texts(name, data_dir, split, text_key) -> Iterator[bytes]:
 def _lines_of(chunks: Iterator[bytes | None]) -> Iterator[str]:
     """Non-blank, UTF-8 decodable lines (for training a vocabulary)."""
     for chunk in chunks:
-        if chunk is None:
-            continue
-        for raw in chunk.split(b"\n"):
-            try:
-                line = raw.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                continue
-            if line:
-                yield line
+        if chunk is not None:
+            yield from tokenizer_lib.decoded_lines(chunk.split(b"\n"))
 
 
 # ----------------------------------------------------------------------------------

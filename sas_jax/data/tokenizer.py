@@ -202,17 +202,22 @@ def train_sentencepiece(
     return model_prefix + ".model"
 
 
+def decoded_lines(raw_lines: Iterable[bytes]) -> Iterable[str]:
+    """Non-blank, strictly UTF-8 decodable lines (undecodable ones are skipped)."""
+    for raw in raw_lines:
+        try:
+            line = raw.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            continue
+        if line:
+            yield line
+
+
 def iter_text_lines(text_files: Sequence[str]) -> Iterable[str]:
     """Non-blank, strictly UTF-8 decodable lines of the files (others skipped)."""
     for path in text_files:
         with open(path, "rb") as f:
-            for raw in f:
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError:
-                    continue
-                if line:
-                    yield line
+            yield from decoded_lines(f)
 
 
 # ----------------------------------------------------------------------------------
