@@ -236,6 +236,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     c.data.prepare.text_files = ""  # comma-separated text files to prepare into corpus_dir
     c.data.prepare.vocab_size = 0  # >0: train a SentencePiece model of this size
     c.data.prepare.tokenizer = ""  # path of a .model (SentencePiece) or vocab.txt
+    c.data.prepare.max_rows = 0  # >0: keep only the first rows of the prepared corpus
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # devices along the data axis; -1 = all that are left

@@ -47,8 +47,8 @@ def open_corpus(config, workdir: str):
         if not files:
             raise UserError(f"data.prepare.text_files={prep.text_files!r} matches no file; "
                             "run from the repository root or give absolute paths")
-        prepare_corpus(files, corpus_dir, seq_len=config.seq_len,
-                       tokenizer_path=prep.tokenizer or None, train_vocab_size=prep.vocab_size)
+        prepare_corpus(files, corpus_dir, seq_len=config.seq_len, tokenizer_path=prep.tokenizer or None,
+                       train_vocab_size=prep.vocab_size, max_rows=prep.max_rows or None)
     # A tokenizer named in the config must be the one the corpus was prepared with.
     return Corpus.open(corpus_dir, tokenizer=prep.tokenizer or None)
 
