@@ -21,6 +21,19 @@ def _use_cudnn(impl: str, dropout_active: bool, has_bias: bool) -> bool:
     return jax.default_backend() == "gpu"  # auto
 
 
+def fused_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_mask_BxL, *, scale: float,
+                    implementation: str | None = "cudnn"):
+    """The fused branch: `jax.nn.dot_product_attention` with the same key-only mask and `scale`.
+
+    `implementation="cudnn"` is the GPU kernel; `None` / `"xla"` run the same call on any
+    backend (the tests compare it with the XLA path below on CPU).
+    """
+    mask = key_mask_BxL[:, None, None, :].astype(bool)
+    return jax.nn.dot_product_attention(
+        q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask, scale=float(scale), implementation=implementation
+    )
+
+
 def dot_product_attention(
     q_BxLxNxD,
     k_BxLxNxD,
@@ -35,19 +48,16 @@ def dot_product_attention(
 ):
     """softmax(q·kᵀ·scale + bias + mask)·v with a key-only padding mask.
 
-    `scale` defaults to 1/√d; `bias_BxNxLxL` (float32, already scaled) carries the
+    `scale` defaults to 1/√d and reaches both branches (XLA and fused); `bias_BxNxLxL` (float32, already scaled) carries the
     disentangled c2p + p2c terms (`models/disentangled.py`). Scores, mask and
     softmax are computed in float32 whatever the input dtype; `dropout_rng=None`
     means deterministic (no attention dropout).
     """
     dropout_active = dropout_rng is not None and dropout_rate > 0.0
-    if _use_cudnn(impl, dropout_active, bias_BxNxLxL is not None):
-        mask = key_mask_BxL[:, None, None, :].astype(bool)
-        return jax.nn.dot_product_attention(
-            q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask=mask, implementation="cudnn"
-        )
     if scale is None:
         scale = 1.0 / float(q_BxLxNxD.shape[-1]) ** 0.5
+    if _use_cudnn(impl, dropout_active, bias_BxNxLxL is not None):
+        return fused_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_mask_BxL, scale=scale)
     scores = jnp.einsum(
         "bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD, preferred_element_type=jnp.float32
     ) * jnp.float32(scale)
