@@ -48,8 +48,9 @@ def dot_product_attention(
 ):
     """softmax(q·kᵀ·scale + bias + mask)·v with a key-only padding mask.
 
-    `scale` defaults to 1/√d and reaches both branches (XLA and fused); `bias_BxNxLxL` (float32, already scaled) carries the
-    disentangled c2p + p2c terms (`models/disentangled.py`). Scores, mask and
+    `scale` defaults to 1/√d and reaches both branches (XLA and fused);
+    `bias_BxNxLxL` (float32, already scaled) carries the disentangled c2p + p2c
+    terms (`models/disentangled.py`). Scores, mask and
     softmax are computed in float32 whatever the input dtype; `dropout_rng=None`
     means deterministic (no attention dropout).
     """
