@@ -9,13 +9,11 @@ Activation memory is an estimate (stated as such); everything else is exact.
 from __future__ import annotations
 
 import argparse
-import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from sas_jax import config_lib
+from sas_jax import config_lib, objectives, sharding, train_state
 from sas_jax.corruption.store import SampleStore
 
 REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens (~3.3B tokens)
@@ -24,37 +22,24 @@ REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens 
 load_config = config_lib.load_config_file
 
 
-def mesh_shape(mesh_cfg, num_devices: int) -> dict:
-    sizes = {"data": int(mesh_cfg.data), "fsdp": int(mesh_cfg.fsdp), "tensor": int(mesh_cfg.tensor)}
-    known = math.prod(v for v in sizes.values() if v != -1)
-    for k, v in sizes.items():
-        if v == -1:
-            sizes[k] = num_devices // known
-    if math.prod(sizes.values()) != num_devices:
-        raise ValueError(f"mesh {sizes} does not cover {num_devices} devices")
-    return sizes
-
-
 def param_count(config, vocab: int) -> int:
-    from sas_jax.models import ModelConfig, PretrainingModel  # noqa: PLC0415
-    from sas_jax.models.electra import ElectraModel  # noqa: PLC0415
-
-    cfg = ModelConfig.from_config(config.model, vocab_size=vocab)
-    electra = config.get("objective", {}).get("corruption") == "electra"
-    model = ElectraModel(cfg) if electra else PretrainingModel(cfg)
-    ids = jnp.zeros((1, config.seq_len), jnp.int32)
-    pos = jnp.zeros((1, config.sas.max_predictions), jnp.int32)
-    shapes = jax.eval_shape(lambda r: model.init({"params": r}, ids, jnp.ones_like(ids), pos), jax.random.key(0))
-    return int(sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes)))
+    """Parameters of the model the trainer builds for `config` (`objectives.make_model`), from shapes only."""
+    model = objectives.make_model(config, vocab)
+    ids, mask, pos = train_state.dummy_inputs(1, config.seq_len, config.sas.max_predictions)
+    shapes = jax.eval_shape(
+        lambda r: model.init({"params": r, "dropout": r}, ids, mask, pos, deterministic=True)["params"],
+        jax.random.key(0))
+    return train_state.param_count(shapes)
 
 
-def plan(config, *, nodes: int, gpus_per_node: int, processes_per_node: int, num_examples: int) -> dict:
+def plan_launch(config, *, nodes: int, gpus_per_node: int, processes_per_node: int, num_examples: int) -> dict:
+    """The mesh, batch split, parameter/optimizer/store memory of a launch, as a dict (`format_plan` prints it)."""
     devices = nodes * gpus_per_node
     processes = nodes * processes_per_node
     if gpus_per_node % processes_per_node:
         raise ValueError(f"{gpus_per_node} GPUs per node cannot be split over {processes_per_node} processes")
-    mesh = mesh_shape(config.mesh, devices)
-    shards = mesh["data"] * mesh["fsdp"]
+    mesh = sharding.mesh_axis_sizes(config.mesh, devices)
+    shards = int(np.prod([mesh[a] for a in sharding.BATCH_AXES]))
     if config.batch_size % shards:
         raise ValueError(f"batch_size={config.batch_size} is not divisible by {shards} batch shards")
     vocab = config.model.vocab_size if config.model.vocab_size > 0 else 30522
@@ -117,8 +102,8 @@ def main(argv=None):
     ap.add_argument("--num_examples", type=int, default=REFERENCE_EXAMPLES)
     args = ap.parse_args(argv)
     config = load_config(args.config)
-    p = plan(config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-             processes_per_node=args.processes_per_node or args.gpus_per_node, num_examples=args.num_examples)
+    p = plan_launch(config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
+                    processes_per_node=args.processes_per_node or args.gpus_per_node, num_examples=args.num_examples)
     print(format_plan(p))
 
 

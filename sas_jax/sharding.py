@@ -17,7 +17,13 @@ BATCH_AXES = ("data", "fsdp")  # the batch dimension is split over both
 def make_mesh(mesh_cfg, devices=None) -> Mesh:
     """A (data, fsdp, tensor) mesh; one size may be -1 to take the remaining devices."""
     devices = list(jax.devices() if devices is None else devices)
-    n = len(devices)
+    sizes = [mesh_axis_sizes(mesh_cfg, len(devices))[a] for a in MESH_AXES]
+    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
+
+
+def mesh_axis_sizes(mesh_cfg, num_devices: int) -> dict:
+    """{axis: size} of the mesh `make_mesh` builds over `num_devices` devices (no devices needed)."""
+    n = int(num_devices)
     sizes = [int(mesh_cfg.data), int(mesh_cfg.fsdp), int(mesh_cfg.tensor)]
     if sizes.count(-1) > 1:
         raise ValueError("mesh: at most one of mesh.data/fsdp/tensor may be -1")
@@ -30,7 +36,7 @@ def make_mesh(mesh_cfg, devices=None) -> Mesh:
     if int(np.prod(sizes)) != n:
         raise ValueError(f"mesh: data*fsdp*tensor={int(np.prod(sizes))} but there are {n} devices; "
                          "make the product equal the device count (or use -1 for one axis)")
-    return Mesh(np.asarray(devices).reshape(sizes), MESH_AXES)
+    return dict(zip(MESH_AXES, sizes))
 
 
 def logical_rules(mesh_cfg):

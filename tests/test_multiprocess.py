@@ -7,9 +7,10 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_config
 
 from sas_jax import plan
 from sas_jax.corruption.store import SampleStore
@@ -154,10 +155,48 @@ def test_dry_run_plan_for_four_nodes_of_eight_gpus():
     assert "global batch: 512; per host: 128; per process: 16; per device: 16" in out
     assert "parameters: 17,585,723" in out
     # the store: 25.6M examples × 61 B over 4 hosts
-    p = plan.plan(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
+    p = plan.plan_launch(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
                   processes_per_node=8, num_examples=25_600_000)
     assert p["host_store_bytes"] == 25_600_000 // 4 * 61
     # one process per node: same mesh and per-host batch, 8 devices per process
-    p1 = plan.plan(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
+    p1 = plan.plan_launch(plan.load_config(str(ROOT / "configs" / "sas_small.py")), nodes=4, gpus_per_node=8,
                    processes_per_node=1, num_examples=25_600_000)
     assert p1["mesh"] == p["mesh"] and p1["per_host_batch"] == 128 and p1["per_process_batch"] == 128
+
+
+def _real_param_count(config, vocab):
+    """Parameters of the model the trainer builds, initialised for real (not from shapes)."""
+    from sas_jax import objectives, train_state  # noqa: PLC0415
+
+    ids, mask, pos = train_state.dummy_inputs(1, config.seq_len, config.sas.max_predictions)
+    params = objectives.make_model(config, vocab).init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
+                                                       ids, mask, pos, deterministic=True)["params"]
+    return train_state.param_count(params)
+
+
+def test_plan_counts_the_model_the_trainer_builds():
+    """BERT (and the other rows) have exactly the parameters of `objectives.make_model`; SAS adds the RTD head."""
+    vocab = 300
+    counts = {}
+    for name in ("bert_small", "unig_mlm", "sas_small", "electra_small"):
+        config = load_config(name, "tiny")
+        counts[name] = plan.param_count(config, vocab)
+        assert counts[name] == _real_param_count(config, vocab), name
+    h = load_config("sas_small", "tiny").model.hidden_size
+    assert load_config("bert_small", "tiny").model.hidden_size == h
+    rtd_head = (h * h + h) + (h + 1)  # dense H->H, dense_prediction H->1
+    assert counts["sas_small"] - counts["bert_small"] == rtd_head
+    assert counts["unig_mlm"] == counts["bert_small"]  # MLM only: no RTD head either
+
+
+def test_plan_mesh_is_the_mesh_make_mesh_builds():
+    from sas_jax import sharding  # noqa: PLC0415
+
+    config = plan.load_config(str(ROOT / "configs" / "sas_small.py"))
+    for data, fsdp, tensor in ((-1, 1, 1), (2, -1, 1), (2, 2, 2), (1, 4, -1)):
+        config.mesh.data, config.mesh.fsdp, config.mesh.tensor = data, fsdp, tensor
+        sizes = sharding.mesh_axis_sizes(config.mesh, 8)
+        assert sizes == dict(sharding.make_mesh(config.mesh, jax.devices()[:8]).shape)
+    config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 3, 1
+    with pytest.raises(ValueError, match="cannot be split"):
+        sharding.mesh_axis_sizes(config.mesh, 8)
