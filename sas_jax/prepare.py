@@ -1,4 +1,65 @@
-"""`python -m sas_jax.prepare`: the corpus preparation CLI (see sas_jax/data/prepare.py)."""
-from sas_jax.data.prepare import main
+"""`python -m sas_jax.prepare`: the corpus preparation command line.
+
+Argument parsing only; the work and the corpus format are in the library
+`sas_jax.data.prepare` (`prepare_corpus`, documented there).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sas_jax.data import prepare as prepare_lib
+from sas_jax.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m sas_jax.prepare",
+        description="Tokenise plain text (documents separated by blank lines) into a "
+                    "prepared corpus: rows of [CLS] + seq_len-1 tokens.")
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--input", help="comma-separated text files or globs")
+    src.add_argument("--tfds", help="name of a tfds text dataset already in --data_dir")
+    src.add_argument("--data_dir", help="tfds data dir")
+    src.add_argument("--tfds_split", default="train", help="tfds split (default: train)")
+    src.add_argument("--tfds_text_key", default="text", help="tfds text field (default: text)")
+    tk = p.add_argument_group("tokenizer (one of)")
+    tk.add_argument("--tokenizer", help="SentencePiece .model or BERT vocab.txt")
+    tk.add_argument("--train_vocab", type=int, default=0,
+                    help="train a SentencePiece model of this vocabulary size on the input")
+    tk.add_argument("--no_lowercase", dest="lowercase", action="store_false",
+                    help="WordPiece: keep case (default: lowercase, as BERT uncased)")
+    p.add_argument("--seq_len", type=int, default=128, help="tokens per row, [CLS] included")
+    p.add_argument("--add_sep", action="store_true", help="append [SEP] at each document end")
+    p.add_argument("--packing", choices=prepare_lib.PACKINGS, default="document",
+                   help="document (default): rows inside documents, a document's last row padded "
+                        "with [PAD]; stream: one token stream, rows may span documents")
+    p.add_argument("--output", required=True, help="output directory (must not hold a corpus)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="tokenizer processes (default: cpu count; 1 for inputs under 8 MB)")
+    p.add_argument("--max_rows", type=int, default=None, help="stop after this many rows")
+    p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if not args.input and not args.tfds:
+            raise UserError("no input given; pass --input=<file or glob>[,...] or --tfds=<name>")
+        prepare_lib.prepare_corpus(
+            args.input, args.output, seq_len=args.seq_len, tokenizer_path=args.tokenizer,
+            train_vocab_size=args.train_vocab, add_sep=args.add_sep, packing=args.packing,
+            workers=args.workers,
+            max_rows=args.max_rows, lowercase=args.lowercase, tfds_name=args.tfds,
+            tfds_data_dir=args.data_dir, tfds_split=args.tfds_split,
+            tfds_text_key=args.tfds_text_key, progress=args.progress)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -1,25 +1,49 @@
-"""Corpus preparation: plain text → fixed-length rows of token ids on disk.
+"""Corpus preparation library: plain text → fixed-length rows of token ids on disk.
+
+The command line is `python -m sas_jax.prepare` (`sas_jax/prepare.py`, argument
+parsing only); this module does the work (`prepare_corpus`) and defines the on-disk
+format that `sas_jax/data/corpus.py` reads:
 
     python -m sas_jax.prepare --input='data/demo/*.txt' --train_vocab=2000 \
         --seq_len=128 --output=/tmp/demo_corpus
 
-Format (the reference implementation's; SAS semantics §2.1): all
-documents are tokenised and concatenated into one stream; each row is [CLS]
-followed by the next seq_len−1 stream tokens; no padding, no [SEP] unless
-`--add_sep` (then [SEP] ends every document); the last partial row is dropped.
-Documents are separated by blank lines (`--tfds`: each example is a document); a
-line that is not valid UTF-8 is skipped and counted. The output directory holds:
+Rows. Every row is [CLS] followed by seq_len−1 token ids. Documents are separated by
+blank lines (`--tfds`: each example is a document); a line that is not valid UTF-8
+is skipped and counted. Two packings (`packing`, recorded in meta.json):
+
+- `document` (the default): rows are built inside a document, as the SAS reference
+  builds them; no row holds tokens of two documents. A document's tokens fill rows
+  of seq_len−1; its last, shorter row (the tail) is padded with [PAD] to seq_len.
+  Padding rather than dropping keeps every token (on corpora of short documents,
+  such as the demo's speeches, most documents are shorter than one row, so dropping
+  would lose most of the text), and merging the tail into another row would cross
+  a boundary. The rest of the code handles padded rows: batch builders take
+  `input_mask = ids != [PAD]`, draw masked positions among non-pad tokens and set
+  the masked count from the non-pad count, the RTD loss averages over non-pad
+  positions, and [PAD] is never counted in `unigram_counts` (so the cold start
+  never draws it). With `add_sep`, a tail that would hold only the document's
+  final [SEP] is dropped (counted in dropped_tokens) instead of making a row
+  without text. Rows of corpora of long documents (Wikipedia articles, books)
+  are nearly all full; `pad_tokens` in meta.json says how much padding there is.
+- `stream`: all documents are concatenated into one token stream and cut into
+  rows regardless of boundaries (a row can span two documents); no padding, and
+  the last partial row is dropped. This was the only packing before `packing`
+  existed.
+
+In both, no [SEP] unless `add_sep` (then [SEP] ends every document). The output
+directory holds:
 
 - `rows.bin`: raw array [num_rows, seq_len], uint16 if vocab_size <= 65535 else int32;
-- `unigram_counts.npy`: int64 [vocab_size], counts of the stream tokens stored in
-  rows, i.e. of `rows[:, 1:]` ([CLS] is not counted, so [CLS]/[PAD]/[MASK] are 0;
-  [SEP] is counted when `add_sep` put it in the stream). The dropped tail of the
-  last partial row is not counted;
-- `meta.json`: seq_len, num_rows, num_tokens (stream tokens in rows, the sum of the
-  counts), dropped_tokens, dtype, vocab_size, tokenizer_file (a copy of the
-  tokenizer, in this directory), tokenizer_fingerprint, tokenizer_kind,
-  tokenizer_lowercase (WordPiece; null for SentencePiece), special_ids, add_sep,
-  skipped_lines (lines that are not valid UTF-8), max_rows, sources, format_version;
+- `unigram_counts.npy`: int64 [vocab_size], counts of the non-[PAD] tokens of
+  `rows[:, 1:]` ([CLS] is not counted, so [CLS]/[PAD]/[MASK] are 0; [SEP] is
+  counted when `add_sep` put it in the rows). Dropped tokens are not counted;
+- `meta.json`: seq_len, num_rows, num_tokens (non-pad tokens in rows[:, 1:], the
+  sum of the counts), dropped_tokens (tokens read but not in any row), pad_tokens,
+  packing, dtype, vocab_size, tokenizer_file (a copy of the tokenizer, in this
+  directory), tokenizer_fingerprint, tokenizer_kind, tokenizer_lowercase
+  (WordPiece; null for SentencePiece), special_ids, add_sep, skipped_lines (lines
+  that are not valid UTF-8), max_rows, sources, format_version. A corpus written
+  before `packing` existed has neither `packing` nor `pad_tokens`: it is `stream`;
 - the tokenizer copy (`tokenizer.model` or `vocab.txt`).
 
 Memory stays bounded on inputs of any size: files are read in chunks of whole
@@ -30,7 +54,6 @@ they fill. Everything is written under temporary names and renamed at the end,
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import itertools
@@ -52,6 +75,7 @@ FORMAT_VERSION = 1
 META_FILE = "meta.json"
 ROWS_FILE = "rows.bin"
 COUNTS_FILE = "unigram_counts.npy"
+PACKINGS = ("document", "stream")
 _PARTIAL = ".partial"
 _CHUNK_BYTES = 1 << 20  # text per work item; memory is ~ (2·workers+2) chunks
 _SMALL_INPUT_BYTES = 8 << 20  # default workers: in-process below this input size
@@ -175,13 +199,14 @@ def _init_worker(path: str, lowercase: bool, add_sep: bool, in_process: bool) ->
 
 
 def _encode_chunk(chunk: bytes):
-    """→ (ids int32, skipped_lines, closes_prev, has_content, ends_open).
+    """→ (ids int32, doc_ends int64, skipped_lines, closes_prev, has_content, ends_open).
 
-    `closes_prev`: a blank line comes before the first text line, so a document left
-    open by the previous chunk ends here. `ends_open`: the last text line is not
-    followed by a blank line in this chunk. With add_sep, [SEP] follows every text
-    line that is followed by a blank line inside the chunk; the caller adds the
-    [SEP]s that straddle chunks.
+    `doc_ends`: offsets into `ids` where a document of this chunk ends (its last text
+    line is followed by a blank line in the chunk), ascending. `closes_prev`: a blank
+    line comes before the first text line, so a document left open by the previous
+    chunk ends here. `ends_open`: the last text line is not followed by a blank line
+    in this chunk. With add_sep, [SEP] follows every text line that is followed by a
+    blank line inside the chunk; the caller adds the [SEP]s that straddle chunks.
     """
     tok = _WORKER["tok"]
     add_sep = _WORKER["add_sep"]
@@ -206,14 +231,16 @@ def _encode_chunk(chunk: bytes):
         else:
             closes_prev = True
     if not texts:
-        return np.zeros(0, np.int32), skipped, closes_prev, False, False
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), skipped, closes_prev, False, False
     encoded = tok.encode_batch(texts)
     if add_sep:
         sep = [tok.sep_id]
         encoded = [e + sep if s else e for e, s in zip(encoded, sep_after)]
     total = sum(len(e) for e in encoded)
     ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=total)
-    return ids, skipped, closes_prev, True, not sep_after[-1]
+    ends = np.cumsum(np.fromiter((len(e) for e in encoded), np.int64, count=len(encoded)))
+    doc_ends = ends[np.asarray(sep_after, bool)]
+    return ids, doc_ends, skipped, closes_prev, True, not sep_after[-1]
 
 
 def _ordered_results(chunks: Iterator[bytes | None], workers: int, init_args) -> Iterator:
@@ -248,23 +275,54 @@ def _ordered_results(chunks: Iterator[bytes | None], workers: int, init_args) ->
 
 
 class _RowWriter:
-    """Appends [CLS] + (seq_len−1) stream tokens per row to an open binary file."""
+    """Appends rows of [CLS] + (seq_len−1) tokens to an open binary file.
 
-    def __init__(self, f, seq_len: int, cls_id: int, vocab_size: int, dtype: np.dtype,
-                 max_rows: int | None):
-        self.f, self.seq_len, self.cls_id = f, seq_len, cls_id
-        self.dtype, self.max_rows = dtype, max_rows
+    `stream` packing: `add(ids)` appends to one stream, cut into rows as they fill;
+    document ends are ignored. `document` packing: `add(ids, doc_ends)` closes a
+    document at each offset of `doc_ends` (its tail becomes a [PAD]-padded row), and
+    the tokens after the last offset continue the open document (full rows are
+    written at once; the remainder waits in `pending`); `end_document()` closes the
+    open document.
+    """
+
+    def __init__(self, f, seq_len: int, cls_id: int, pad_id: int, vocab_size: int, dtype: np.dtype,
+                 max_rows: int | None, packing: str = "document", lone_tail_id: int | None = None):
+        self.f, self.seq_len, self.cls_id, self.pad_id = f, seq_len, cls_id, pad_id
+        self.dtype, self.max_rows, self.packing = dtype, max_rows, packing
+        self.lone_tail_id = lone_tail_id  # document packing: a tail of only this id is dropped
         self.counts = np.zeros(vocab_size, np.int64)
         self.pending: list[np.ndarray] = []
         self.pending_len = 0
         self.num_rows = 0
         self.tokens_seen = 0
+        self.pad_tokens = 0
 
     @property
     def full(self) -> bool:
         return self.max_rows is not None and self.num_rows >= self.max_rows
 
-    def add(self, ids: np.ndarray) -> None:
+    @property
+    def dropped_tokens(self) -> int:
+        """Tokens given to the writer that are in no row (pending ones included)."""
+        return self.tokens_seen - int(self.counts.sum())
+
+    def add(self, ids: np.ndarray, doc_ends: np.ndarray | None = None) -> None:
+        if self.packing == "document":
+            self._add_documents(ids, np.zeros(0, np.int64) if doc_ends is None else doc_ends)
+        else:
+            self._add_stream(ids)
+
+    def end_document(self) -> None:
+        if self.packing == "document" and self.pending_len:
+            self._add_documents(np.zeros(0, np.int32), np.zeros(1, np.int64))
+
+    def _take_pending(self, ids: np.ndarray) -> np.ndarray:
+        parts = [*self.pending, ids] if len(ids) else self.pending
+        stream = (np.concatenate(parts) if len(parts) > 1 else parts[0]) if parts else ids
+        self.pending, self.pending_len = [], 0
+        return stream
+
+    def _add_stream(self, ids: np.ndarray) -> None:
         if not len(ids) or self.full:
             return
         self.tokens_seen += len(ids)
@@ -276,7 +334,7 @@ class _RowWriter:
             n = min(n, self.max_rows - self.num_rows)
         if n == 0:
             return
-        stream = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        stream = self._take_pending(np.zeros(0, np.int32))
         used = stream[: n * body]
         rows = np.empty((n, self.seq_len), self.dtype)
         rows[:, 0] = self.cls_id
@@ -287,6 +345,57 @@ class _RowWriter:
         rest = stream[n * body:]
         self.pending = [rest] if len(rest) else []
         self.pending_len = len(rest)
+
+    def _add_documents(self, ids: np.ndarray, doc_ends: np.ndarray) -> None:
+        if self.full:
+            return
+        self.tokens_seen += len(ids)
+        if not len(doc_ends) and self.pending_len + len(ids) < self.seq_len - 1:
+            if len(ids):  # no row fills: just wait for more of the open document
+                self.pending.append(ids)
+                self.pending_len += len(ids)
+            return
+        offset = self.pending_len
+        stream = self._take_pending(ids)
+        doc_ends = np.asarray(doc_ends, np.int64) + offset
+        body = self.seq_len - 1
+        closed = int(doc_ends[-1]) if len(doc_ends) else 0
+        # The closed documents: ⌈n/body⌉ rows each, the last one padded.
+        lengths = np.diff(doc_ends, prepend=0)
+        tails = lengths % body
+        lone = np.zeros(len(lengths), bool)
+        if self.lone_tail_id is not None and len(stream):
+            lone = (tails == 1) & (stream[np.maximum(doc_ends - 1, 0)] == self.lone_tail_id)
+        keep_tail = (tails > 0) & ~lone
+        # The open document: its full rows now, the rest stays pending.
+        open_part = stream[closed:]
+        open_rows = len(open_part) // body
+        rows_per_doc = np.append(lengths // body + keep_tail, open_rows)
+        lengths = np.append(lengths, open_rows * body)  # the open document's used tokens
+        starts = np.append(doc_ends - (lengths[:-1]), closed)
+        num = int(rows_per_doc.sum())
+        rest = open_part[open_rows * body:]
+        if num:
+            # Token t of document d (position p inside it) goes to row first_row[d] + p // body.
+            doc_of = np.repeat(np.arange(len(lengths)), lengths)
+            pos = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            src = np.repeat(starts, lengths) + pos
+            first_row = np.cumsum(rows_per_doc) - rows_per_doc
+            row = first_row[doc_of] + pos // body
+            keep = row < np.repeat(first_row + rows_per_doc, lengths)  # drops the lone tails
+            if self.max_rows is not None:
+                num = min(num, self.max_rows - self.num_rows)
+                keep &= row < num
+            rows = np.full((num, self.seq_len), self.pad_id, self.dtype)
+            rows[:, 0] = self.cls_id
+            tokens = stream[src[keep]]
+            rows[row[keep], 1 + pos[keep] % body] = tokens
+            self.f.write(rows.tobytes())
+            self.counts += np.bincount(tokens, minlength=len(self.counts))
+            self.num_rows += num
+            self.pad_tokens += num * body - len(tokens)
+        if len(rest) and not self.full:
+            self.pending, self.pending_len = [rest], len(rest)
 
 
 # ----------------------------------------------------------------------------------
@@ -307,6 +416,7 @@ def prepare_corpus(
     tokenizer_path: str | None = None,
     train_vocab_size: int = 0,
     add_sep: bool = False,
+    packing: str = "document",
     workers: int | None = None,
     max_rows: int | None = None,
     lowercase: bool = True,
@@ -321,6 +431,8 @@ def prepare_corpus(
     `text_files`: files or globs (a list, or one comma-separated string); or None with
     `tfds_name`. Exactly one of `tokenizer_path` (a .model or BERT vocab.txt) and
     `train_vocab_size` (train a SentencePiece model on the input) must be given.
+    `packing`: "document" (rows inside documents, the tail row padded) or "stream"
+    (one token stream; see the module docstring).
     `progress` shows a tqdm bar on stderr; a one-line summary (rows, tokens,
     tokens/s) is always printed to stderr at the end.
     """
@@ -329,6 +441,9 @@ def prepare_corpus(
     if seq_len < 2:
         raise UserError(f"seq_len={seq_len} is too small; pass --seq_len >= 2 "
                         "(rows are [CLS] + seq_len-1 tokens)")
+    if packing not in PACKINGS:
+        raise UserError(f"packing={packing!r} is unknown; pass --packing=document (rows inside "
+                        "documents) or --packing=stream (one token stream)")
     if max_rows is not None and max_rows < 1:
         raise UserError(f"max_rows={max_rows} must be positive; pass --max_rows >= 1 or leave it out")
     if bool(tokenizer_path) == bool(train_vocab_size):
@@ -400,7 +515,8 @@ def prepare_corpus(
         skipped = 0
         t0 = time.perf_counter()
         with open(partial(ROWS_FILE), "wb") as f:
-            writer = _RowWriter(f, seq_len, tok.cls_id, tok.vocab_size, dtype, max_rows)
+            writer = _RowWriter(f, seq_len, tok.cls_id, tok.pad_id, tok.vocab_size, dtype, max_rows,
+                                packing, lone_tail_id=tok.sep_id if add_sep else None)
             open_doc = False
             sep = np.array([tok.sep_id], np.int32)
             source = chunks()
@@ -419,17 +535,20 @@ def prepare_corpus(
                     if res is None:  # end of a file
                         if add_sep and open_doc:
                             writer.add(sep)
+                        writer.end_document()
                         open_doc = False
                     else:
-                        ids, n_skip, closes_prev, has_content, ends_open = res
+                        ids, doc_ends, n_skip, closes_prev, has_content, ends_open = res
                         skipped += n_skip
-                        if add_sep and open_doc and closes_prev:
-                            writer.add(sep)
+                        if closes_prev:
+                            if add_sep and open_doc:
+                                writer.add(sep)
+                            writer.end_document()
                         if has_content:
                             open_doc = ends_open
                         elif closes_prev:
                             open_doc = False
-                        writer.add(ids)
+                        writer.add(ids, doc_ends)
                     if bar is not None:
                         bar.update(nbytes)
                         rate = writer.tokens_seen / max(time.perf_counter() - t0, 1e-9)
@@ -446,8 +565,11 @@ def prepare_corpus(
             if writer.tokens_seen == 0:
                 raise UserError(f"the corpus is empty: no tokens in {', '.join(sources)} "
                                 f"({skipped} undecodable lines skipped); pass text files with content")
-            raise UserError(f"the corpus has only {writer.tokens_seen} tokens, less than one row of "
-                            f"seq_len-1={seq_len - 1}; pass more text or a smaller --seq_len")
+            if packing == "stream":
+                raise UserError(f"the corpus has only {writer.tokens_seen} tokens, less than one row of "
+                                f"seq_len-1={seq_len - 1}; pass more text or a smaller --seq_len")
+            raise UserError(f"the corpus has no row: its {writer.tokens_seen} tokens are only the [SEP]s "
+                            "of documents without text; pass text files with content")
         np.save(partial(COUNTS_FILE), writer.counts)
 
         meta = {
@@ -455,7 +577,9 @@ def prepare_corpus(
             "seq_len": seq_len,
             "num_rows": writer.num_rows,
             "num_tokens": int(writer.counts.sum()),
-            "dropped_tokens": writer.pending_len,
+            "dropped_tokens": writer.dropped_tokens,
+            "pad_tokens": writer.pad_tokens,
+            "packing": packing,
             "dtype": dtype.name,
             "vocab_size": tok.vocab_size,
             "tokenizer_file": tok_name,
@@ -487,56 +611,3 @@ def prepare_corpus(
           f"{time.perf_counter() - start:.1f}s; tokenize {rate:,.0f} tokens/s with "
           f"{workers} worker{'s' if workers > 1 else ''}", file=sys.stderr, flush=True)
     return meta
-
-
-# ----------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m sas_jax.prepare",
-        description="Tokenise plain text (documents separated by blank lines) into a "
-                    "prepared corpus: rows of [CLS] + seq_len-1 tokens.")
-    src = p.add_argument_group("input (one of)")
-    src.add_argument("--input", help="comma-separated text files or globs")
-    src.add_argument("--tfds", help="name of a tfds text dataset already in --data_dir")
-    src.add_argument("--data_dir", help="tfds data dir")
-    src.add_argument("--tfds_split", default="train", help="tfds split (default: train)")
-    src.add_argument("--tfds_text_key", default="text", help="tfds text field (default: text)")
-    tk = p.add_argument_group("tokenizer (one of)")
-    tk.add_argument("--tokenizer", help="SentencePiece .model or BERT vocab.txt")
-    tk.add_argument("--train_vocab", type=int, default=0,
-                    help="train a SentencePiece model of this vocabulary size on the input")
-    tk.add_argument("--no_lowercase", dest="lowercase", action="store_false",
-                    help="WordPiece: keep case (default: lowercase, as BERT uncased)")
-    p.add_argument("--seq_len", type=int, default=128, help="tokens per row, [CLS] included")
-    p.add_argument("--add_sep", action="store_true", help="append [SEP] at each document end")
-    p.add_argument("--output", required=True, help="output directory (must not hold a corpus)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="tokenizer processes (default: cpu count; 1 for inputs under 8 MB)")
-    p.add_argument("--max_rows", type=int, default=None, help="stop after this many rows")
-    p.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        if not args.input and not args.tfds:
-            raise UserError("no input given; pass --input=<file or glob>[,...] or --tfds=<name>")
-        prepare_corpus(
-            args.input, args.output, seq_len=args.seq_len, tokenizer_path=args.tokenizer,
-            train_vocab_size=args.train_vocab, add_sep=args.add_sep, workers=args.workers,
-            max_rows=args.max_rows, lowercase=args.lowercase, tfds_name=args.tfds,
-            tfds_data_dir=args.data_dir, tfds_split=args.tfds_split,
-            tfds_text_key=args.tfds_text_key, progress=args.progress)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

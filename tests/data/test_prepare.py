@@ -36,9 +36,10 @@ FILE_B = (b"\n"
           b"\n")
 
 
-def expected_stream(tok, raws, add_sep):
-    """Reference: decode lines strictly, drop blanks/bad ones, [SEP] after each document."""
-    out = []
+def expected_docs(tok, raws, add_sep):
+    """Reference: decode lines strictly, drop blanks/bad ones; the ids of each document
+    ([SEP] after each with add_sep). A file ends a document."""
+    docs = []
     for raw in raws:
         doc = []
         for line in raw.split(b"\n"):
@@ -49,11 +50,30 @@ def expected_stream(tok, raws, add_sep):
             if text:
                 doc += tok.encode(text)
             elif doc:
-                out += doc + ([tok.sep_id] if add_sep else [])
+                docs.append(doc + ([tok.sep_id] if add_sep else []))
                 doc = []
         if doc:
-            out += doc + ([tok.sep_id] if add_sep else [])
-    return np.array(out, np.int64)
+            docs.append(doc + ([tok.sep_id] if add_sep else []))
+    return docs
+
+
+def expected_stream(tok, raws, add_sep):
+    """Reference of stream packing: all documents in one stream."""
+    return np.array([t for d in expected_docs(tok, raws, add_sep) for t in d], np.int64)
+
+
+def expected_document_rows(tok, docs, seq_len, add_sep):
+    """Reference of document packing: each document cut into rows of [CLS] + seq_len-1,
+    its last row padded with [PAD]; with add_sep a tail of only [SEP] is dropped."""
+    body = seq_len - 1
+    rows = []
+    for doc in docs:
+        for i in range(0, len(doc), body):
+            part = doc[i:i + body]
+            if add_sep and part == [tok.sep_id]:
+                continue
+            rows.append([tok.cls_id] + part + [tok.pad_id] * (body - len(part)))
+    return np.array(rows, np.int64).reshape(-1, seq_len)
 
 
 @pytest.fixture
@@ -79,13 +99,14 @@ def load_rows(out, meta):
 
 @pytest.mark.parametrize("add_sep", [False, True])
 @pytest.mark.parametrize("chunk_bytes", [1 << 20, 16])  # 16: many chunks, documents straddle them
-def test_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_bytes):
+def test_stream_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_bytes):
+    """packing=stream: exactly the format before document packing existed."""
     files, vocab = inputs
     monkeypatch.setattr(prepare_lib, "_CHUNK_BYTES", chunk_bytes)
     out = str(tmp_path / "out")
     seq_len = 6
     meta = prepare_lib.prepare_corpus(files, out, seq_len=seq_len, tokenizer_path=vocab,
-                                      add_sep=add_sep, workers=1, progress=False)
+                                      add_sep=add_sep, packing="stream", workers=1, progress=False)
     tok = tokenizer_lib.load_tokenizer(vocab)
     stream = expected_stream(tok, [FILE_A, FILE_B], add_sep)
     n = len(stream) // (seq_len - 1)
@@ -107,6 +128,7 @@ def test_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_byte
     assert meta == {
         "format_version": 1, "seq_len": seq_len, "num_rows": n,
         "num_tokens": n * (seq_len - 1), "dropped_tokens": len(stream) - n * (seq_len - 1),
+        "pad_tokens": 0, "packing": "stream",
         "dtype": "uint16", "vocab_size": len(WP_VOCAB), "tokenizer_file": "vocab.txt",
         "tokenizer_fingerprint": tok.fingerprint, "tokenizer_kind": "wordpiece",
         "tokenizer_lowercase": True, "special_ids": tok.special_ids, "add_sep": add_sep,
@@ -115,6 +137,94 @@ def test_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_byte
     # The tokenizer is copied next to the rows; only the corpus files are left.
     assert open(os.path.join(out, "vocab.txt")).read() == open(vocab).read()
     assert sorted(os.listdir(out)) == ["meta.json", "rows.bin", "unigram_counts.npy", "vocab.txt"]
+
+
+@pytest.mark.parametrize("add_sep", [False, True])
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 16])
+@pytest.mark.parametrize("seq_len", [3, 6])
+def test_document_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chunk_bytes, seq_len):
+    """packing=document (the default): rows inside documents, tails padded."""
+    files, vocab = inputs
+    monkeypatch.setattr(prepare_lib, "_CHUNK_BYTES", chunk_bytes)
+    out = str(tmp_path / "out")
+    meta = prepare_lib.prepare_corpus(files, out, seq_len=seq_len, tokenizer_path=vocab,
+                                      add_sep=add_sep, workers=1, progress=False)
+    tok = tokenizer_lib.load_tokenizer(vocab)
+    docs = expected_docs(tok, [FILE_A, FILE_B], add_sep)
+    assert len(docs) == 5
+    want = expected_document_rows(tok, docs, seq_len, add_sep)
+    rows = load_rows(out, meta)
+    np.testing.assert_array_equal(rows, want)
+    body = rows[:, 1:]
+    counts = np.load(os.path.join(out, "unigram_counts.npy"))
+    np.testing.assert_array_equal(counts, np.bincount(body[body != tok.pad_id], minlength=len(WP_VOCAB)))
+    assert counts[[tok.cls_id, tok.pad_id, tok.mask_id]].tolist() == [0, 0, 0]
+    total = sum(len(d) for d in docs)
+    assert meta["packing"] == "document"
+    assert meta["num_tokens"] == counts.sum() == total - meta["dropped_tokens"]
+    assert meta["pad_tokens"] == (body == tok.pad_id).sum()
+    assert (meta["pad_tokens"] > 0) == (seq_len == 6 or not add_sep)
+    assert meta["num_rows"] == len(want)
+    # A tail of only the final [SEP] is dropped.
+    lone = sum(len(d) % (seq_len - 1) == 1 for d in docs) if add_sep else 0
+    assert meta["dropped_tokens"] == lone
+    if add_sep and seq_len == 3:
+        assert lone > 0
+    assert json.load(open(os.path.join(out, "meta.json"))) == meta
+
+
+THREE_DOCS = ("the man the man played\nthe man the\n\n"  # document 0: the, man, play(ed)
+              "\n  \na dog is a dog, a dog\n\n\n"  # document 1: a, dog, is, ","
+              "unaffable un un unaffable. un\nun un un.\n")  # document 2: un, ##aff, ##able, "."
+
+
+@pytest.mark.parametrize("chunk_bytes,workers", [(1 << 20, 1), (8, 1), (8, 2)])
+def test_no_row_crosses_a_document(tmp_path, inputs, monkeypatch, chunk_bytes, workers):
+    """Three documents with disjoint vocabularies: every row's tokens come from one."""
+    _, vocab = inputs
+    monkeypatch.setattr(prepare_lib, "_CHUNK_BYTES", chunk_bytes)
+    src = tmp_path / "three.txt"
+    src.write_text(THREE_DOCS)
+    tok = tokenizer_lib.load_tokenizer(vocab)
+    docs = expected_docs(tok, [src.read_bytes()], add_sep=False)
+    assert len(docs) == 3 and all(len(d) > 6 for d in docs)
+    owner = {t: i for i, d in enumerate(docs) for t in d}
+    assert len(owner) == sum(len(set(d)) for d in docs)  # disjoint vocabularies
+    meta = prepare_lib.prepare_corpus([str(src)], str(tmp_path / "o"), seq_len=5, tokenizer_path=vocab,
+                                      workers=workers, progress=False)
+    rows = load_rows(str(tmp_path / "o"), meta)
+    for row in rows:
+        text = [t for t in row[1:] if t != tok.pad_id]
+        assert text and len({owner[t] for t in text}) == 1, row
+        # Padding only at the end of a row.
+        assert (row[1 + len(text):] == tok.pad_id).all()
+    np.testing.assert_array_equal(rows, expected_document_rows(tok, docs, 5, False))
+    # The same text as one stream does cross documents.
+    meta = prepare_lib.prepare_corpus([str(src)], str(tmp_path / "s"), seq_len=5, tokenizer_path=vocab,
+                                      packing="stream", workers=workers, progress=False)
+    rows = load_rows(str(tmp_path / "s"), meta)
+    assert any(len({owner[t] for t in row[1:]}) > 1 for row in rows)
+
+
+def test_padded_rows_read_back(tmp_path, inputs):
+    """The corpus reader takes padded rows; [PAD] is never in the unigram counts."""
+    from sas_jax.data.corpus import Corpus
+
+    files, vocab = inputs
+    run(files, tmp_path / "o", tokenizer_path=vocab, seq_len=6)
+    corpus = Corpus.open(str(tmp_path / "o"))
+    rows = corpus.read(np.arange(corpus.num_rows))
+    assert (rows == corpus.tokenizer.pad_id).any()
+    assert corpus.unigram_counts[corpus.tokenizer.pad_id] == 0
+    body = rows[:, 1:]
+    np.testing.assert_array_equal(corpus.unigram_counts,
+                                  np.bincount(body[body != corpus.tokenizer.pad_id], minlength=len(WP_VOCAB)))
+
+
+def test_unknown_packing(tmp_path, inputs):
+    files, vocab = inputs
+    with pytest.raises(UserError, match=r"^packing='rows' is unknown; pass --packing=document"):
+        run(files, tmp_path / "o", tokenizer_path=vocab, packing="rows")
 
 
 def test_two_workers_match_one(tmp_path, monkeypatch):
@@ -136,16 +246,16 @@ def test_two_workers_match_one(tmp_path, monkeypatch):
     assert blobs[0] == blobs[1]
     assert metas[0]["skipped_lines"] == len(lines[10::97]) > 10
     assert metas[0]["num_rows"] > 100
-    # And both equal the reference stream.
+    # And both equal the reference document rows.
     tok = tokenizer_lib.load_tokenizer(model)
-    stream = expected_stream(tok, [src.read_bytes()], add_sep=True)
+    docs = expected_docs(tok, [src.read_bytes()], add_sep=True)
     rows = load_rows(str(tmp_path / "w2"), metas[1])
-    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 31])
+    np.testing.assert_array_equal(rows, expected_document_rows(tok, docs, 32, add_sep=True))
 
 
 def test_train_vocab_and_max_rows(tmp_path):
     out = str(tmp_path / "out")
-    meta = prepare_lib.prepare_corpus(DEMO, out, seq_len=16, train_vocab_size=300,
+    meta = prepare_lib.prepare_corpus(DEMO, out, seq_len=16, train_vocab_size=300, packing="stream",
                                       max_rows=50, workers=1, progress=False)
     assert meta["num_rows"] == 50 and meta["max_rows"] == 50
     assert meta["tokenizer_file"] == "tokenizer.model" and meta["vocab_size"] == 300
@@ -157,6 +267,12 @@ def test_train_vocab_and_max_rows(tmp_path):
     lines = [l.strip() for l in open(DEMO, encoding="utf-8") if l.strip()]
     stream = np.concatenate([tok.encode(l) for l in lines[:200]])
     np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: 50 * 15])
+    # Document packing stops at max_rows too.
+    meta = prepare_lib.prepare_corpus(DEMO, str(tmp_path / "doc"), seq_len=16, tokenizer_path=str(
+        os.path.join(out, "tokenizer.model")), max_rows=50, workers=1, progress=False)
+    docs = expected_docs(tok, [open(DEMO, "rb").read()[:20_000]], add_sep=False)
+    np.testing.assert_array_equal(load_rows(str(tmp_path / "doc"), meta),
+                                  expected_document_rows(tok, docs, 16, False)[:50])
     assert sorted(os.listdir(out)) == ["meta.json", "rows.bin", "tokenizer.model", "unigram_counts.npy"]
 
 
@@ -184,7 +300,7 @@ def test_globs_and_comma_lists(tmp_path, inputs):
 def test_interrupted_run_leaves_no_corpus(tmp_path, inputs, monkeypatch):
     files, vocab = inputs
 
-    def boom(self, ids):
+    def boom(self, ids, doc_ends=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prepare_lib._RowWriter, "add", boom)
@@ -245,7 +361,10 @@ def test_corpus_shorter_than_a_row(tmp_path, inputs):
     short = tmp_path / "short.txt"
     short.write_text("the man\n")
     with pytest.raises(UserError, match=r"only 2 tokens, less than one row of seq_len-1=3"):
-        run([str(short)], tmp_path / "o", tokenizer_path=vocab)
+        run([str(short)], tmp_path / "o", tokenizer_path=vocab, packing="stream")
+    # Document packing pads it into one row.
+    meta = run([str(short)], tmp_path / "d", tokenizer_path=vocab)
+    np.testing.assert_array_equal(load_rows(str(tmp_path / "d"), meta), [[2, 5, 9, 0]])
 
 
 def test_missing_tokenizer(tmp_path, inputs):
@@ -300,9 +419,8 @@ def test_tfds_source(tmp_path, inputs, monkeypatch):
     assert meta["sources"] == ["tfds:toy/train"] and meta["skipped_lines"] == 1
     rows = load_rows(str(tmp_path / "o"), meta)
     tok = tokenizer_lib.load_tokenizer(vocab)
-    stream = (tok.encode("the man played. the dog played.") + [3]
-              + tok.encode("un dog is a man") + [3])
-    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 2])
+    docs = [tok.encode("the man played. the dog played.") + [3], tok.encode("un dog is a man") + [3]]
+    np.testing.assert_array_equal(rows, expected_document_rows(tok, docs, 3, add_sep=True))
     with pytest.raises(UserError, match=r"tfds dataset toy has no field 'body' \(fields: text, title\); "
                                         r"pass --tfds_text_key=<field>"):
         prepare_lib.prepare_corpus(None, str(tmp_path / "o2"), seq_len=3, tokenizer_path=vocab,
@@ -328,7 +446,9 @@ def test_cli_error_exits_2_with_one_line(tmp_path, inputs):
 
 
 def test_main_without_input(capsys, tmp_path):
-    assert prepare_lib.main([f"--output={tmp_path}/o", "--train_vocab=100"]) == 2
+    from sas_jax import prepare as prepare_cli
+
+    assert prepare_cli.main([f"--output={tmp_path}/o", "--train_vocab=100"]) == 2
     assert capsys.readouterr().err == ("error: no input given; pass --input=<file or glob>[,...] "
                                        "or --tfds=<name>\n")
 
@@ -343,7 +463,15 @@ def test_cli_success(tmp_path, inputs):
     assert summary.startswith(f"prepared {out}: ") and "tokens/s" in summary
     meta = json.load(open(out / "meta.json"))
     assert meta["seq_len"] == 5 and meta["add_sep"] is True and meta["skipped_lines"] == 1
+    assert meta["packing"] == "document"
     tok = tokenizer_lib.load_tokenizer(vocab)
-    stream = expected_stream(tok, [FILE_A, FILE_B], add_sep=True)
-    rows = load_rows(str(out), meta)
-    np.testing.assert_array_equal(rows[:, 1:].ravel(), stream[: rows.shape[0] * 4])
+    docs = expected_docs(tok, [FILE_A, FILE_B], add_sep=True)
+    np.testing.assert_array_equal(load_rows(str(out), meta), expected_document_rows(tok, docs, 5, True))
+    res = cli(f"--input={','.join(files)}", f"--tokenizer={vocab}", "--seq_len=5", "--packing=stream",
+              f"--output={tmp_path}/s", "--no_progress")
+    assert res.returncode == 0, res.stderr
+    meta = json.load(open(tmp_path / "s" / "meta.json"))
+    stream = expected_stream(tok, [FILE_A, FILE_B], add_sep=False)
+    assert meta["packing"] == "stream" and meta["pad_tokens"] == 0
+    np.testing.assert_array_equal(load_rows(str(tmp_path / "s"), meta)[:, 1:].ravel(),
+                                  stream[: meta["num_rows"] * 4])
