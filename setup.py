@@ -28,6 +28,8 @@ setup(
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9"],
+        # The peer baseline benchmarks/hf_baseline.py (Hugging Face + PyTorch, CPU or CUDA).
+        "bench": ["torch>=2.4", "transformers>=5.0"],
         # Test-only: HF parity (torch CPU + transformers), metric checks (scipy).
         # torch is capped below 2.14 so pip takes the CPU wheel rather than a CUDA build.
         "test": ["pytest>=8", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4",
