@@ -22,8 +22,6 @@ from sas_jax.data.corpus import Corpus
 from sas_jax.models import ModelConfig, PretrainingModel
 
 
-load_config = config_lib.load_config_file
-
 
 def time_builds(builder, order, corpus, steps: int, start: int) -> float:
     """Median seconds per host batch over `steps` steps from `start`."""
@@ -45,11 +43,11 @@ def main():
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--json", default="")
     args = ap.parse_args()
-    config = load_config(args.config)
+    config = config_lib.load_config(args.config)
     corpus = Corpus.open(args.corpus)
     config.seq_len = corpus.seq_len
     vocab = corpus.vocab_size
-    order, _, builder = train.build_inputs(config, corpus, vocab)
+    order, builder = train.build_inputs(config, corpus, vocab)
     steps = min(args.steps, order.steps_per_epoch)
     first_visit = time_builds(builder, order, corpus, steps, 0)
     for step in range(steps, order.steps_per_epoch):  # finish epoch 0 so every row has samples

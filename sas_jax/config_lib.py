@@ -1,40 +1,31 @@
-"""Shared pieces of the experiment configs, and typed parsing of config variants.
+"""Experiment configs: the one loader, the one override parser, and the shared pieces.
 
 Every file under `configs/` is one experiment: `get_config(arg)` returns an
 `ml_collections.ConfigDict`. The argument after the colon in
 `--config=configs/sas_small.py:tiny` selects a variant; `parse_arg` turns it into
 typed values and rejects unknown keys (like big_vision's `configs/common.py`).
+
+    config = load_config("sas_small:tiny", ["opt.learning_rate=5e-4"])   # or configs/sas_small.py:tiny
+    override(config, "sas.position_policy=keep")
+
+`load_config` is what every tool outside the absl entry point uses (GLUE, the
+planner, benchmarks, tests); `python -m sas_jax.main` loads the same files through
+absl's `config_flags`, and every CLI takes overrides as `--config.KEY=VALUE`.
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import os
+import pathlib
+from collections.abc import Sequence
+
 import ml_collections
 
-# Logical axis vocabulary used by the model (see models/layers.py). Parameters use
-# the first group, activations the `act_*` names, so FSDP can shard parameters
-# along `fsdp` while the batch of activations is also split along `fsdp`.
-PARAM_AXES = ("vocab", "embed", "hidden", "mlp", "heads", "kv", "layers")
-ACTIVATION_AXES = ("batch", "length", "act_embed", "act_mlp", "act_heads", "act_kv")
+from sas_jax.errors import UserError
 
-# Sharding rule sets by name. Each maps a logical axis to mesh axes (or None).
-SHARDING_RULES = {
-    # Pure data parallel: parameters replicated, batch split over every device.
-    "data_parallel": (("batch", ("data", "fsdp")),),
-    # FSDP (ZeRO-3 style): parameters split along their `embed`/`hidden` dim too.
-    "fsdp": (
-        ("batch", ("data", "fsdp")),
-        ("embed", "fsdp"),
-    ),
-    # Megatron-style tensor parallelism on top of FSDP.
-    "fsdp_tensor": (
-        ("batch", ("data", "fsdp")),
-        ("embed", "fsdp"),
-        ("mlp", "tensor"),
-        ("heads", "tensor"),
-        ("act_mlp", "tensor"),
-        ("act_heads", "tensor"),
-    ),
-}
-
+# The repository's experiment configs: a bare name such as `sas_small` means CONFIG_DIR/sas_small.py.
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """Parses `"tiny,steps=100"` into typed values, with `defaults` giving the types.
@@ -52,7 +43,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         key, _, value = item.partition("=")
         if key not in defaults:
             raise ValueError(
-                f"unknown config variant {key!r}; known: {', '.join(sorted(defaults))}"
+                f"unknown config variant {key!r}{_did_you_mean(key, defaults)}; known: {', '.join(sorted(defaults))}"
             )
         kind = type(defaults[key])
         if not _:
@@ -77,7 +68,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
 # --------------------------------------------------------------------------- model
 
 
-def model_config(size: str = "small") -> ml_collections.ConfigDict:
+def encoder_shape_config(size: str = "small") -> ml_collections.ConfigDict:
     """Encoder shape of the paper's Table 5 (Small or Base)."""
     if size == "small":
         hidden, layers, heads, ffn, emb = 256, 12, 4, 1024, 256
@@ -127,7 +118,8 @@ def optimizer_config(lr: float, warmup_steps: int) -> ml_collections.ConfigDict:
 
 def sas_config(lambda_schedule: str = "epochwise") -> ml_collections.ConfigDict:
     s = ml_collections.ConfigDict()
-    s.cold_start = "unigram"  # unigram | uniform: first-visit replacement distribution
+    s.cold_start = "unigram"  # unigram | uniform | mask | mlm (BERT 80/10/10, no RTD loss): first visits
+    s.cold_start_epochs = 1  # epochs whose every visit is a cold start, before the model's samples take over
     s.warmup_steps = 4000  # steps drawing from sqrt-unigram before plain unigram
     s.temperature = 1.0  # sampling temperature T of softmax(logits / T)
     s.lambda_schedule = lambda_schedule  # constant | epochwise
@@ -212,7 +204,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     """The SAS pre-training config of the paper (Table 5) at the given size."""
     c = ml_collections.ConfigDict()
     c.seed = 99  # initialisation, dropout, sampling and data order all derive from it
-    c.model = model_config(size)
+    c.model = encoder_shape_config(size)
     if size == "small":
         c.batch_size = 512  # global batch, rows
         c.seq_len = 128  # tokens per row
@@ -237,12 +229,13 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     c.data.prepare.vocab_size = 0  # >0: train a SentencePiece model of this size
     c.data.prepare.tokenizer = ""  # path of a .model (SentencePiece) or vocab.txt
     c.data.prepare.max_rows = 0  # >0: keep only the first rows of the prepared corpus
+    c.data.eval_rows = 2048  # rows held out for evaluation (a fixed subset, never trained on); 0 = none
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # devices along the data axis; -1 = all that are left
     c.mesh.fsdp = 1  # devices along the fsdp axis
     c.mesh.tensor = 1  # devices along the tensor axis
-    c.mesh.rules = "data_parallel"  # key of config_lib.SHARDING_RULES
+    c.mesh.rules = "data_parallel"  # key of sharding.SHARDING_RULES
 
     c.ckpt = ml_collections.ConfigDict()
     c.ckpt.every_steps = 5000  # save every K steps (and at the end)
@@ -252,6 +245,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     c.log = ml_collections.ConfigDict()
     c.log.every_steps = 100  # console and TensorBoard cadence
     c.log.tensorboard = True
+    c.log.eval_every_steps = 10_000  # held-out evaluation cadence (and at the end); 0 = at the end only
     return c
 
 
@@ -273,6 +267,7 @@ def shrink_to_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.opt.warmup_steps = 2
     c.ckpt.every_steps = 10
     c.log.every_steps = 5
+    c.data.eval_rows = 0  # test corpora are tiny; tests that evaluate set it
     return c
 
 
@@ -297,20 +292,144 @@ def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.prepare.vocab_size = 2000
     c.ckpt.every_steps = 200
     c.log.every_steps = 25
+    c.data.eval_rows = 512
+    c.log.eval_every_steps = 200
     return c
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """`"configs/x.py:variant"` → its `get_config(variant)`, as `--config=` would load it
-    (for tools outside the absl entry point: the planner, benchmarks, tests)."""
-    import importlib.util  # noqa: PLC0415
-    import os  # noqa: PLC0415
+# --------------------------------------------------------------------------- loading
 
-    path, _, arg = spec.partition(":")
-    if not os.path.exists(path):
-        raise ValueError(f"config file {path!r} not found; pass a path such as configs/sas_small.py")
-    name = "config_" + os.path.splitext(os.path.basename(path))[0]
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`"path.py[:variant]"` or `"name[:variant]"` (a file of `configs/`) → its
+    `get_config(variant)` with each `"a.b=v"` of `overrides` applied by `override`.
+
+    A missing file, a file without `get_config` and a bad variant raise a one-line
+    UserError naming the fix; nothing is written anywhere.
+    """
+    target, _, arg = str(spec).partition(":")
+    path = _config_path(target.strip())
+    name = "sas_jax_config_" + "".join(ch if ch.isalnum() else "_" for ch in str(path))
     module_spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UserError(f"config file {path} cannot be read (line {e.lineno}: {e.msg}); fix the file") from None
+    if not callable(getattr(module, "get_config", None)):
+        raise UserError(f"config file {path} has no get_config(arg); it is not an experiment config")
+    try:
+        config = module.get_config(arg.strip() or None)
+    except ValueError as e:
+        where = f"{path.name}:{arg.strip()}" if arg.strip() else path.name
+        raise UserError(f"{where}: {' '.join(str(e).split())}") from None
+    for item in overrides or ():
+        override(config, item)
+    return config
+
+
+def _config_path(target: str) -> pathlib.Path:
+    if not target:
+        raise UserError("no config given; pass a file such as configs/sas_small.py or a name such as sas_small")
+    if target.endswith(".py") or os.sep in target or "/" in target:
+        path = pathlib.Path(target)
+        if not path.is_file():
+            raise UserError(f"config file {target} not found; pass an existing file such as "
+                            f"configs/sas_small.py (or a name of {CONFIG_DIR})")
+        return path
+    path = CONFIG_DIR / f"{target}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.name.startswith("_"))
+        raise UserError(f"config {target!r} is not in {CONFIG_DIR}{_did_you_mean(target, known)}; "
+                        f"known: {', '.join(known)}")
+    return path
+
+
+def override(config: ml_collections.ConfigDict, item: str) -> None:
+    """Applies one `"a.b=value"` to `config`, typed by the field's current value.
+
+    bool: true/false/1/0 (any case); int; float; str (taken as is); tuple/list:
+    comma-separated, each element of the first element's type (float if empty).
+    An unknown key (with a "did you mean" hint), a group instead of a field, or a
+    value the field's type cannot take raises a one-line UserError.
+    """
+    key, sep, text = str(item).partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise UserError(f"config override {item!r} must look like KEY=VALUE, e.g. opt.learning_rate=5e-4")
+    node = config
+    *groups, field = key.split(".")
+    for depth, part in enumerate(groups):
+        child = node.get(part, None) if isinstance(node, ml_collections.ConfigDict) else None
+        if not isinstance(child, ml_collections.ConfigDict):
+            if isinstance(node, ml_collections.ConfigDict) and part in node:
+                raise UserError(f"config key {'.'.join(groups[:depth + 1])!r} is a field, not a group; "
+                                f"cannot set {key!r}")
+            raise _unknown_key(config, key)
+        node = child
+    if field not in node:
+        raise _unknown_key(config, key)
+    current = node[field]
+    if isinstance(current, ml_collections.ConfigDict):
+        raise UserError(f"config key {key!r} is a group; set one of its fields, e.g. "
+                        f"{key}.{sorted(current)[0] if len(current) else '<field>'}=<value>")
+    value = _typed(key, text, current)
+    if isinstance(node, ml_collections.FrozenConfigDict):
+        raise UserError(f"cannot set {key!r}: the config is frozen")
+    with node.ignore_type():  # the type was checked above; ints may land in float fields
+        node[field] = value
+
+
+def _typed(key: str, text: str, current):
+    """`text` as the type of `current`; UserError naming key, value and type when it cannot be."""
+    kind = type(current)
+    try:
+        if isinstance(current, str) or current is None:
+            return text
+        text = text.strip()
+        if isinstance(current, bool):
+            return _parse_bool(text)
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, (tuple, list)):
+            inner = text[1:-1] if text[:1] + text[-1:] in ("()", "[]") else text
+            elem = type(current[0]) if current else float
+            parse = _parse_bool if elem is bool else elem
+            return kind(parse(v.strip()) for v in inner.split(",") if v.strip())
+    except ValueError:
+        pass
+    else:
+        raise UserError(f"config key {key!r} holds a {kind.__name__}, which cannot be set from the command line")
+    expected = {bool: "a bool (true/false/1/0)", int: "an int", float: "a float"}.get(kind, kind.__name__)
+    if isinstance(current, (tuple, list)):
+        elem = type(current[0]).__name__ if current else "float"
+        expected = f"a comma-separated list of {elem}"
+    raise UserError(f"config {key}={text!r} is not valid: {key} takes {expected} (it is now {current!r})")
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return low in ("true", "1")
+
+
+def _flat_keys(config, prefix: str = "") -> list:
+    out = []
+    for k, v in config.items():
+        out.append(prefix + k)
+        if isinstance(v, ml_collections.ConfigDict):
+            out += _flat_keys(v, prefix + k + ".")
+    return out
+
+
+def _did_you_mean(word: str, candidates) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_key(config, key: str) -> UserError:
+    return UserError(f"unknown config key {key!r}{_did_you_mean(key, _flat_keys(config))}; "
+                     "see the config file's fields (and their comments)")

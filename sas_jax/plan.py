@@ -19,7 +19,7 @@ from sas_jax.corruption.store import SampleStore
 REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens (~3.3B tokens)
 
 
-load_config = config_lib.load_config_file
+load_config = config_lib.load_config
 
 
 def param_count(config, vocab: int) -> int:

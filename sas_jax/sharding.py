@@ -8,10 +8,30 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sas_jax import config_lib
-
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")  # the batch dimension is split over both
+
+# Logical-axis rule sets, chosen by `mesh.rules`. Each maps a logical axis of the model
+# (models/encoder.py: parameters use vocab/embed/hidden/mlp/heads/kv/layers, activations
+# batch/length/act_*) to mesh axes; unnamed axes stay replicated.
+SHARDING_RULES = {
+    # Pure data parallel: parameters replicated, batch split over every device.
+    "data_parallel": (("batch", ("data", "fsdp")),),
+    # FSDP (ZeRO-3 style): parameters split along their `embed`/`hidden` dim too.
+    "fsdp": (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+    ),
+    # Megatron-style tensor parallelism on top of FSDP.
+    "fsdp_tensor": (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+        ("mlp", "tensor"),
+        ("heads", "tensor"),
+        ("act_mlp", "tensor"),
+        ("act_heads", "tensor"),
+    ),
+}
 
 
 def make_mesh(mesh_cfg, devices=None) -> Mesh:
@@ -41,10 +61,10 @@ def mesh_axis_sizes(mesh_cfg, num_devices: int) -> dict:
 
 def logical_rules(mesh_cfg):
     """The rule list named by `mesh.rules`; unnamed logical axes stay replicated."""
-    if mesh_cfg.rules not in config_lib.SHARDING_RULES:
+    if mesh_cfg.rules not in SHARDING_RULES:
         raise ValueError(f"mesh.rules={mesh_cfg.rules!r} is unknown; use one of "
-                         f"{sorted(config_lib.SHARDING_RULES)}")
-    return tuple(config_lib.SHARDING_RULES[mesh_cfg.rules])
+                         f"{sorted(SHARDING_RULES)}")
+    return tuple(SHARDING_RULES[mesh_cfg.rules])
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:

@@ -21,11 +21,37 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(name: str, arg: str | None = "tiny"):
-    """`configs/<name>.py` → get_config(arg), as the CLI would load it."""
+def load_config(name: str, arg: str | None = "tiny", overrides=()):
+    """`configs/<name>.py` → get_config(arg) (+ "a.b=v" overrides), as the CLI would load it."""
     from sas_jax import config_lib  # noqa: PLC0415
 
-    return config_lib.load_config_file(f"{ROOT / 'configs' / name}.py" + (f":{arg}" if arg else ""))
+    return config_lib.load_config(f"{name}:{arg}" if arg else name, overrides)
+
+
+def override_text(value) -> str:
+    """A Python value as the text `config_lib.override` parses (bools, tuples, numbers, str)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(override_text(v) for v in value)
+    return str(value)
+
+
+def make_config(name: str, variant: str | None = "tiny", **overrides):
+    """`configs/<name>.py:<variant>` with keyword overrides; dotted keys go through **{...},
+    e.g. make_config("sas_small", batch_size=16, **{"opt.learning_rate": 1e-3})."""
+    return load_config(name, variant, [f"{k}={override_text(v)}" for k, v in overrides.items()])
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def config_factory():
+    """`config_factory(name, variant="tiny", **overrides) -> ConfigDict` (`make_config`)."""
+    return make_config
 
 
 @pytest.fixture
@@ -46,6 +72,41 @@ def prepared_corpus(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_workdir(prepared_corpus, tmp_path_factory):
+    """A finished pre-training workdir of the tiny SAS config on `prepared_corpus`:
+    checkpoints at steps 2 and 4, TensorBoard logs and metrics.jsonl every step."""
+    from sas_jax import train  # noqa: PLC0415
+
+    cfg = make_config("sas_small", "tiny", **{
+        "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
+        "ckpt.every_steps": 2, "ckpt.async_save": False, "log.every_steps": 1, "log.tensorboard": True})
+    workdir = str(tmp_path_factory.mktemp("pretrain") / "run")
+    train.train_and_evaluate(cfg, workdir)
+    return workdir
+
+
+# GLUE fixtures (their rows and layouts: tests/glue/glue_fixtures.py, importable once a GLUE test
+# module is collected, the only ones that ask for these).
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory):
+    """The TSV fixtures of all 8 tasks."""
+    import glue_fixtures  # noqa: PLC0415
+
+    return glue_fixtures.write_glue_dir(tmp_path_factory.mktemp("glue"))
+
+
+@pytest.fixture(scope="session")
+def tiny_curve(tiny_workdir, glue_dir, tmp_path_factory):
+    """`sweep.run_curve` over `tiny_workdir`'s steps 2 and 4 (SST-2 and MNLI, tiny recipe, 1 epoch)."""
+    from sas_jax.glue import sweep  # noqa: PLC0415
+
+    out = str(tmp_path_factory.mktemp("curve") / "curve")
+    sweep.run_curve(tiny_workdir, out, steps="all", label="tiny-SAS", tasks="sst2,mnli", glue_dir=str(glue_dir),
+                    config="glue:tiny", overrides=["num_epochs=1"], log=lambda *a: None)
+    return out
+
+
 def cli(*args, timeout=300, env=None):
     """Runs `python -m sas_jax.main ...` (or another module via args) and returns the result."""
     import subprocess  # noqa: PLC0415
@@ -53,3 +114,9 @@ def cli(*args, timeout=300, env=None):
 
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(name="cli", scope="session")
+def cli_fixture():
+    """`cli(*args, timeout=300, env=None)`: a subprocess in the repository root (`cli`)."""
+    return cli

@@ -4,26 +4,19 @@ import os
 import re
 
 import pytest
-from conftest import cli, load_config
 
 from sas_jax import checkpointing, train
 from sas_jax.errors import UserError
 
 
-def tiny_on(corpus_dir, **overrides):
-    cfg = load_config("sas_small", "tiny")
-    cfg.data.corpus_dir = str(corpus_dir)
-    cfg.model.vocab_size = -1
-    cfg.num_train_steps = 4
-    cfg.ckpt.every_steps = 2
-    cfg.log.tensorboard = False
-    for k, v in overrides.items():
-        node = cfg
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return cfg
+@pytest.fixture
+def tiny_on(config_factory):
+    """`tiny_on(corpus_dir, **overrides)`: the tiny SAS config on a corpus, 4 steps, checkpoints at 2 and 4."""
+    def make(corpus_dir, **overrides):
+        return config_factory("sas_small", "tiny", **{
+            "data.corpus_dir": str(corpus_dir), "model.vocab_size": -1, "num_train_steps": 4,
+            "ckpt.every_steps": 2, "log.tensorboard": False, **overrides})
+    return make
 
 
 def assert_one_line_error(result, pattern):
@@ -33,13 +26,13 @@ def assert_one_line_error(result, pattern):
     assert re.search(pattern, lines[0]), lines[0]
 
 
-def test_missing_corpus_dir_names_the_fix(tmp_path):
+def test_missing_corpus_dir_names_the_fix(tmp_path, cli):
     r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}/w",
             f"--config.data.corpus_dir={tmp_path}/nope")
     assert_one_line_error(r, r"nope.*python -m sas_jax.prepare")
 
 
-def test_unknown_config_key_and_wrong_type_are_refused(tmp_path):
+def test_unknown_config_key_and_wrong_type_are_refused(tmp_path, cli):
     r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}",
             "--config.sas.lambda_stat=3")
     assert r.returncode != 0 and "lambda_stat" in r.stderr
@@ -50,27 +43,27 @@ def test_unknown_config_key_and_wrong_type_are_refused(tmp_path):
     assert r.returncode != 0 and "unknown config variant 'tiyn'" in r.stderr
 
 
-def test_corpus_smaller_than_one_batch(prepared_corpus, tmp_path):
+def test_corpus_smaller_than_one_batch(prepared_corpus, tmp_path, tiny_on):
     with pytest.raises(UserError, match=r"2273 rows, fewer than one global batch of 4096.*batch_size"):
         train.train_and_evaluate(tiny_on(prepared_corpus, batch_size=4096), str(tmp_path))
 
 
-def test_seq_len_beyond_position_table(prepared_corpus, tmp_path):
+def test_seq_len_beyond_position_table(prepared_corpus, tmp_path, tiny_on):
     with pytest.raises(UserError, match=r"seq_len=96 exceeds model.max_position_embeddings=64"):
         train.train_and_evaluate(tiny_on(prepared_corpus, seq_len=96), str(tmp_path))
 
 
-def test_seq_len_differs_from_corpus(prepared_corpus, tmp_path):
+def test_seq_len_differs_from_corpus(prepared_corpus, tmp_path, tiny_on):
     with pytest.raises(UserError, match=r"corpus was prepared with 32; set --config.seq_len=32"):
         train.train_and_evaluate(tiny_on(prepared_corpus, seq_len=48), str(tmp_path))
 
 
-def test_batch_not_divisible_by_devices(prepared_corpus, tmp_path):
+def test_batch_not_divisible_by_devices(prepared_corpus, tmp_path, tiny_on):
     with pytest.raises(UserError, match=r"batch_size=12 is not divisible by the 8 batch shards"):
         train.train_and_evaluate(tiny_on(prepared_corpus, batch_size=12), str(tmp_path))
 
 
-def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path):
+def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path, tiny_on):
     from sas_jax.data.tokenizer import train_sentencepiece  # noqa: PLC0415
 
     text = tmp_path / "other.txt"
@@ -83,7 +76,7 @@ def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path):
                                  str(tmp_path / "w"))
 
 
-def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, tmp_path):
+def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, tmp_path, tiny_on):
     train.train_and_evaluate(tiny_on(prepared_corpus), str(tmp_path))
     before = sorted(os.listdir(tmp_path / "checkpoints"))
     with pytest.raises(UserError, match=r"another model shape: .*intermediate'\]\['bias'\] is \(64,\) in the "
@@ -92,7 +85,7 @@ def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, t
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
 
 
-def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, tmp_path, monkeypatch):
+def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, tmp_path, monkeypatch, tiny_on):
     cfg = tiny_on(prepared_corpus)
     train.train_and_evaluate(cfg, str(tmp_path))  # checkpoints 2 and 4
     original = checkpointing.StoreHandler.save
