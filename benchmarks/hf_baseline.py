@@ -72,6 +72,9 @@ import time
 
 # The configs and the FLOPs count come from sas_jax; JAX itself must never take the GPU here.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python benchmarks/hf_baseline.py` from a checkout
+    sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -84,7 +87,6 @@ from transformers.models.electra.modeling_electra import (  # noqa: E402
 from sas_jax import config_lib, flops  # noqa: E402
 from sas_jax.models.electra import generator_config  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("sas_small", "bert_small", "electra_small")
 ACCEL_DEFAULTS = dict(batch=512, seq_len=128, dtype="bfloat16", steps=20, repeats=5, warmup=3)
 CPU_DEFAULTS = dict(batch=8, seq_len=128, dtype="float32", steps=3, repeats=3, warmup=1)
