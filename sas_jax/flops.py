@@ -1,4 +1,4 @@
-"""FLOPs accounting in two conventions (docs: /work/shared/reference/flops_rules.md).
+"""FLOPs accounting in two conventions (docs/reference.md §12 paper, §13 live MFU).
 
 1. **Paper convention ("Train FLOPs").** ELECTRA's counting rules, reused by the
    SAS paper's tables: forward FLOPs per token of the input embedding, every
@@ -38,9 +38,9 @@ PAPER_VOCAB_SIZE = 30522  # BERT's uncased WordPiece vocabulary, used by the pap
 OUTPUT_FRAC = 20 / 128  # MLM head charged on 0.15625 of positions (ELECTRA: 80 per 512)
 TRAIN_FACTOR = 2  # paper convention: backward costs the same as forward
 
-# Elementwise costs per element (flops_rules.md §1).
+# Elementwise costs per element (docs/reference.md §12.1).
 DROPOUT, LAYER_NORM, GELU, SOFTMAX = 4, 5, 8, 5
-# DeBERTa's calibrated allowance (§3): 11 per (head, query, key) score, 11 per hidden unit.
+# DeBERTa's calibrated allowance (docs/reference.md §12.3): 11 per (head, query, key) score, 11 per hidden unit.
 DA_SCORE_ALLOWANCE = SOFTMAX + DROPOUT + 1 + 1  # softmax, dropout, scale, add
 DA_HIDDEN_ALLOWANCE = 1 + DROPOUT + 1 + LAYER_NORM  # bias, dropout, residual, LayerNorm
 
@@ -50,7 +50,7 @@ DA_HIDDEN_ALLOWANCE = 1 + DROPOUT + 1 + LAYER_NORM  # bias, dropout, residual, L
 
 def layer_flops(hidden: int, ffn: int, heads: int, kqv: int, seq_len: int, *,
                 layer_norm_fix: bool = True) -> dict:
-    """One encoder layer, forward FLOPs per token (§2.1).
+    """One encoder layer, forward FLOPs per token (docs/reference.md §12.2).
 
     `layer_norm_fix=False` charges the post-attention LayerNorm as the public
     ELECTRA script does (5 per token instead of 5·h); only for tests of the rule.
@@ -71,7 +71,7 @@ def layer_flops(hidden: int, ffn: int, heads: int, kqv: int, seq_len: int, *,
 
 
 def embedding_flops(embedding: int, hidden: int, vocab_size: int, seq_len: int) -> dict:
-    """Input embedding, forward FLOPs per token (§2.2): lookups as dense one-hot matmuls.
+    """Input embedding, forward FLOPs per token (docs/reference.md §12.2): lookups as dense one-hot matmuls.
 
     Position and token-type lookups are always charged (`2·e·(s + 2)`), also for
     disentangled models (the rules cost DeBERTa as the BERT-style model).
@@ -90,7 +90,7 @@ def embedding_flops(embedding: int, hidden: int, vocab_size: int, seq_len: int) 
 
 
 def mlm_head_flops(hidden: int, embedding: int, vocab_size: int) -> dict:
-    """MLM head, forward FLOPs per *predicted position* (§2.3); charge × `OUTPUT_FRAC`."""
+    """MLM head, forward FLOPs per *predicted position* (docs/reference.md §12.2); charge × `OUTPUT_FRAC`."""
     h, e, V = hidden, embedding, vocab_size
     return {
         "dense": 2 * h * e + e,
@@ -103,7 +103,7 @@ def mlm_head_flops(hidden: int, embedding: int, vocab_size: int) -> dict:
 
 
 def rtd_head_flops(hidden: int) -> dict:
-    """RTD head, forward FLOPs per token, at every position (§2.4)."""
+    """RTD head, forward FLOPs per token, at every position (docs/reference.md §12.2)."""
     h = hidden
     return {"dense": 2 * h * h + h, "gelu": GELU * h, "logit": 2 * h}
 
@@ -111,7 +111,7 @@ def rtd_head_flops(hidden: int) -> dict:
 def disentangled_layer_flops(hidden: int, heads: int, kqv: int, seq_len: int, *,
                              terms=("c2p", "p2c"), allowance: bool = True,
                              project_relative: bool = False) -> dict:
-    """What disentangled attention adds to one layer, forward FLOPs per token (§3).
+    """What disentangled attention adds to one layer, forward FLOPs per token (docs/reference.md §12.3).
 
     The relative span is `2k = 2·s` (k, the largest relative distance, = seq_len).
     Each score term in `terms` (c2p `Q_c·(P·W_k)ᵀ`, p2c `K_c·(P·W_q)ᵀ`) costs
@@ -404,7 +404,7 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
     comps = forward_components(config, vocab_size=v)
     total = sum(c.per_token for c in comps)
     lines.append("")
-    lines.append("Paper convention: forward FLOPs per token (ELECTRA's rules, flops_rules.md §1-5)")
+    lines.append("Paper convention: forward FLOPs per token (ELECTRA's rules, docs/reference.md §12)")
     lines.append(f"  {'component':<26}{'per unit':>16}  {'x count':<10}{'per token':>18}{'share':>9}")
     for c in comps:
         lines.append(f"  {c.name:<26}{_fmt(c.per_unit):>16}  {c.count:<10g}{_fmt(c.per_token):>18}"
@@ -419,7 +419,8 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
     live = model_flops_components(config, vocab_size=v)
     live_total = sum(live.values())
     lines.append("")
-    lines.append("Live MFU convention: model FLOPs per token, fwd+bwd, matmuls only (§6); not comparable")
+    lines.append("Live MFU convention: model FLOPs per token, fwd+bwd, matmuls only "
+                 "(docs/reference.md §13); not comparable")
     for k, x in live.items():
         lines.append(f"  {k:<34}{_fmt(x):>18}{100 * x / live_total:>8.2f}%")
     lines.append(f"  {'model FLOPs per token':<34}{_fmt(live_total):>18}")
