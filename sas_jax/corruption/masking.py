@@ -1,6 +1,6 @@
 """Whole-word position selection with a fixed count, vectorised over the batch.
 
-Reference semantics (sas_semantics.md §2.3): skip special tokens, group pieces
+Reference semantics (docs/reference.md §2.3): skip special tokens, group pieces
 into words (a continuation piece joins the previous word; a row starting inside
 a word starts a word), shuffle the words, add them greedily without overshooting
 n = max(1, round(rate · #non-pad tokens)), so the count never exceeds n.
