@@ -1,5 +1,5 @@
 """SASDA-Small: SAS (λ 50→200 epoch-wise, unigram cold start) on the disentangled-attention encoder
-(paper Table 1; electra_deberta.md §2.5).
+(paper Table 1; docs/reference.md §9.5).
 
     python -m sas_jax.main --config=configs/sasda_small.py --workdir=/tmp/sasda_small \
         --config.data.corpus_dir=/data/wiki_books_128
