@@ -1,5 +1,5 @@
 """ELECTRA-Small: generator (1/4 width: H_g = 64, 1 head, FFN 256) + discriminator, E = 128,
-MLM + 50·RTD constant, 85% [MASK] (paper Table 1, Table 5; electra_deberta.md §1).
+MLM + 50·RTD constant, 85% [MASK] (paper Table 1, Table 5; docs/reference.md §8).
 
     python -m sas_jax.main --config=configs/electra_small.py --workdir=/tmp/electra_small \
         --config.data.corpus_dir=/data/wiki_books_128
