@@ -1,5 +1,5 @@
 """DeBERTa-Small: BERT's MLM objective on the disentangled-attention (DA) encoder
-(electra_deberta.md §2.5: no absolute positions, no token types, LayerNorm eps 1e-7).
+(docs/reference.md §9.5: no absolute positions, no token types, LayerNorm eps 1e-7).
 
     python -m sas_jax.main --config=configs/deberta_small.py --workdir=/tmp/deberta_small \
         --config.data.corpus_dir=/data/wiki_books_128
