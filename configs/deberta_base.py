@@ -1,5 +1,5 @@
 """DeBERTa-Base: BERT's MLM objective on the DA encoder, 12 × 768, L = 512, batch 256, 1M steps
-(paper Table 2; electra_deberta.md §2.5).
+(paper Table 2; docs/reference.md §9.5).
 
     python -m sas_jax.main --config=configs/deberta_base.py --workdir=/tmp/deberta_base \
         --config.data.corpus_dir=/data/wiki_books_512 --config.model.dtype=bfloat16
