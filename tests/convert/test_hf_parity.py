@@ -1,4 +1,4 @@
-"""Numerical parity with Hugging Face PyTorch (recipe: shared/reference/electra_deberta.md §4).
+"""Numerical parity with Hugging Face PyTorch (recipe: docs/reference.md §11).
 
 Random-init HF models from tiny configs, float32, dropout 0, eval mode; their
 weights go through `sas_jax.convert`, both sides read identical inputs (B = 2,
