@@ -286,7 +286,7 @@ def make_batches(config, recipe: str, *, device, vocab: int, count: int = 4, see
 
 
 def _optimizer(modules, opt_cfg):
-    params = list({id(p): p for m in modules for p in m.parameters()}.values())  # shared/tied tables once
+    params = list({id(p): p for m in modules for p in m.parameters()}.values())  # shared and tied tables once
     decay = [p for p in params if p.ndim >= 2]  # kernels and tables; not biases or LayerNorm
     rest = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": float(opt_cfg.weight_decay)},
