@@ -18,7 +18,7 @@ position (unchanged ones and cold-start hits included).
   `ColdStartSampler` (unigram with the sqrt-unigram warm-up, or uniform), as SAS's
   cold start, but on every visit.
 
-`ElectraBatchBuilder`: ELECTRA's masking (electra_deberta.md §1.6). N =
+`ElectraBatchBuilder`: ELECTRA's masking (docs/reference.md §8.6). N =
 int((rate + 0.005) · L) slots; row b predicts max(1, min(N, round(rate · #real)))
 of them; slot positions are drawn uniformly over the candidates (real tokens that
 are not [CLS]/[SEP]/[MASK]) *with replacement*; each valid slot draws [MASK] with
