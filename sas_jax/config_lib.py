@@ -168,7 +168,7 @@ def use_bert_head(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def use_disentangled_attention(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The DeBERTa-style (DebertaV2) DA encoder of electra_deberta.md §2.5 (DeBERTa, SASDA rows)."""
+    """The DeBERTa-style (DebertaV2) DA encoder of docs/reference.md §9.5 (DeBERTa, SASDA rows)."""
     m = c.model
     m.attention_type = "disentangled"
     m.position_biased_input = False  # relative positions only
