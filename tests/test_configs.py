@@ -77,7 +77,7 @@ def check_structure(cfg, row: Row):
         gen = generator_config(ModelConfig.from_config(m))
         assert gen.hidden_size < m.hidden_size and gen.embedding_size == m.embedding_size
     assert m.attention_type == row.attention
-    if row.attention == "disentangled":  # electra_deberta.md §2.5
+    if row.attention == "disentangled":  # docs/reference.md §9.5
         assert (m.position_biased_input, m.type_vocab_size, m.layer_norm_eps) == (False, 0, 1e-7)
         assert (m.position_buckets, m.share_att_key, m.pos_att_type, m.norm_rel_ebd) == (256, True, "c2p|p2c",
                                                                                         "layer_norm")
