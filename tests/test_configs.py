@@ -103,7 +103,7 @@ def test_full_config_is_the_paper_row(name):
     if row.corruption == "electra":
         assert cfg.sas.max_predictions >= electra_budget(cfg.sas.mask_rate, cfg.seq_len)
         gen = generator_config(ModelConfig.from_config(cfg.model))
-        want = (64, 1, 256) if small else (256, 4, 1024)  # electra_deberta.md §1.5
+        want = (64, 1, 256) if small else (256, 4, 1024)  # docs/reference.md §8.5
         assert (gen.hidden_size, gen.num_heads, gen.intermediate_size) == want
     doc = (ROOT / "configs" / f"{name}.py").read_text()
     assert f"python -m sas_jax.main --config=configs/{name}.py" in doc
