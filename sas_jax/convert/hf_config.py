@@ -12,8 +12,18 @@ EXTRA_KEY = "sas_jax"
 _EXTRA_FIELDS = ("mlm_layer_norm_eps", "generator_ratio")
 
 
+# The std of the project's N(0, std) initialiser (sas_jax/models/encoder.py INIT).
+INITIALIZER_RANGE = 0.02
+
+
 def _check_exportable(cfg: ModelConfig, architecture: str):
     fam = family(architecture)
+    if getattr(cfg, "enhanced_mask_decoder", False):
+        raise ValueError("the model has an enhanced mask decoder (model.enhanced_mask_decoder=True), "
+                         "which Hugging Face DeBERTa does not implement; it cannot be exported")
+    if getattr(cfg, "pre_layer_norm", False):
+        raise ValueError(f"the model is pre-LayerNorm (model.pre_layer_norm=True) but HF {architecture} "
+                         "is post-LayerNorm; it cannot be exported")
     if cfg.kqv_size != cfg.hidden_size:
         raise ValueError(f"HF {architecture} needs num_heads*head_dim == hidden_size; got "
                          f"{cfg.num_heads}*{cfg.head_dim} != {cfg.hidden_size}")
@@ -31,8 +41,12 @@ def _check_exportable(cfg: ModelConfig, architecture: str):
         raise ValueError("BERT has no embedding projection: embedding_size must equal hidden_size")
 
 
-def to_hf_config(cfg: ModelConfig, architecture: str) -> dict:
-    """The config.json dict that `from_pretrained` needs for `architecture`."""
+def to_hf_config(cfg: ModelConfig, architecture: str, *, pad_token_id: int = 0,
+                 initializer_range: float | None = None) -> dict:
+    """The config.json dict that `from_pretrained` needs for `architecture`.
+
+    `pad_token_id`: the tokenizer's [PAD] id. `initializer_range`: the std HF uses to
+    initialise new weights (default: the project's, `INITIALIZER_RANGE`)."""
     _check_exportable(cfg, architecture)
     fam = family(architecture)
     d = {
@@ -48,9 +62,10 @@ def to_hf_config(cfg: ModelConfig, architecture: str) -> dict:
         "attention_probs_dropout_prob": cfg.attention_dropout_rate,
         "max_position_embeddings": cfg.max_position_embeddings,
         "type_vocab_size": cfg.type_vocab_size,
-        "initializer_range": 0.02,
+        "initializer_range": float(initializer_range if initializer_range is not None else
+                                   getattr(cfg, "initializer_range", INITIALIZER_RANGE)),
         "layer_norm_eps": cfg.layer_norm_eps,
-        "pad_token_id": 0,
+        "pad_token_id": int(pad_token_id),
         "tie_word_embeddings": True,
     }
     if fam.model_type == "electra":

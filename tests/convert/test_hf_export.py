@@ -78,7 +78,11 @@ def test_sas_export_roundtrip(cfg, tmp_path):
     # HF heads take the model's eps; the same params with that eps are what HF must reproduce.
     hf_eps = PretrainingModel(dataclasses.replace(cfg, mlm_layer_norm_eps=cfg.layer_norm_eps)).apply(
         {"params": params}, *args)
-    paths = export_sas(params, cfg, str(tmp_path))
+    assert sorted(export_sas(params, cfg, str(tmp_path / "skip"))) == (  # default: the exact part only
+        ["encoder"] if cfg.disentangled else ["discriminator"])
+    paths = export_sas(params, cfg, str(tmp_path), mlm_eps_gap="allow")
+    assert json.load(open(f"{paths['mlm' if cfg.disentangled else 'generator']}/config.json"))["sas_jax"][
+        "mlm_eps_gap"]["max_abs_logit"] > 0
     valid = mask.astype(bool)  # pad rows differ by design (HF DeBERTa: uniform softmax on zeroed rows)
     if cfg.disentangled:
         hf_mlm = run(load(transformers.DebertaV2ForMaskedLM, paths["mlm"]), ids, mask)

@@ -1,0 +1,65 @@
+"""`python -m sas_jax.convert`: Hugging Face export and import.
+
+    python -m sas_jax.convert export --checkpoint_dir=runs/demo --out=/tmp/hf_demo
+    python -m sas_jax.convert import --hf_folder=/tmp/hf_demo --workdir=runs/from_hf
+
+`export` writes HF folder(s) that stock `AutoTokenizer` / `AutoModelFor*` load, with
+a tokenizer giving the project's ids exactly and a model card; it refuses (exit 2,
+one line) what HF cannot hold exactly: an MLM head whose LayerNorm eps differs
+from the encoder's (SAS rows: 1e-5 vs 1e-12; `--mlm_eps_gap=skip` leaves the MLM
+head out, `allow` writes it with the measured gap recorded), an enhanced mask
+decoder, pre-LayerNorm layers. `import` writes a step-0 checkpoint the trainer
+resumes (`python -m sas_jax.main --config=<row> --workdir=<workdir>`) and GLUE
+fine-tunes (`init_from.checkpoint_dir=<workdir>`). See `sas_jax/convert/workdir.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sas_jax.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sas_jax.convert", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="pre-training checkpoint -> Hugging Face folder(s)")
+    e.add_argument("--checkpoint_dir", required=True, help="a pre-training --workdir (or its checkpoints/)")
+    e.add_argument("--out", required=True, help="output folder (must not hold an export)")
+    e.add_argument("--step", type=int, default=-1, help="checkpoint step (default: the latest)")
+    e.add_argument("--tokenizer", default="", help="override the run's tokenizer (.model or vocab.txt)")
+    e.add_argument("--mlm_eps_gap", default="refuse", choices=("refuse", "skip", "allow"),
+                   help="an MLM head whose LayerNorm eps HF cannot hold: refuse (default), skip it, "
+                        "or allow (write it; the measured gap is recorded)")
+    i = sub.add_parser("import", help="Hugging Face folder -> a checkpoint the trainer resumes")
+    i.add_argument("--hf_folder", required=True, help="a folder written by export, or a stock HF model folder")
+    i.add_argument("--workdir", required=True, help="the new run's --workdir (must hold no checkpoint)")
+    i.add_argument("--config", default="", help="the row to continue as, e.g. configs/sas_small.py "
+                                                 "(default: the config recorded by export)")
+    i.add_argument("--tokenizer", default="", help="override the folder's tokenizer (.model or vocab.txt)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from sas_jax.convert import workdir  # noqa: PLC0415 - heavy imports after parsing
+
+        if args.command == "export":
+            folders = workdir.export_checkpoint(args.checkpoint_dir, args.out, step=args.step,
+                                                tokenizer=args.tokenizer, mlm_eps_gap=args.mlm_eps_gap)
+            for role, folder in folders.items():
+                print(f"{role}: {folder}")
+        else:
+            path = workdir.import_to_workdir(args.hf_folder, args.workdir, config=args.config,
+                                             tokenizer=args.tokenizer)
+            print(f"checkpoint: {path}")
+    except UserError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

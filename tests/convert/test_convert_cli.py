@@ -1,0 +1,289 @@
+"""`python -m sas_jax.convert`: checkpoints of SentencePiece- and WordPiece-trained rows
+→ HF folders that stock AutoTokenizer / AutoModelFor* / pipeline("fill-mask") load
+with the project's exact ids and fill-mask; lossless or refused; import → a
+checkpoint the trainer restores; one-line errors."""
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from sas_jax import checkpointing, config_lib, objectives, optim  # noqa: E402
+from sas_jax.convert import hf_export, workdir as convert_workdir  # noqa: E402
+from sas_jax.convert.__main__ import main as convert_main  # noqa: E402
+from sas_jax.data import prepare as prepare_lib  # noqa: E402
+from sas_jax.data import tokenizer as tokenizer_lib  # noqa: E402
+from sas_jax.train_state import TrainState  # noqa: E402
+
+try:  # another session moves the probe from glue/ to analysis/
+    from sas_jax.analysis import probe as probe_lib  # noqa: E402
+except ImportError:  # pragma: no cover
+    from sas_jax.glue import probe as probe_lib  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
+torch.set_num_threads(2)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SENTENCES = ["to be or not to [MASK] , that is the question", "the king is [MASK] ; long live the [MASK] ."]
+
+
+def corpus_lines(n=300):
+    """Lines of every bundled corpus file (n in all)."""
+    files = sorted(glob.glob(os.path.join(ROOT, "data", "demo", "*.txt")))
+    out = []
+    for path in files:
+        with open(path, "rb") as f:
+            out += list(tokenizer_lib.decoded_lines(f.readlines()[2000:2000 + n // len(files)]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def wordpiece_corpora(tmp_path_factory):
+    """{lowercase: corpus dir}: WordPiece vocabularies (cased and uncased; [PAD] is id 3,
+    not 0) trained on the demo poems, and corpora prepared with them."""
+    from tokenizers import BertWordPieceTokenizer
+
+    root = tmp_path_factory.mktemp("wp")
+    text = root / "text.txt"
+    text.write_bytes(open(os.path.join(ROOT, "data", "demo", "poems.txt"), "rb").read()[:150_000])
+    out = {}
+    for lowercase in (True, False):
+        wp = BertWordPieceTokenizer(lowercase=lowercase)
+        wp.train([str(text)], vocab_size=400, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
+                 show_progress=False)
+        d = root / f"vocab_{lowercase}"
+        d.mkdir()
+        wp.save_model(str(d))
+        corpus = root / f"corpus_{lowercase}"
+        prepare_lib.prepare_corpus([str(text)], str(corpus), seq_len=32, tokenizer_path=str(d / "vocab.txt"),
+                                   lowercase=lowercase, progress=False)
+        out[lowercase] = str(corpus)
+    return out
+
+
+def make_checkpoint(workdir, row, corpus_dir, **model):
+    """A finished checkpoint of the `row` (tiny) in the trainer's format, noisy params."""
+    config = config_lib.load_config(f"configs/{row}.py:tiny")
+    corpus_meta = json.load(open(os.path.join(corpus_dir, "meta.json")))
+    config.data.corpus_dir = str(corpus_dir)
+    config.model.vocab_size = corpus_meta["vocab_size"]
+    for k, v in model.items():
+        config.model[k] = v
+    net = objectives.make_model(config, config.model.vocab_size)
+    ids = jax.numpy.zeros((1, config.seq_len), jax.numpy.int32)
+    import flax.linen as nn
+
+    params = nn.meta.unbox(net.init(jax.random.key(0), ids, jax.numpy.ones_like(ids),
+                                    jax.numpy.zeros((1, config.sas.max_predictions), jax.numpy.int32))["params"])
+    rng = np.random.RandomState(0)
+    params = jax.tree.map(lambda x: (np.asarray(x) + 0.05 * rng.randn(*x.shape)).astype(np.float32), params)
+    tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
+    state = TrainState(step=np.array(2, np.int32), params=params, opt_state=tx.init(params))
+    meta = {"config": config.to_dict(), "data": {}, "max_predictions": int(config.sas.max_predictions),
+            "param_shapes": checkpointing.param_shapes(params), "process_count": 1}
+    ckpt = checkpointing.Checkpointer(str(workdir), keep=1, async_save=False)
+    ckpt.save(2, state, None, meta)
+    ckpt.wait()
+    ckpt.close()
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write(json.dumps({"step": 2, "eval/mlm_accuracy": 0.125}) + "\n")
+    return str(workdir), config, params
+
+
+def export(*args):
+    return convert_main(["export", *args])
+
+
+def assert_same_ids(folder, tok, lines):
+    hf = transformers.AutoTokenizer.from_pretrained(folder)
+    assert hf.pad_token_id == tok.pad_id and hf.mask_token_id == tok.mask_id
+    assert hf.cls_token_id == tok.cls_id and hf.sep_token_id == tok.sep_id and hf.unk_token_id == tok.unk_id
+    assert len(lines) > 200
+    for line in lines:
+        assert hf(line, add_special_tokens=False)["input_ids"] == tok.encode(line), line
+        assert hf(line)["input_ids"] == [tok.cls_id] + tok.encode(line)
+    return hf
+
+
+def assert_same_fill_mask(folder, workdir, top_k=5):
+    probe = probe_lib.load_probe(workdir)
+    fill = transformers.pipeline("fill-mask", model=folder, tokenizer=folder, top_k=top_k, device="cpu")
+    for text in SENTENCES:
+        ours = probe_lib.fill_mask(probe, text, top_k=top_k)
+        theirs = fill(text)
+        theirs = [theirs] if len(ours) == 1 else theirs
+        for o, t in zip(ours, theirs):
+            assert [p for p, _ in o["top"]] == [probe.tokenizer.id_to_piece(r["token"]) for r in t]
+            np.testing.assert_allclose([p for _, p in o["top"]], [r["score"] for r in t], atol=1e-5, rtol=0)
+
+
+def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
+    # The SAS row as the reference trains it: MLM head eps 1e-5, encoder 1e-12 → refused.
+    workdir, _, _ = make_checkpoint(tmp_path / "run", "sas_small", prepared_corpus)
+    assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/refused") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eps 1e-05 is not the encoder's 1e-12" in err and "--mlm_eps_gap=allow" in err
+    assert not os.path.exists(tmp_path / "refused" / "discriminator" / "config.json")
+    # skip: the lossless part only (the discriminator).
+    assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/skip", "--mlm_eps_gap=skip") == 0
+    assert sorted(os.listdir(tmp_path / "skip")) == ["discriminator"]
+
+    # The config choice: a SAS row whose head follows the encoder's eps exports losslessly.
+    workdir, config, params = make_checkpoint(tmp_path / "run2", "sas_small", prepared_corpus,
+                                              mlm_layer_norm_eps=1e-12)
+    out = tmp_path / "hf"
+    assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
+    tok = tokenizer_lib.load_tokenizer(os.path.join(prepared_corpus, "tokenizer.model"))
+    for role in ("discriminator", "generator"):
+        folder = str(out / role)
+        files = set(os.listdir(folder))
+        assert {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                "README.md", "sas_jax_run.json", "config.json", "model.safetensors"} <= files
+        assert "spiece.model" not in files  # would make transformers build a 5-token BertTokenizer
+        tc = json.load(open(os.path.join(folder, "tokenizer_config.json")))
+        assert tc["model_max_length"] == config.model.max_position_embeddings and tc["do_lower_case"] is False
+        hf_cfg = json.load(open(os.path.join(folder, "config.json")))
+        assert hf_cfg["pad_token_id"] == tok.pad_id and hf_cfg["initializer_range"] == 0.02
+        card = open(os.path.join(folder, "README.md")).read()
+        assert "sas" in card and "FLOPs" in card and "eval/mlm_accuracy 0.125" in card and "step 2" in card
+    assert_same_ids(str(out / "generator"), tok, corpus_lines())
+    assert_same_fill_mask(str(out / "generator"), workdir)
+    # The discriminator: AutoModelForPreTraining gives our RTD logits.
+    disc = transformers.AutoModelForPreTraining.from_pretrained(str(out / "discriminator")).eval()
+    ids = probe_lib.encode_masked(tok, SENTENCES[0].replace("[MASK]", "be"))
+    with torch.no_grad():
+        theirs = disc(input_ids=torch.tensor(ids[None], dtype=torch.long)).logits.numpy()[0]
+    probe = probe_lib.load_probe(workdir)
+    np.testing.assert_allclose(probe_lib.rtd_probabilities(probe, ids), 1 / (1 + np.exp(-theirs)), atol=1e-5)
+
+    # Import → a step-0 checkpoint the trainer restores, with the same weights.
+    assert convert_main(["import", f"--hf_folder={out}", f"--workdir={tmp_path}/imported"]) == 0
+    back = checkpointing.read_model(str(tmp_path / "imported"))
+    assert back.step == 0 and back.tokenizer.fingerprint == tok.fingerprint
+    for a, b in zip(jax.tree_util.tree_leaves(back.params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    assert_restores_in_trainer(str(tmp_path / "imported"), config)
+
+
+def assert_restores_in_trainer(workdir, config):
+    """Trainer.restore's call: the sharded abstract state of the row + its store."""
+    from sas_jax import sharding, train_state
+    from sas_jax.corruption.store import SampleStore
+
+    mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+    model = objectives.make_model(config, config.model.vocab_size)
+    tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
+    state, _ = train_state.create_sharded_state(jax.random.key(1), model=model, tx=tx, mesh=mesh,
+                                                rules=sharding.logical_rules(config.mesh), seq_len=config.seq_len,
+                                                max_predictions=config.sas.max_predictions)
+    store = SampleStore(np.arange(8), max_predictions=config.sas.max_predictions, seq_len=config.seq_len,
+                        vocab_size=config.model.vocab_size)
+    ckpt = checkpointing.Checkpointer(workdir, keep=2, async_save=False)
+    restored, meta = ckpt.restore(0, state, store)
+    ckpt.close()
+    assert int(restored.step) == 0 and meta["imported_from"]
+
+
+@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+def test_wordpiece_bert_export(tmp_path, wordpiece_corpora, lowercase):
+    corpus = wordpiece_corpora[lowercase]
+    workdir, config, _ = make_checkpoint(tmp_path / "run", "bert_small", corpus)
+    out = tmp_path / "hf"
+    assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
+    folder = str(out)
+    assert json.load(open(os.path.join(folder, "config.json")))["architectures"] == ["BertForMaskedLM"]
+    tok = tokenizer_lib.load_tokenizer(os.path.join(corpus, "vocab.txt"), lowercase=lowercase)
+    assert tok.pad_id == 3
+    assert json.load(open(os.path.join(folder, "config.json")))["pad_token_id"] == 3
+    tc = json.load(open(os.path.join(folder, "tokenizer_config.json")))
+    assert tc["do_lower_case"] is lowercase and tc["model_max_length"] == config.model.max_position_embeddings
+    hf = assert_same_ids(folder, tok, corpus_lines())
+    assert (hf("The KING")["input_ids"] == [tok.cls_id] + tok.encode("the king")) is lowercase
+    model = transformers.AutoModelForMaskedLM.from_pretrained(folder)
+    assert type(model).__name__ == "BertForMaskedLM"
+    assert_same_fill_mask(folder, workdir)
+
+
+def test_every_row_is_lossless_or_refused():
+    """The decision table: rows whose MLM head eps differs from the encoder's refuse by
+    default; every other row's export is exact (the parity tests check the maths)."""
+    import dataclasses
+
+    from sas_jax.models.config import ModelConfig
+
+    rows = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+    decided = {}
+    for row in rows:
+        if row == "glue":
+            continue
+        config = config_lib.load_config(f"configs/{row}.py:tiny")
+        cfg = ModelConfig.from_config(config.model, vocab_size=64)
+        electra = config.objective.corruption == "electra"
+        params = {"mlm_head": {}} if config.objective.mlm and not electra else {}
+        if cfg.mlm_layer_norm_eps == cfg.layer_norm_eps or electra:
+            assert hf_export.mlm_eps_decision(params, cfg, "refuse")[1] is None, row
+            decided[row] = "lossless"
+        elif row not in ("sas_small", "sasda_small"):  # measuring the gap costs an init: two rows do it
+            decided[row] = "refused"
+        else:
+            net = objectives.make_model(config, 64)
+            ids = jax.numpy.zeros((1, 8), jax.numpy.int32)
+            params = net.init(jax.random.key(0), ids, jax.numpy.ones_like(ids),
+                              jax.numpy.zeros((1, 2), jax.numpy.int32))["params"]
+            with pytest.raises(ValueError, match=r"HF's MLM logits would differ by up to"):
+                hf_export.mlm_eps_decision(params, cfg, "refuse")
+            assert hf_export.mlm_eps_decision(params, cfg, "skip")[0] is False
+            decided[row] = "refused"
+        # The shape itself is exportable (or refused with a one-line ValueError).
+        from sas_jax.convert import hf_config
+        arch = ("DebertaV2ForMaskedLM" if cfg.disentangled else
+                "ElectraForPreTraining" if (config.objective.rtd or electra) else "BertForMaskedLM")
+        hf_config.to_hf_config(dataclasses.replace(cfg), arch)
+    assert decided["sas_small"] == decided["sasda_small"] == "refused"
+    assert decided["bert_small"] == decided["deberta_small"] == decided["electra_small"] == "lossless"
+
+
+def test_enhanced_mask_decoder_refused(tmp_path, prepared_corpus, capsys):
+    workdir, _, _ = make_checkpoint(tmp_path / "run", "bert_small", prepared_corpus)
+    step_meta = os.path.join(workdir, "checkpoints", "2", "meta")
+    path = [os.path.join(step_meta, f) for f in os.listdir(step_meta) if not f.startswith("_")][0]
+    meta = json.load(open(path))
+    meta["config"]["model"]["enhanced_mask_decoder"] = True
+    json.dump(meta, open(path, "w"))
+    assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/o") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "enhanced_mask_decoder=True" in err
+
+
+def test_one_line_errors(tmp_path, prepared_corpus, capsys):
+    def err_of(*argv):
+        assert convert_main(list(argv)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ")
+        return err
+
+    assert "not found" in err_of("export", f"--checkpoint_dir={tmp_path}/nope", f"--out={tmp_path}/o")
+    assert "no finished checkpoint" in err_of("export", f"--checkpoint_dir={tmp_path}", f"--out={tmp_path}/o")
+    assert "HF folder" in err_of("import", f"--hf_folder={tmp_path}/nope", f"--workdir={tmp_path}/w")
+    assert "not a Hugging Face model folder" in err_of("import", f"--hf_folder={tmp_path}",
+                                                       f"--workdir={tmp_path}/w")
+    workdir, _, _ = make_checkpoint(tmp_path / "run", "bert_small", prepared_corpus)
+    assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/hf") == 0
+    capsys.readouterr()
+    assert "already holds an export" in err_of("export", f"--checkpoint_dir={workdir}", f"--out={tmp_path}/hf")
+    assert "already holds checkpoints" in err_of("import", f"--hf_folder={tmp_path}/hf", f"--workdir={workdir}")
+
+
+def test_module_runs():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "sas_jax.convert", "export", "--checkpoint_dir=/nonexistent",
+                        "--out=/tmp/x"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.startswith("error: checkpoint dir /nonexistent not found")
