@@ -6,10 +6,16 @@
 
 Orbax writes each step into a temporary directory and renames it when complete,
 so a failed or interrupted save never damages the previous checkpoint.
+
+`Checkpointer` writes and resumes; the functions at the end read a finished run
+(`read_params`, `read_model`, `checkpoint_steps`, `resolve_step`) for fine-tuning,
+probing and export.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 
 import jax
@@ -125,3 +131,133 @@ class Checkpointer:
 
     def close(self):
         self.manager.close()
+
+
+# ----------------------------------------------------------------------------- reading
+# A finished run, outside training (fine-tuning, probing, export): `checkpoint_dir`
+# is a pre-training --workdir or its `checkpoints/` folder; `step` None or < 0 is the
+# latest finished step. Parameters come back as numpy, whatever mesh wrote them.
+
+
+@dataclasses.dataclass
+class FinishedCheckpoint:
+    """What `read_model` reads: the encoder's shape, every parameter (heads included),
+    the run's tokenizer, its meta item, and where it came from."""
+
+    cfg: object  # sas_jax.models.ModelConfig
+    params: dict  # numpy arrays: embeddings, encoder (or generator/discriminator), heads
+    tokenizer: object  # sas_jax.data.tokenizer.Tokenizer
+    meta: dict  # the checkpoint's meta item (config, data-iterator state, parameter shapes)
+    step: int
+    source: dict  # {"kind": "checkpoint", "checkpoint_dir", "step", "objective"}
+
+
+def _checkpoints_root(checkpoint_dir: str) -> str | None:
+    for root in (os.path.join(checkpoint_dir, "checkpoints"), checkpoint_dir):
+        if os.path.isdir(root) and any(d.isdigit() for d in os.listdir(root)):
+            return root
+    return None
+
+
+def checkpoint_steps(checkpoint_dir: str) -> list:
+    """The finished checkpoint steps (those with a state item), ascending; [] if none."""
+    root = _checkpoints_root(checkpoint_dir)
+    if root is None:
+        return []
+    return sorted(int(d) for d in os.listdir(root)
+                  if d.isdigit() and os.path.isdir(os.path.join(root, d, "state")))
+
+
+def latest_step(checkpoint_dir: str) -> int | None:
+    """The last finished step, or None when there is none."""
+    steps = checkpoint_steps(checkpoint_dir)
+    return steps[-1] if steps else None
+
+
+def resolve_step(checkpoint_dir: str, step: int | None = None) -> tuple:
+    """(step directory, step) of a finished checkpoint; a one-line UserError otherwise."""
+    if not os.path.isdir(checkpoint_dir):
+        raise UserError(f"checkpoint dir {checkpoint_dir} not found; pass the --workdir of a "
+                        "pre-training run (it holds checkpoints/<step>/)")
+    steps = checkpoint_steps(checkpoint_dir)
+    if not steps:
+        raise UserError(f"{checkpoint_dir} holds no finished checkpoint (checkpoints/<step>/state); "
+                        "pre-train first or pass another --checkpoint_dir")
+    if step is None or int(step) < 0:
+        step = steps[-1]
+    if int(step) not in steps:
+        raise UserError(f"{checkpoint_dir} has no checkpoint of step {step}; it has steps "
+                        f"{', '.join(map(str, steps))}")
+    return os.path.join(_checkpoints_root(checkpoint_dir), str(int(step))), int(step)
+
+
+def read_step_meta(checkpoint_dir: str, step: int | None = None) -> dict:
+    """The meta item of one finished checkpoint (config, iterator state, shapes)."""
+    step_dir, _ = resolve_step(checkpoint_dir, step)
+    return _read_meta_item(step_dir)
+
+
+def _read_meta_item(step_dir: str) -> dict:
+    path = os.path.abspath(os.path.join(step_dir, "meta"))
+    if not os.path.isdir(path):
+        raise UserError(f"{step_dir} has no meta item; it is not a checkpoint written by sas_jax.train")
+    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(path)
+
+
+def read_params(checkpoint_dir: str, step: int | None = None) -> tuple:
+    """(`state.params` as a tree of numpy arrays, meta) of a finished checkpoint.
+
+    Only the parameters are read (not the optimizer state nor the store)."""
+    step_dir, _ = resolve_step(checkpoint_dir, step)
+    meta = _read_meta_item(step_dir)
+    path = os.path.abspath(os.path.join(step_dir, "state"))
+    ckptr = ocp.PyTreeCheckpointer()
+    with _quiet_absl():
+        tree = ckptr.metadata(path)
+    tree = getattr(getattr(tree, "item_metadata", None), "tree", tree)
+    if "params" not in tree:
+        raise UserError(f"{path} has no params; it is not a train-state checkpoint")
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree["params"])
+    with _quiet_absl():
+        out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
+            item={"params": tree["params"]}, restore_args={"params": restore_args}, partial_restore=True))
+    return jax.tree.map(np.asarray, out["params"]), meta
+
+
+def read_model(checkpoint_dir: str, step: int | None = None, *, tokenizer: str = "") -> FinishedCheckpoint:
+    """The model of a finished checkpoint: its shape from `meta["config"]["model"]` (the
+    vocabulary from the word table), all parameters, and the run's tokenizer (`tokenizer`
+    overrides it; see `data.corpus.tokenizer_of_run`)."""
+    from sas_jax.data.corpus import tokenizer_of_run  # noqa: PLC0415
+    from sas_jax.models.config import ModelConfig  # noqa: PLC0415
+
+    step_dir, step = resolve_step(checkpoint_dir, step)
+    params, meta = read_params(checkpoint_dir, step)
+    config = meta.get("config", {}) or {}
+    embeddings = params.get("embeddings", {}).get("word_embeddings", {}).get("embedding")
+    if embeddings is None:
+        raise UserError(f"{step_dir} has no embeddings/word_embeddings params (it has {sorted(params)}); "
+                        "is it a pre-training checkpoint of this package?")
+    model_cfg = dict(config.get("model", {}))
+    model_cfg.pop("vocab_size", None)
+    try:
+        cfg = ModelConfig.from_config(model_cfg, vocab_size=int(embeddings.shape[0]))
+    except ValueError as e:
+        raise UserError(f"{step_dir}: its model config cannot be read ({e})") from None
+    workdir = os.path.dirname(_checkpoints_root(checkpoint_dir))  # the run's --workdir
+    tok = tokenizer_of_run(workdir, config, tokenizer)
+    source = {"kind": "checkpoint", "checkpoint_dir": os.path.abspath(checkpoint_dir), "step": step,
+              "objective": config.get("objective", {}).get("corruption", "sas")}
+    return FinishedCheckpoint(cfg, params, tok, meta, step, source)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    """Orbax warns (through absl) that an item read on its own has no step metadata."""
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_log.setLevel(level)

@@ -21,6 +21,42 @@ _REQUIRED = ("format_version", "seq_len", "num_rows", "dtype", "vocab_size",
              "tokenizer_file", "tokenizer_fingerprint")
 
 
+def _stored_lowercase(meta: dict) -> bool:
+    lowercase = meta.get("tokenizer_lowercase")
+    return True if lowercase is None else bool(lowercase)
+
+
+def stored_tokenizer(directory: str | os.PathLike, meta: dict | None = None) -> tokenizer_lib.Tokenizer:
+    """The copy of the tokenizer a prepared corpus keeps (meta.json's `tokenizer_file`,
+    with its `tokenizer_lowercase`); `meta` is read from the directory when not given."""
+    directory = os.fspath(directory)
+    if meta is None:
+        with open(os.path.join(directory, prepare_lib.META_FILE)) as f:
+            meta = json.load(f)
+    return tokenizer_lib.load_tokenizer(os.path.join(directory, meta["tokenizer_file"]),
+                                        lowercase=_stored_lowercase(meta))
+
+
+def tokenizer_of_run(workdir: str | os.PathLike, config: dict, override: str = "") -> tokenizer_lib.Tokenizer:
+    """The tokenizer a pre-training run used: `override` (a .model or vocab.txt) if
+    given, else the copy in its corpus (`data.corpus_dir` of the run's `config`, a
+    relative one under `workdir` as the trainer resolves it), else the file of
+    `data.prepare.tokenizer`. UserError when none of them is there."""
+    if override:
+        return tokenizer_lib.load_tokenizer(override)
+    data = dict(config.get("data", {}) or {})
+    corpus_dir = data.get("corpus_dir", "") or ""
+    if corpus_dir and not os.path.isabs(corpus_dir):
+        corpus_dir = os.path.join(os.fspath(workdir), corpus_dir)
+    if corpus_dir and os.path.isfile(os.path.join(corpus_dir, prepare_lib.META_FILE)):
+        return stored_tokenizer(corpus_dir)
+    tok = (data.get("prepare", {}) or {}).get("tokenizer", "")
+    if tok and os.path.isfile(tok):
+        return tokenizer_lib.load_tokenizer(tok)
+    raise UserError(f"cannot find the tokenizer of {workdir} (corpus dir {corpus_dir or '?'} is gone); "
+                    "pass init_from.tokenizer=<the .model or vocab.txt it was trained with>")
+
+
 class Corpus:
     """A prepared corpus: `rows` [num_rows, seq_len] (memmap), `unigram_counts` [V],
     `meta` (the parsed meta.json) and the `tokenizer` it was built with."""
@@ -81,11 +117,9 @@ class Corpus:
                             "the corpus is damaged, re-run `python -m sas_jax.prepare`")
         counts.setflags(write=False)
 
-        lowercase = meta.get("tokenizer_lowercase")
-        lowercase = True if lowercase is None else bool(lowercase)
-        stored = os.path.join(directory, meta["tokenizer_file"])
+        lowercase = _stored_lowercase(meta)
         if tokenizer is None:
-            tokenizer = tokenizer_lib.load_tokenizer(stored, lowercase=lowercase)
+            tokenizer = stored_tokenizer(directory, meta)
         elif isinstance(tokenizer, (str, os.PathLike)):
             tokenizer = tokenizer_lib.load_tokenizer(tokenizer, lowercase=lowercase)
         if tokenizer.fingerprint != meta["tokenizer_fingerprint"]:

@@ -4,12 +4,15 @@
 |---|---|
 | `tasks` | the eight tasks: labels, metrics, sizes, TSV/tfds layouts |
 | `data` | loading (GLUE TSV folders or tfds), `[CLS] a [SEP] (b [SEP])` encoding, batches |
-| `model` | `GlueModel` (encoder + classification head), loading checkpoints / HF folders |
-| `recipe` | the per-task ConfigDict behind `configs/glue/<task>.py`, step derivation |
+| `model` | `GlueModel` (encoder + classification head), the encoder of a checkpoint / HF folder |
+| `recipe` | the per-task ConfigDict behind `configs/glue.py:task=<task>`, step derivation |
 | `metrics` | numpy MCC, F1, Pearson, Spearman, per-task scores, GLUE score, mean ± std |
 | `finetune` | one run: pure jitted step, per-epoch dev evaluation, best-epoch selection |
 | `sweep` | grid × seeds with resume, tables, GLUE-vs-steps curves, the CLI |
-| `results`, `plots`, `logs`, `probe` | tables, figures, TensorBoard reading, fill-mask / RTD probing |
+| `results`, `plots` | score tables; GLUE figures (task scores, GLUE vs pre-training steps) |
+
+Checkpoints are read by `sas_jax.checkpointing`; probing, pre-training logs and
+their figures are in `sas_jax.analysis`.
 """
 from sas_jax.glue.tasks import SPECS, TASKS, get_task
 

@@ -1,15 +1,16 @@
 """One GLUE fine-tuning run: `finetune(config, ...) -> result dict`.
 
-The recipe is the reference's: AdamW-style update with linear warm-up (int(0.1 ·
-total) steps) and linear decay to 0, gradient clip 1.0, dropout 0.1; the dev set
+The recipe is the reference's: AdamW with linear warm-up (int(0.1 · total) steps)
+and linear decay to 0, gradient clip 1.0, dropout 0.1 — the pre-training optimizer
+`sas_jax.optim.make_optimizer` with the task's settings; the dev set
 is evaluated after every epoch and the best epoch's weights (by the task's
 selection metric) are evaluated again at the end, so the reported dev score is
 the best epoch's. MNLI is also evaluated on mismatched dev with those weights.
 
 The step is pure and jitted once per (model shape, task head, batch shape, optimizer
-settings): the learning rate is an argument, so every point of a sweep's grid and
-every seed reuses the compiled step. Batches are split over the host's devices
-(data parallel, `sas_jax.sharding`); parameters are replicated.
+settings and schedule): every seed of a grid point reuses the compiled step. Batches
+are split over the host's devices (data parallel, `sas_jax.sharding`); parameters
+are replicated.
 """
 from __future__ import annotations
 
@@ -46,15 +47,13 @@ class FinetuneState:
 
 
 # ----------------------------------------------------------------------------- step
-def make_optimizer(opt_cfg) -> optax.GradientTransformation:
-    """clip → Adam moments → decoupled weight decay; the step scales by −lr itself."""
-    parts = []
-    if float(opt_cfg.grad_clip_norm) > 0:
-        parts.append(optax.clip_by_global_norm(float(opt_cfg.grad_clip_norm)))
-    parts.append(optax.scale_by_adam(b1=float(opt_cfg.b1), b2=float(opt_cfg.b2), eps=float(opt_cfg.eps)))
-    if float(opt_cfg.weight_decay) > 0:
-        parts.append(optax.add_decayed_weights(float(opt_cfg.weight_decay), mask=optim.decay_mask))
-    return optax.chain(*parts)
+def optimizer_config(config, steps: dict) -> ml_collections.ConfigDict:
+    """`config.opt` with this run's peak learning rate and warm-up: the settings
+    `optim.make_optimizer` takes (with `steps["num_train_steps"]`)."""
+    opt = ml_collections.ConfigDict(config.opt.to_dict() if hasattr(config.opt, "to_dict") else dict(config.opt))
+    opt.learning_rate = float(config.learning_rate)
+    opt.warmup_steps = int(steps["warmup_steps"])
+    return opt
 
 
 def loss_and_counts(logits_BxC, labels_B, weights_B, regression: bool):
@@ -70,7 +69,7 @@ def loss_and_counts(logits_BxC, labels_B, weights_B, regression: bool):
     return loss, {"loss_sum": (per * w).sum(), "correct": (correct * w).sum(), "count": w.sum()}
 
 
-def train_step(state, batch, lr, rng, *, model, tx, regression: bool):
+def train_step(state, batch, rng, *, model, tx, regression: bool):
     dropout_rng = jax.random.fold_in(rng, state.step)
 
     def loss_fn(params):
@@ -80,7 +79,6 @@ def train_step(state, batch, lr, rng, *, model, tx, regression: bool):
 
     (_, counts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    updates = jax.tree.map(lambda u: -lr * u, updates)
     params = optax.apply_updates(state.params, updates)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), counts
 
@@ -94,21 +92,22 @@ def predict_step(params, batch, *, model, regression: bool):
 class Runner:
     """The compiled train and predict steps of one (model, head, optimizer, devices)."""
 
-    def __init__(self, cfg, num_labels: int, regression: bool, opt_cfg, head_dropout: float, devices):
+    def __init__(self, cfg, num_labels: int, regression: bool, opt_cfg, num_train_steps: int,
+                 head_dropout: float, devices):
         self.mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1}),
                                        devices)
         self.rules = sharding.logical_rules(ml_collections.ConfigDict({"rules": "data_parallel"}))
         self.model = model_lib.GlueModel(cfg, num_labels, head_dropout)
-        self.tx = make_optimizer(opt_cfg)
+        self.tx = optim.make_optimizer(opt_cfg, num_train_steps)
         self.regression = regression
         self.replicated = sharding.replicated(self.mesh)
         self.batch_sharding = sharding.batch_sharding(self.mesh, 2)
         self.row_sharding = sharding.batch_sharding(self.mesh, 1)
         self.num_shards = sharding.num_batch_shards(self.mesh)
 
-        def traced_train(state, batch, lr, rng):
+        def traced_train(state, batch, rng):
             with sharding.activation_rules(self.mesh, self.rules):
-                return train_step(state, batch, lr, rng, model=self.model, tx=self.tx, regression=regression)
+                return train_step(state, batch, rng, model=self.model, tx=self.tx, regression=regression)
 
         def traced_predict(params, batch):
             with sharding.activation_rules(self.mesh, self.rules):
@@ -122,8 +121,7 @@ class Runner:
         self.init_params = jax.jit(init, out_shardings=self.replicated)
         self.init_opt_state = jax.jit(self.tx.init, out_shardings=self.replicated)
         shard_batch = self._batch_shardings()
-        self.train = jax.jit(traced_train, in_shardings=(self.replicated, shard_batch, self.replicated,
-                                                          self.replicated),
+        self.train = jax.jit(traced_train, in_shardings=(self.replicated, shard_batch, self.replicated),
                              out_shardings=(self.replicated, self.replicated), donate_argnums=(0,))
         self.predict_batch = jax.jit(traced_predict, in_shardings=(self.replicated, shard_batch),
                                      out_shardings=self.row_sharding)
@@ -151,31 +149,23 @@ class Runner:
 
 
 @functools.lru_cache(maxsize=16)
-def _runner(cfg, num_labels, regression, opt_items, head_dropout, device_ids) -> Runner:
+def _runner(cfg, num_labels, regression, opt_items, num_train_steps, head_dropout, device_ids) -> Runner:
     devices = [d for d in jax.devices() if d.id in device_ids]
-    return Runner(cfg, num_labels, regression, ml_collections.ConfigDict(dict(opt_items)), head_dropout, devices)
+    return Runner(cfg, num_labels, regression, ml_collections.ConfigDict(dict(opt_items)), num_train_steps,
+                  head_dropout, devices)
 
 
-def get_runner(cfg, spec, config) -> Runner:
-    """The cached Runner of this model shape, task head, optimizer and device count."""
+def get_runner(cfg, spec, config, steps: dict) -> Runner:
+    """The cached Runner of this model shape, task head, optimizer, schedule and device count."""
     devices = jax.local_devices()
     n = int(config.num_devices)
     if n > 0:
         if n > len(devices):
             raise UserError(f"num_devices={n} but this host has {len(devices)} devices")
         devices = devices[:n]
-    opt_items = tuple(sorted((k, float(v)) for k, v in config.opt.items()))
-    return _runner(cfg, spec.num_labels, spec.is_regression, opt_items, float(config.dropout_rate),
-                   tuple(d.id for d in devices))
-
-
-def learning_rates(peak: float, warmup: int, total: int) -> np.ndarray:
-    """float32 [total]: `optim.learning_rate_schedule` on the host (0 → peak over
-    `warmup` steps, then linearly to 0 at `total`); the first update uses lr 0."""
-    step = np.arange(total, dtype=np.float64)
-    up = peak * step / max(warmup, 1)
-    down = peak * (1.0 - (step - warmup) / max(total - warmup, 1))
-    return np.where(step < warmup, up, np.maximum(down, 0.0)).astype(np.float32)
+    opt_items = tuple(sorted(optimizer_config(config, steps).items()))
+    return _runner(cfg, spec.num_labels, spec.is_regression, opt_items, int(steps["num_train_steps"]),
+                   float(config.dropout_rate), tuple(d.id for d in devices))
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -222,7 +212,7 @@ def write_predictions(path: str, spec, data: data_lib.EncodedSplit, preds) -> No
 # ----------------------------------------------------------------------------- run
 def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: dict | None = None,
              result_path: str | None = None, log=print) -> dict:
-    """Fine-tunes per `config` (a `configs/glue/<task>.py` ConfigDict); returns the result.
+    """Fine-tunes per `config` (a `configs/glue.py:task=<task>` ConfigDict); returns the result.
 
     `pretrained` (default: `model.load_pretrained(config.init_from)`) and `data`
     ({split: GlueSplit or EncodedSplit}; default: loaded from `config.data`) let a
@@ -248,17 +238,16 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
 
     cfg = dataclasses.replace(pre.cfg, dropout_rate=float(config.dropout_rate),
                               attention_dropout_rate=float(config.attention_dropout_rate))
-    runner = get_runner(cfg, spec, config)
+    steps = derive_steps(config, len(train))
+    runner = get_runner(cfg, spec, config, steps)
     bs, ebs = int(config.batch_size), int(config.eval_batch_size)
     for name, b in (("batch_size", bs), ("eval_batch_size", ebs)):
         if b % runner.num_shards:
             raise UserError(f"{name}={b} is not divisible by the {runner.num_shards} devices; use a "
                             f"multiple of {runner.num_shards} or set num_devices")
-    steps = derive_steps(config, len(train))
     if len(train) != int(config.data.train_size):
         log(f"{spec.title}: {len(train)} train rows (GLUE has {config.data.train_size}); "
             f"steps derive from {len(train)}")
-    lrs = learning_rates(float(config.learning_rate), steps["warmup_steps"], steps["num_train_steps"])
 
     seed = int(config.seed)
     rng = jax.random.key(seed)
@@ -275,7 +264,7 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
         order = np.random.default_rng([seed, epoch]).permutation(len(train))
         sums = []
         for batch, _ in data_lib.batches(train, bs, order=order):
-            state, counts = runner.train(state, runner.put_batch(batch), lrs[step], dropout_key)
+            state, counts = runner.train(state, runner.put_batch(batch), dropout_key)
             sums.append(counts)
             step += 1
             if config.log_every_steps and step % int(config.log_every_steps) == 0:

@@ -5,17 +5,15 @@ head: [CLS] → dropout → dense H→H → exact GELU → dropout → dense H�
 output and MSE for STS-B). Its params are {'embeddings', 'encoder', 'classifier'}.
 
 Pre-trained weights come from one of
-- our pre-training checkpoints: `<workdir>/checkpoints/<step>/{state,meta}`; only
-  `state.params` is read (as numpy, whatever mesh wrote it), and the model shape
-  comes from `meta["config"]["model"]`. ELECTRA checkpoints give their
-  discriminator as the encoder.
+- our pre-training checkpoints, read by `sas_jax.checkpointing.read_model` (only
+  `state.params`, as numpy; the shape from the run's config, the tokenizer from its
+  corpus). ELECTRA checkpoints give their discriminator as the encoder.
 - a Hugging Face folder, through `sas_jax.convert.import_hf`.
 The MLM and RTD heads are dropped on purpose; `Pretrained.dropped` and `.missing`
 name what was left out and what the head adds, and both are logged.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -26,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sas_jax import checkpointing
 from sas_jax.errors import UserError
 from sas_jax.models.config import ModelConfig
 from sas_jax.models.encoder import INIT, Embeddings, Encoder, gelu
@@ -108,121 +107,6 @@ def split_encoder(params: dict) -> tuple:
     return enc, params
 
 
-def checkpoint_steps(checkpoint_dir: str) -> list:
-    """The finished checkpoint steps under a workdir (or its `checkpoints/` folder)."""
-    root = _checkpoints_root(checkpoint_dir)
-    if root is None:
-        return []
-    return sorted(int(d) for d in os.listdir(root)
-                  if d.isdigit() and os.path.isdir(os.path.join(root, d, "state")))
-
-
-def _checkpoints_root(checkpoint_dir: str) -> str | None:
-    for root in (os.path.join(checkpoint_dir, "checkpoints"), checkpoint_dir):
-        if os.path.isdir(root) and any(d.isdigit() for d in os.listdir(root)):
-            return root
-    return None
-
-
-def resolve_step(checkpoint_dir: str, step: int = -1) -> tuple:
-    """(step directory, step): `step` < 0 means the latest finished one."""
-    if not os.path.isdir(checkpoint_dir):
-        raise UserError(f"checkpoint dir {checkpoint_dir} not found; pass the --workdir of a "
-                        "pre-training run (it holds checkpoints/<step>/)")
-    steps = checkpoint_steps(checkpoint_dir)
-    if not steps:
-        raise UserError(f"{checkpoint_dir} holds no finished checkpoint (checkpoints/<step>/state); "
-                        "pre-train first or pass another --checkpoint_dir")
-    if step is None or int(step) < 0:
-        step = steps[-1]
-    if int(step) not in steps:
-        raise UserError(f"{checkpoint_dir} has no checkpoint of step {step}; it has steps "
-                        f"{', '.join(map(str, steps))}")
-    return os.path.join(_checkpoints_root(checkpoint_dir), str(int(step))), int(step)
-
-
-def read_checkpoint_meta(step_dir: str) -> dict:
-    import orbax.checkpoint as ocp  # noqa: PLC0415
-
-    path = os.path.abspath(os.path.join(step_dir, "meta"))
-    if not os.path.isdir(path):
-        raise UserError(f"{step_dir} has no meta item; it is not a checkpoint written by sas_jax.train")
-    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(path)
-
-
-@contextlib.contextmanager
-def _quiet_absl():
-    """Orbax warns (through absl) that an item read on its own has no step metadata."""
-    absl_log = logging.getLogger("absl")
-    level = absl_log.level
-    absl_log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        absl_log.setLevel(level)
-
-
-def restore_params(step_dir: str) -> dict:
-    """`state.params` of a checkpoint as numpy arrays (the optimizer state is not read)."""
-    import orbax.checkpoint as ocp  # noqa: PLC0415
-
-    path = os.path.abspath(os.path.join(step_dir, "state"))
-    ckptr = ocp.PyTreeCheckpointer()
-    with _quiet_absl():
-        tree = ckptr.metadata(path)
-    tree = getattr(getattr(tree, "item_metadata", None), "tree", tree)
-    if "params" not in tree:
-        raise UserError(f"{path} has no params; it is not a train-state checkpoint")
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree["params"])
-    with _quiet_absl():
-        out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
-            item={"params": tree["params"]}, restore_args={"params": restore_args}, partial_restore=True))
-    return jax.tree.map(np.asarray, out["params"])
-
-
-def _tokenizer_of_run(checkpoint_dir: str, config: dict, override: str = ""):
-    from sas_jax.data.tokenizer import load_tokenizer  # noqa: PLC0415
-
-    if override:
-        return load_tokenizer(override)
-    data = config.get("data", {})
-    tok = data.get("prepare", {}).get("tokenizer", "")
-    corpus_dir = data.get("corpus_dir", "")
-    if corpus_dir and not os.path.isabs(corpus_dir):
-        corpus_dir = os.path.join(checkpoint_dir, corpus_dir)  # relative to the workdir, as train.py
-    meta_path = os.path.join(corpus_dir, "meta.json") if corpus_dir else ""
-    if meta_path and os.path.isfile(meta_path):
-        with open(meta_path) as f:
-            meta = json.load(f)
-        lower = meta.get("tokenizer_lowercase")
-        return load_tokenizer(os.path.join(corpus_dir, meta["tokenizer_file"]),
-                              lowercase=True if lower is None else bool(lower))
-    if tok and os.path.isfile(tok):
-        return load_tokenizer(tok)
-    raise UserError(f"cannot find the tokenizer of {checkpoint_dir} (corpus dir {corpus_dir or '?'} is "
-                    "gone); pass init_from.tokenizer=<the .model or vocab.txt it was trained with>")
-
-
-def load_checkpoint(checkpoint_dir: str, step: int = -1, *, tokenizer: str = "") -> tuple:
-    """(ModelConfig, all params incl. heads, tokenizer, source) of a pre-training checkpoint."""
-    step_dir, step = resolve_step(checkpoint_dir, step)
-    meta = read_checkpoint_meta(step_dir)
-    config = meta.get("config", {})
-    params = restore_params(step_dir)
-    enc, _ = split_encoder(params)
-    vocab = int(enc["embeddings"]["word_embeddings"]["embedding"].shape[0])
-    model_cfg = dict(config.get("model", {}))
-    model_cfg.pop("vocab_size", None)
-    try:
-        cfg = ModelConfig.from_config(model_cfg, vocab_size=vocab)
-    except ValueError as e:
-        raise UserError(f"{step_dir}: its model config cannot be read ({e})") from None
-    tok = _tokenizer_of_run(checkpoint_dir, config, tokenizer)
-    source = {"kind": "checkpoint", "checkpoint_dir": os.path.abspath(checkpoint_dir), "step": step,
-              "objective": config.get("objective", {}).get("corruption", "sas")}
-    return cfg, params, tok, source
-
-
 def _hf_tokenizer(folder: str, override: str = ""):
     from sas_jax.data.tokenizer import load_tokenizer  # noqa: PLC0415
 
@@ -260,8 +144,9 @@ def load_pretrained(init_from) -> Pretrained:
         tok = _hf_tokenizer(hf_folder, tok_override)
         source = {"kind": "hf", "hf_folder": os.path.abspath(hf_folder)}
     elif init_from.get("checkpoint_dir", ""):
-        cfg, params, tok, source = load_checkpoint(init_from["checkpoint_dir"], int(init_from.get("step", -1)),
-                                                   tokenizer=tok_override)
+        ckpt = checkpointing.read_model(init_from["checkpoint_dir"], int(init_from.get("step", -1)),
+                                        tokenizer=tok_override)
+        cfg, params, tok, source = ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.source
     else:
         raise UserError("init_from is empty; set init_from.checkpoint_dir=<pre-training workdir> "
                         "(and init_from.step) or init_from.hf_folder=<HF folder>")

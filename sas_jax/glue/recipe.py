@@ -1,8 +1,8 @@
 """The GLUE fine-tuning recipe of the paper (Table 6) as one ConfigDict per task.
 
-`configs/glue/<task>.py` is one line: `return recipe.task_config("<task>", arg)`.
-Variants (after the colon): `base` (the Base learning-rate grid), `tiny` (tests:
-short inputs, few epochs, one seed, a high learning rate).
+`configs/glue.py:task=<task>[,base][,tiny]` is `task_config(task, base=..., tiny=...)`:
+`base` is the Base learning-rate grid, `tiny` is for tests (short inputs, few
+epochs, one seed, a high learning rate).
 
 Steps and warm-up derive from the dataset size: steps/epoch = ceil(train_size /
 batch_size), total = epochs · steps/epoch, warm-up = int(0.1 · total), as the
@@ -15,15 +15,20 @@ import math
 
 import ml_collections
 
-from sas_jax import config_lib
+from sas_jax.errors import UserError
 from sas_jax.glue.tasks import get_task
 
 LEARNING_RATES = {"small": (1e-4, 7.5e-5), "base": (7.5e-5, 5e-5)}  # Table 6
 
 
-def task_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
-    spec = get_task(task)
-    v = config_lib.parse_arg(arg, base=False, tiny=False)
+def task_config(task: str, *, base: bool = False, tiny: bool = False) -> ml_collections.ConfigDict:
+    """The recipe of one task; ValueError (one line) for an unknown or missing task."""
+    if not task:
+        raise ValueError("no GLUE task given; add task=<name> to the variant, e.g. configs/glue.py:task=cola")
+    try:
+        spec = get_task(task)
+    except UserError as e:  # a config file reports a bad variant as ValueError
+        raise ValueError(str(e)) from None
     c = ml_collections.ConfigDict()
     c.task = spec.name  # GLUE task key (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte)
 
@@ -41,7 +46,7 @@ def task_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.dev_size = sum(spec.dev_sizes.values())  # GLUE dev rows (all dev splits)
 
     # The sweep grid (Table 6) and this run's point in it.
-    c.learning_rates = LEARNING_RATES["base" if v.base else "small"]
+    c.learning_rates = LEARNING_RATES["base" if base else "small"]
     c.batch_sizes = (32,)  # Table 6 lists {16, 32}; add 16 with --batch_sizes=16,32
     c.num_seeds = spec.num_seeds  # 5 CoLA/MRPC/STS-B/RTE, 3 QNLI/SST-2, 1 MNLI/QQP
     c.learning_rate = c.learning_rates[0]  # peak, after linear warm-up; linear decay to 0
@@ -64,7 +69,7 @@ def task_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every_steps = 0  # > 0: print train loss every K steps (else once per epoch)
     c.predict_test = False  # also write test-set predictions of the best epoch (test TSVs needed)
 
-    if v.tiny:
+    if tiny:
         c.data.max_seq_length = 32
         c.learning_rates = (5e-3,)  # a 32-wide encoder learns the fixtures in a few dozen steps
         c.learning_rate = 5e-3

@@ -8,6 +8,10 @@ score tables, and GLUE-vs-pre-training-steps curves.
     python -m sas_jax.glue curve --checkpoint_dir=/ckpt/sas_small --steps=all \
         --glue_dir=/data/glue --out=/ckpt/sas_small/glue_curve --label=SAS
 
+The task configs are `configs/glue.py:task=<task>` (`--config=` picks another file
+or a variant, e.g. `--config=configs/glue.py:tiny`); any field is overridden as in
+`python -m sas_jax.main`: `--config.opt.eps=1e-8 --config.num_epochs=3`.
+
 Each fine-tuning run writes its result JSON atomically when it finishes; a sweep
 re-run with the same --out skips those and runs the rest, so an interrupted sweep
 resumes. The pre-trained encoder and each task's data are loaded once, and only
@@ -17,69 +21,37 @@ to mix results of another checkpoint into the same --out.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import pathlib
 import sys
+from collections.abc import Sequence
 
 import ml_collections
 
+from sas_jax import checkpointing, config_lib
 from sas_jax.errors import UserError
 from sas_jax.glue import finetune as finetune_lib
 from sas_jax.glue import model as model_lib
-from sas_jax.glue import plots, recipe, results
+from sas_jax.glue import plots, results
 from sas_jax.glue.tasks import parse_tasks
 
-DEFAULT_CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs" / "glue"
+DEFAULT_CONFIG = "glue"  # configs/glue.py; `task=<task>` is added to its variant per task
 TABLE_NAME = "glue_table"
 
 
 # ----------------------------------------------------------------------------- configs
-def load_task_config(task: str, arg: str | None = None, config_dir=None) -> ml_collections.ConfigDict:
-    """`configs/glue/<task>.py:get_config(arg)`; the built-in recipe when the file is absent."""
-    path = pathlib.Path(config_dir or DEFAULT_CONFIG_DIR) / f"{task}.py"
-    try:
-        if not path.is_file():
-            if config_dir:
-                raise UserError(f"config file {path} not found; pass --config_dir=<folder with <task>.py>")
-            return recipe.task_config(task, arg)
-        spec = importlib.util.spec_from_file_location(f"glue_config_{task}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.get_config(arg)
-    except ValueError as e:
-        raise UserError(f"{path.name}: {e}") from None
+def with_variant(spec: str, *items: str) -> str:
+    """`spec` (`path.py[:variant]` or a name) with `items` appended to its variant."""
+    target, _, arg = str(spec).partition(":")
+    parts = [x for x in (arg, *items) if x]
+    return f"{target}:{','.join(parts)}" if parts else target
 
 
-def apply_overrides(config, overrides: dict) -> None:
-    """Sets `a.b=value` strings or values on a ConfigDict, converting to the field's type."""
-    for key, value in (overrides or {}).items():
-        node = config
-        *path, last = key.split(".")
-        try:
-            for p in path:
-                node = node[p]
-            current = node[last]
-        except (KeyError, AttributeError):
-            raise UserError(f"unknown config key {key!r}; see sas_jax/glue/recipe.py for the fields") from None
-        node[last] = _typed(key, value, current)
-
-
-def _typed(key, value, current):
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(current, (tuple, list)):
-            kind = type(current[0]) if current else float
-            return tuple(kind(v) for v in value.split(",") if v.strip())
-        return type(current)(value)
-    except ValueError:
-        raise UserError(f"--set {key}={value!r} is not a {type(current).__name__}") from None
+def load_task_config(task: str, config: str = DEFAULT_CONFIG,
+                     overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """The config of one task: `config` (default `configs/glue.py`, any variant) with
+    `task=<task>` added, then `overrides` ("a.b=v") applied; one-line UserErrors."""
+    return config_lib.load_config(with_variant(config, f"task={task}"), overrides)
 
 
 def resolve_source(init_from: dict) -> dict:
@@ -90,7 +62,7 @@ def resolve_source(init_from: dict) -> dict:
         return {"hf_folder": os.path.abspath(init_from["hf_folder"])}
     if not init_from.get("checkpoint_dir"):
         raise UserError("nothing to fine-tune: pass --checkpoint_dir=<pre-training workdir> or --hf_folder")
-    _, step = model_lib.resolve_step(init_from["checkpoint_dir"], int(init_from.get("step", -1)))
+    _, step = checkpointing.resolve_step(init_from["checkpoint_dir"], int(init_from.get("step", -1)))
     return {"checkpoint_dir": os.path.abspath(init_from["checkpoint_dir"]), "step": step}
 
 
@@ -108,57 +80,58 @@ def _check_manifest(out_dir: str, source: dict, tokenizer: str) -> None:
 
 
 # ----------------------------------------------------------------------------- sweep
-def plan(tasks, *, config_arg=None, config_dir=None, overrides=None, learning_rates=None,
+def plan(tasks, *, config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (), learning_rates=None,
          batch_sizes=None, num_seeds=None) -> list:
     """[(config, learning_rate, batch_size, seed)] of every run, task by task."""
     out = []
     for task in parse_tasks(tasks):
-        config = load_task_config(task, config_arg, config_dir)
-        apply_overrides(config, overrides)
-        lrs = tuple(learning_rates or config.learning_rates)
-        bss = tuple(batch_sizes or config.batch_sizes)
-        seeds = range(int(num_seeds if num_seeds is not None else config.num_seeds))
+        task_config = load_task_config(task, config, overrides)
+        lrs = tuple(learning_rates or task_config.learning_rates)
+        bss = tuple(batch_sizes or task_config.batch_sizes)
+        seeds = range(int(num_seeds if num_seeds is not None else task_config.num_seeds))
         for lr in lrs:
             for bs in bss:
                 for seed in seeds:
-                    out.append((config, float(lr), int(bs), int(seed)))
+                    out.append((task_config, float(lr), int(bs), int(seed)))
     return out
 
 
 def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "", tfds_data_dir: str = "",
-              config_arg: str | None = None, config_dir=None, overrides: dict | None = None,
+              config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (),
               learning_rates=None, batch_sizes=None, num_seeds=None, name: str | None = None,
               pretrained=None, log=print) -> dict:
     """Runs every missing run of the grid into `out_dir`; writes and returns the table row.
 
     `init_from`: {"checkpoint_dir", "step"} or {"hf_folder"} (+ optional "tokenizer").
-    `pretrained` (a `model.Pretrained`) skips loading, e.g. a random-init baseline.
+    `config`: the task config file and variant (default `configs/glue.py`); `overrides`:
+    "a.b=v" strings, as `--config.a.b=v` on the command line. `pretrained` (a
+    `model.Pretrained`) skips loading, e.g. a random-init baseline.
     """
     if bool(glue_dir) == bool(tfds_data_dir):
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir>")
+    runs = plan(tasks, config=config, overrides=overrides,  # bad configs fail before anything is written
+                learning_rates=learning_rates, batch_sizes=batch_sizes, num_seeds=num_seeds)
     source = pretrained.source if pretrained is not None else resolve_source(init_from)
     os.makedirs(out_dir, exist_ok=True)
     _check_manifest(out_dir, source, init_from.get("tokenizer", ""))
-    runs = plan(tasks, config_arg=config_arg, config_dir=config_dir, overrides=overrides,
-                learning_rates=learning_rates, batch_sizes=batch_sizes, num_seeds=num_seeds)
     loaded = {"pre": pretrained, "data": {}}
     done = skipped = 0
-    for config, lr, bs, seed in runs:
-        path = results.run_file(out_dir, config.task, lr, bs, seed)
+    for task_config, lr, bs, seed in runs:
+        path = results.run_file(out_dir, task_config.task, lr, bs, seed)
         if _finished(path):
             skipped += 1
             continue
         if loaded["pre"] is None:
             loaded["pre"] = model_lib.load_pretrained({**source, "tokenizer": init_from.get("tokenizer", "")})
         pre = loaded["pre"]
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.init_from.update({k: v for k, v in source.items() if k in config.init_from})
-        config.data.glue_dir, config.data.tfds_data_dir = glue_dir or "", tfds_data_dir or ""
-        config.learning_rate, config.batch_size, config.seed = lr, bs, seed
-        if config.task not in loaded["data"]:
-            loaded["data"] = {config.task: finetune_lib.load_data(config, pre.tokenizer)}  # one task held
-        finetune_lib.finetune(config, pretrained=pre, data=loaded["data"][config.task], result_path=path, log=log)
+        run = ml_collections.ConfigDict(task_config.to_dict())
+        run.init_from.update({k: v for k, v in source.items() if k in run.init_from})
+        run.data.glue_dir, run.data.tfds_data_dir = glue_dir or "", tfds_data_dir or ""
+        run.learning_rate, run.batch_size, run.seed = lr, bs, seed
+        if run.task not in loaded["data"]:
+            loaded["data"] = {run.task: finetune_lib.load_data(run, pre.tokenizer)}  # one task held
+        finetune_lib.finetune(run, pretrained=pre, data=loaded["data"][run.task], result_path=path, log=log)
         done += 1
     log(f"sweep {out_dir}: {done} runs done now, {skipped} already finished")
     row = results.sweep_row(name or _default_name(source), out_dir)
@@ -196,9 +169,9 @@ def run_curve(checkpoint_dir: str, out_dir: str, *, steps=None, label: str | Non
               also: dict | None = None, log=print, **sweep_kwargs) -> dict:
     """A sweep per pre-training checkpoint step (into `out_dir/step_<k>`), then
     `curve.json`/`.csv` and `glue_vs_steps.png` (with `also` = {label: other curve dir} overlaid)."""
-    available = model_lib.checkpoint_steps(checkpoint_dir)
+    available = checkpointing.checkpoint_steps(checkpoint_dir)
     if not os.path.isdir(checkpoint_dir) or not available:
-        model_lib.resolve_step(checkpoint_dir, -1)  # raises the one-line error
+        checkpointing.resolve_step(checkpoint_dir, -1)  # raises the one-line error
     if steps in (None, "all", "") or steps == ["all"]:
         steps = available
     elif isinstance(steps, str):
@@ -280,20 +253,38 @@ def _add_sweep_args(p):
     p.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
     p.add_argument("--tasks", default="all", help="comma-separated, e.g. cola,rte (default all 8)")
     p.add_argument("--size", default="small", choices=("small", "base"), help="learning-rate grid of Table 6")
-    p.add_argument("--config_arg", default="", help="variant passed to configs/glue/<task>.py, e.g. tiny")
-    p.add_argument("--config_dir", default="", help="folder of the task configs (default configs/glue)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="task config file[:variant] (default configs/glue.py; task=<task> is added), "
+                        "e.g. --config=configs/glue.py:tiny")
     p.add_argument("--learning_rates", default="", help="override the grid, e.g. 1e-4,7.5e-5")
     p.add_argument("--batch_sizes", default="", help="e.g. 16,32 (default: the config's, 32)")
     p.add_argument("--seeds", type=int, default=None, help="seeds per grid point (default: Table 6's)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. --set data.max_seq_length=64 --set opt.eps=1e-8")
 
 
-def _sweep_kwargs(a) -> dict:
-    arg = ",".join(x for x in (a.config_arg, "base" if a.size == "base" else "") if x)
-    return dict(tasks=a.tasks, glue_dir=a.glue_dir, tfds_data_dir=a.tfds_data_dir, config_arg=arg or None,
-                config_dir=a.config_dir or None, overrides=_key_values(a.set, "--set"),
-                learning_rates=_floats(a.learning_rates), batch_sizes=_ints(a.batch_sizes), num_seeds=a.seeds)
+def _sweep_kwargs(a, overrides) -> dict:
+    config = with_variant(a.config, "base") if a.size == "base" else a.config
+    return dict(tasks=a.tasks, glue_dir=a.glue_dir, tfds_data_dir=a.tfds_data_dir, config=config,
+                overrides=overrides, learning_rates=_floats(a.learning_rates), batch_sizes=_ints(a.batch_sizes),
+                num_seeds=a.seeds)
+
+
+def config_overrides(extra: Sequence[str]) -> list:
+    """The "a.b=v" of every `--config.a.b=v` (or `--config.a.b v`) argument; anything
+    else left over is an unknown argument (UserError)."""
+    out, rest = [], list(extra)
+    while rest:
+        item = rest.pop(0)
+        if item.startswith("--config.") and len(item) > len("--config."):
+            item = item[len("--config."):]
+            if "=" not in item:
+                if not rest:
+                    raise UserError(f"--config.{item} needs a value: --config.{item}=<value>")
+                item = f"{item}={rest.pop(0)}"
+            out.append(item)
+        else:
+            raise UserError(f"unknown argument {item!r}; config overrides look like --config.KEY=VALUE, "
+                            "e.g. --config.num_epochs=3")
+    return out
 
 
 def parser() -> argparse.ArgumentParser:
@@ -317,21 +308,25 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    a = parser().parse_args(argv)
+    a, extra = parser().parse_known_args(argv)
     import jax  # noqa: PLC0415 (after parsing, so --help is fast)
 
     jax.config.update("jax_threefry_partitionable", True)
     try:
+        overrides = config_overrides(extra)
+        if overrides and a.command == "table":
+            raise UserError("table takes no --config.* overrides (it only reads finished sweeps)")
         if a.command == "sweep":
             init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
                          "tokenizer": a.tokenizer}
-            row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a))
+            row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a, overrides))
             print(results.markdown([row]))
         elif a.command == "curve":
             if not a.checkpoint_dir:
                 raise UserError("curve needs --checkpoint_dir=<pre-training workdir>")
             curve = run_curve(a.checkpoint_dir, a.out, steps=a.steps, label=a.label or None,
-                              also=_key_values(a.also, "--also"), tokenizer=a.tokenizer, **_sweep_kwargs(a))
+                              also=_key_values(a.also, "--also"), tokenizer=a.tokenizer,
+                              **_sweep_kwargs(a, overrides))
             print(f"wrote {curve['png']}")
         else:
             models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}

@@ -6,13 +6,12 @@ TSV files follow the real GLUE layouts (CoLA without header, MRPC with a BOM,
 STS-B score in column 9, MNLI with its parse columns and quotes, QQP with a broken
 row), and `fake_tfds()` serves the rows with tfds' field names.
 
-`tiny_checkpoint(tmp_path_factory, corpus)` pre-trains the tiny SAS model once per
-test session (a module-level cache shared by every test module).
+The session fixtures built on these (`glue_dir`, `tiny_curve`, and the pre-training
+workdir `tiny_workdir`) are in tests/conftest.py.
 """
 from __future__ import annotations
 
 import csv
-import os
 import pathlib
 import types
 
@@ -182,53 +181,7 @@ def fake_tfds(tasks=None):
     return mod
 
 
-# ----------------------------------------------------------------------------- checkpoint
-_CACHE: dict = {}
-
-
-def tiny_checkpoint(tmp_path_factory, corpus_dir) -> str:
-    """A pre-training workdir with checkpoints at steps 2 and 4 and TensorBoard logs (once per session)."""
-    if "workdir" in _CACHE and os.path.isdir(_CACHE["workdir"]):
-        return _CACHE["workdir"]
-    from conftest import load_config  # noqa: PLC0415
-
-    from sas_jax import train  # noqa: PLC0415
-
-    cfg = load_config("sas_small", "tiny")
-    cfg.data.corpus_dir = str(corpus_dir)
-    cfg.model.vocab_size = -1
-    cfg.num_train_steps = 4
-    cfg.ckpt.every_steps = 2
-    cfg.ckpt.async_save = False
-    cfg.log.every_steps = 1
-    cfg.log.tensorboard = True
-    workdir = str(tmp_path_factory.mktemp("pretrain") / "run")
-    train.train_and_evaluate(cfg, workdir)
-    _CACHE["workdir"] = workdir
-    return workdir
-
-
-def glue_dir(tmp_path_factory) -> pathlib.Path:
-    """The TSV fixtures of all 8 tasks, written once per session."""
-    if "glue_dir" not in _CACHE:
-        _CACHE["glue_dir"] = write_glue_dir(tmp_path_factory.mktemp("glue"))
-    return _CACHE["glue_dir"]
-
-
-def tiny_curve(tmp_path_factory, corpus_dir) -> str:
-    """`sweep.run_curve` over the tiny checkpoint's steps 2 and 4 (SST-2 and MNLI, tiny recipe), once."""
-    if "curve" not in _CACHE:
-        from sas_jax.glue import sweep  # noqa: PLC0415
-
-        workdir = tiny_checkpoint(tmp_path_factory, corpus_dir)
-        out = str(tmp_path_factory.mktemp("curve") / "curve")
-        sweep.run_curve(workdir, out, steps="all", label="tiny-SAS", tasks="sst2,mnli",
-                        glue_dir=str(glue_dir(tmp_path_factory)), config_arg="tiny", overrides={"num_epochs": 1},
-                        log=lambda *a: None)
-        _CACHE["curve"] = out
-    return _CACHE["curve"]
-
-
+# ----------------------------------------------------------------------------- encoders
 def tokenizer_of(corpus_dir):
     from sas_jax.data.tokenizer import load_tokenizer  # noqa: PLC0415
 
@@ -237,11 +190,11 @@ def tokenizer_of(corpus_dir):
 
 def random_encoder(corpus_dir, seed: int = 0):
     """A randomly initialised tiny encoder (`model.random_pretrained`) with the corpus tokenizer."""
-    from conftest import load_config  # noqa: PLC0415
+    from conftest import make_config  # noqa: PLC0415
 
     from sas_jax.glue import model as model_lib  # noqa: PLC0415
     from sas_jax.models import ModelConfig  # noqa: PLC0415
 
     tok = tokenizer_of(corpus_dir)
-    cfg = ModelConfig.from_config(load_config("sas_small", "tiny").model, vocab_size=tok.vocab_size)
+    cfg = ModelConfig.from_config(make_config("sas_small", "tiny").model, vocab_size=tok.vocab_size)
     return model_lib.random_pretrained(cfg, tok, seed)

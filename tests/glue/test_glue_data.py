@@ -11,11 +11,6 @@ from sas_jax.glue.tasks import SPECS, TASKS, get_task, parse_tasks
 
 
 @pytest.fixture
-def glue_dir(tmp_path_factory):
-    return gf.glue_dir(tmp_path_factory)
-
-
-@pytest.fixture
 def fake_tfds(monkeypatch):
     mod = gf.fake_tfds()
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", mod)

@@ -34,17 +34,23 @@ def test_notebooks_are_colab_ready():
         params = "".join(code[1]["source"])
         assert "SMALL" in params and "os.environ.get(" in params
         assert all(not c.get("outputs") for c in code)  # committed without outputs
-        assert "from sas_jax.glue import" in "".join("".join(c["source"]) for c in code)
+        imports = [line for c in code for line in "".join(c["source"]).splitlines()
+                   if line.startswith(("from sas_jax", "import sas_jax"))]
+        assert any(line.startswith("from sas_jax.analysis import") for line in imports), imports
+        glue = {name.strip() for line in imports if line.startswith("from sas_jax.glue")
+                for name in line.split(" import ")[1].split(",")}
+        # GLUE code only for GLUE results (tables, their figures, sweeps); the rest is analysis.
+        assert glue == ({"plots as glue_plots", "results", "sweep"} if name == "evaluate.ipynb" else set()), glue
 
 
-def test_evaluate_notebook(prepared_corpus, tmp_path_factory, tmp_path, monkeypatch):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
-    curve = gf.tiny_curve(tmp_path_factory, prepared_corpus)
+def test_evaluate_notebook(tmp_path, monkeypatch, tiny_workdir, glue_dir, tiny_curve):
+    workdir = tiny_workdir
+    curve = tiny_curve
     figs = tmp_path / "figs"
     # No results given but GLUE files: the notebook runs its SMALL sweep (RTE, one epoch) itself.
     nb = run_notebook("evaluate.ipynb", {
         "SAS_SMALL": "1", "SAS_CHECKPOINT_DIR": workdir, "SAS_STEP": "-1", "SAS_FIG_DIR": figs,
-        "SAS_GLUE_RESULTS": "", "SAS_GLUE_DIR": gf.glue_dir(tmp_path_factory), "SAS_GLUE_CONFIG_ARG": "tiny",
+        "SAS_GLUE_RESULTS": "", "SAS_GLUE_DIR": glue_dir, "SAS_GLUE_CONFIG": "glue:tiny",
         "SAS_GLUE_CURVE": curve}, monkeypatch)
     for png in ("fill_mask.png", "rtd_heatmap.png", "glue_scores.png", "glue_vs_steps.png"):
         assert (figs / png).stat().st_size > 1000, png
@@ -54,8 +60,8 @@ def test_evaluate_notebook(prepared_corpus, tmp_path_factory, tmp_path, monkeypa
     assert run["num_epochs"] == 1 and run["init_from"]["step"] == 4
 
 
-def test_pretraining_curves_notebook(prepared_corpus, tmp_path_factory, tmp_path, monkeypatch):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
+def test_pretraining_curves_notebook(tmp_path, monkeypatch, tiny_workdir):
+    workdir = tiny_workdir
     figs = tmp_path / "figs"
     nb = run_notebook("pretraining_curves.ipynb", {
         "SAS_SMALL": "1", "SAS_WORKDIRS": workdir, "SAS_LABELS": "tiny", "SAS_FIG_DIR": figs}, monkeypatch)

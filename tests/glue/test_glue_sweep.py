@@ -7,11 +7,10 @@ import re
 import glue_fixtures as gf
 import numpy as np
 import pytest
-from conftest import cli
 
 from sas_jax.errors import UserError
 from sas_jax.glue import finetune as finetune_lib
-from sas_jax.glue import logs, results, sweep
+from sas_jax.glue import results, sweep
 from sas_jax.glue.tasks import SPECS, TASKS
 
 
@@ -23,12 +22,11 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing after it runs, no handler catches it."""
 
 
-def test_interrupted_sweep_resumes_and_skips_finished_runs(prepared_corpus, tmp_path_factory, tmp_path, monkeypatch):
-    glue_dir = str(gf.glue_dir(tmp_path_factory))
+def test_interrupted_sweep_resumes_and_skips_finished_runs(prepared_corpus, tmp_path, monkeypatch, glue_dir):
     pre = gf.random_encoder(prepared_corpus)
     out = str(tmp_path / "sweep")
-    kw = dict(tasks="rte,sst2", glue_dir=glue_dir, config_arg="tiny", num_seeds=2, pretrained=pre, log=quiet,
-              overrides={"num_epochs": 1})
+    kw = dict(tasks="rte,sst2", glue_dir=str(glue_dir), config="glue:tiny", num_seeds=2, pretrained=pre, log=quiet,
+              overrides=["num_epochs=1"])
     real = finetune_lib.finetune
     calls = []
 
@@ -69,11 +67,10 @@ def _jsons(out):
                 yield os.path.join(root, f)
 
 
-def test_sweep_refuses_results_of_another_checkpoint(prepared_corpus, tmp_path_factory, tmp_path):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
+def test_sweep_refuses_results_of_another_checkpoint(tmp_path, tiny_workdir, glue_dir):
+    workdir = tiny_workdir
     out = str(tmp_path / "s")
-    glue_dir = str(gf.glue_dir(tmp_path_factory))
-    kw = dict(tasks="rte", glue_dir=glue_dir, config_arg="tiny", log=quiet, num_seeds=0)
+    kw = dict(tasks="rte", glue_dir=str(glue_dir), config="glue:tiny", log=quiet, num_seeds=0)
     sweep.run_sweep({"checkpoint_dir": workdir, "step": 4}, out, **kw)
     with pytest.raises(UserError, match=r"holds results of .*'step': 4.*use another --out"):
         sweep.run_sweep({"checkpoint_dir": workdir, "step": 2}, out, **kw)
@@ -143,8 +140,8 @@ def test_table_picks_the_best_grid_point_and_aggregates_runs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- curve
-def test_curve_over_pretraining_steps_writes_the_plot(prepared_corpus, tmp_path_factory):
-    out = gf.tiny_curve(tmp_path_factory, prepared_corpus)
+def test_curve_over_pretraining_steps_writes_the_plot(tiny_curve):
+    out = tiny_curve
     curve = sweep.load_curve(out)
     assert [p["step"] for p in curve["points"]] == [2, 4]
     for p in curve["points"]:
@@ -158,27 +155,24 @@ def test_curve_over_pretraining_steps_writes_the_plot(prepared_corpus, tmp_path_
     assert set(run["dev"]) >= {"accuracy_matched", "accuracy_mismatched", "score", "matched", "mismatched"}
 
 
-def test_tensorboard_scalars_match_metrics_jsonl(prepared_corpus, tmp_path_factory):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
-    tb = logs.read_scalars(workdir)
-    js = logs.read_jsonl_scalars(os.path.join(workdir, "metrics.jsonl"))
-    for tag in ("train/mlm_loss", "train/rtd_accuracy", "sas/rtd_lambda", "sas/replaced_rate", "opt/learning_rate"):
-        np.testing.assert_array_equal(tb[tag][0], js[tag][0])
-        np.testing.assert_allclose(tb[tag][1], js[tag][1], rtol=1e-6)
-    assert tb["train/mlm_loss"][0].tolist() == [1, 2, 3, 4]
-
-
 # ----------------------------------------------------------------------------- CLI
-def test_cli_bad_input_is_one_error_line(prepared_corpus, tmp_path_factory, tmp_path, capsys):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
-    glue_dir = str(gf.glue_dir(tmp_path_factory))
+def test_cli_bad_input_is_one_error_line(tmp_path, capsys, tiny_workdir, glue_dir):
+    workdir = tiny_workdir
     cases = [
         (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={glue_dir}", "--tasks=wnli", f"--out={tmp_path}/a"],
          r"unknown GLUE task 'wnli'"),
         (["sweep", f"--checkpoint_dir={tmp_path}/none", f"--glue_dir={glue_dir}", f"--out={tmp_path}/b"],
          r"checkpoint dir .*none not found"),
-        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={tmp_path}", "--tasks=cola", "--config_arg=tiny",
-          f"--out={tmp_path}/c"], r"CoLA/train.tsv not found"),
+        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={tmp_path}", "--tasks=cola",
+          "--config=configs/glue.py:tiny", f"--out={tmp_path}/c"], r"CoLA/train.tsv not found"),
+        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={glue_dir}", "--tasks=rte", "--config.num_epohcs=1",
+          f"--out={tmp_path}/e"], r"unknown config key 'num_epohcs' \(did you mean 'num_epochs'\?\)"),
+        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={glue_dir}", "--tasks=rte", "--config.num_epochs=few",
+          f"--out={tmp_path}/e"], r"num_epochs='few' is not valid: num_epochs takes an int"),
+        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={glue_dir}", "--set", "num_epochs=1",
+          f"--out={tmp_path}/e"], r"unknown argument '--set'; config overrides look like --config.KEY=VALUE"),
+        (["sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={glue_dir}", "--config=glue:tiyn",
+          f"--out={tmp_path}/e"], r"glue.py:tiyn,task=cola: unknown config variant 'tiyn' \(did you mean 'tiny'\?\)"),
         (["curve", f"--checkpoint_dir={workdir}", "--steps=3", f"--glue_dir={glue_dir}", f"--out={tmp_path}/d"],
          r"no checkpoint of step 3"),
         (["table", f"--model=X={tmp_path}/nothing", f"--out={tmp_path}/t"], r"not a sweep directory"),
@@ -187,14 +181,14 @@ def test_cli_bad_input_is_one_error_line(prepared_corpus, tmp_path_factory, tmp_
         assert sweep.main(argv) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
         assert len(err) == 1 and err[0].startswith("error: ") and re.search(pattern, err[0]), err
+    assert not os.path.exists(f"{tmp_path}/e")  # a bad config is refused before anything is written
 
 
-def test_cli_sweep_and_table(prepared_corpus, tmp_path_factory, tmp_path, capsys):
-    workdir = gf.tiny_checkpoint(tmp_path_factory, prepared_corpus)
-    glue_dir = str(gf.glue_dir(tmp_path_factory))
+def test_cli_sweep_and_table(tmp_path, capsys, tiny_workdir, glue_dir):
+    workdir = tiny_workdir
     out = str(tmp_path / "sweep")
     argv = ["sweep", f"--checkpoint_dir={workdir}", "--step=2", f"--glue_dir={glue_dir}", "--tasks=rte",
-            "--config_arg=tiny", "--seeds=1", "--set", "num_epochs=1", f"--out={out}", "--name=tiny"]
+            "--config=glue:tiny", "--seeds=1", "--config.num_epochs=1", f"--out={out}", "--name=tiny"]
     assert sweep.main(argv) == 0
     assert "| tiny | – | – | – | – | – | – | – |" in capsys.readouterr().out
     run = json.load(open(os.path.join(out, "runs", "rte", "lr0.005_bs8_seed0.json")))
@@ -203,7 +197,7 @@ def test_cli_sweep_and_table(prepared_corpus, tmp_path_factory, tmp_path, capsys
     assert os.path.getsize(tmp_path / "t.png") > 0 and (tmp_path / "t.md").read_text().startswith("| Model |")
 
 
-def test_cli_as_a_user_runs_it(tmp_path):
+def test_cli_as_a_user_runs_it(tmp_path, cli):
     r = cli("-m", "sas_jax.glue", "sweep", f"--checkpoint_dir={tmp_path}/missing", f"--glue_dir={tmp_path}",
             f"--out={tmp_path}/o", timeout=120)
     assert r.returncode == 2, r.stderr[-2000:]

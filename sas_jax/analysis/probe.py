@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sas_jax.glue.model import load_checkpoint
+from sas_jax import checkpointing
 from sas_jax.models import ElectraModel, PretrainingModel
 
 
@@ -40,8 +40,9 @@ class Probe:
 
 
 def load_probe(checkpoint_dir: str, step: int = -1, *, tokenizer: str = "") -> Probe:
-    cfg, params, tok, source = load_checkpoint(checkpoint_dir, step, tokenizer=tokenizer)
-    return Probe(cfg, params, tok, source)
+    """The model and heads of a finished checkpoint (`step` < 0: the latest)."""
+    ckpt = checkpointing.read_model(checkpoint_dir, step, tokenizer=tokenizer)
+    return Probe(ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.source)
 
 
 def encode_masked(tokenizer, text: str) -> np.ndarray:
