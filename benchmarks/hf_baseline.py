@@ -109,9 +109,7 @@ def load_config(spec: str, variant: str = ""):
         p = ROOT / "configs" / f"{path}.py"
     if not p.exists():
         raise ValueError(f"config {spec!r}: {p} does not exist; give a name under configs/ or a path")
-    # config_lib.load_config is the one loader (it was load_config_file before it also took names)
-    load = getattr(config_lib, "load_config", None) or config_lib.load_config_file
-    return p.stem + (f":{arg}" if arg else ""), load(str(p) + (f":{arg}" if arg else ""))
+    return p.stem + (f":{arg}" if arg else ""), config_lib.load_config(str(p) + (f":{arg}" if arg else ""))
 
 
 def apply_shape(config, *, batch=None, seq_len=None) -> dict:
