@@ -44,7 +44,8 @@ def test_unknown_config_key_and_wrong_type_are_refused(tmp_path, cli):
 
 
 def test_corpus_smaller_than_one_batch(prepared_corpus, tmp_path, tiny_on):
-    with pytest.raises(UserError, match=r"has 2562 training rows .*fewer than one global batch of 4096.*--config.batch_size"):
+    with pytest.raises(UserError, match=r"has 2562 training rows .*fewer than one global batch of 4096"
+                                        r".*--config.batch_size"):
         train.train_and_evaluate(tiny_on(prepared_corpus, batch_size=4096), str(tmp_path))
 
 
