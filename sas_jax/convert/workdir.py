@@ -90,7 +90,12 @@ def _eval_figures(checkpoint_dir: str, step: int) -> dict:
 def model_card(*, role: str, architecture: str, config: dict, step: int, source: str, tok, flops: dict,
                evals: dict, gap: dict | None, corpus_meta: dict | None) -> str:
     obj = config.get("objective") or {}
-    name = config.get("name") or config.get("row") or "?"
+    m = config.get("model") or {}
+    name = config.get("name") or f"{obj.get('corruption', '?')} pre-training"
+    shape = (f"{m.get('attention_type', 'absolute')} attention, {m.get('num_layers', '?')} layers, "
+             f"H {m.get('hidden_size', '?')}, E {m.get('embedding_size', '?')}, {m.get('num_heads', '?')} heads, "
+             f"FFN {m.get('intermediate_size', '?')}, LayerNorm eps {m.get('layer_norm_eps', '?')} "
+             f"(MLM head {m.get('mlm_layer_norm_eps', '?')})")
     lines = [
         f"# {name}: {role} ({architecture})",
         "",
@@ -100,7 +105,8 @@ def model_card(*, role: str, architecture: str, config: dict, step: int, source:
         "|---|---|",
         f"| objective | corruption `{obj.get('corruption', '?')}`, MLM {bool(obj.get('mlm', True))}, "
         f"RTD {bool(obj.get('rtd', False))} |",
-        f"| config row | `{name}` |",
+        f"| config row | {shape}; λ `{(config.get('sas') or {}).get('lambda_schedule', '-')}` "
+        f"(the full config is in `{RUN_FILE}`) |",
         f"| checkpoint | `{source}`, step {step} of {config.get('num_train_steps', '?')} |",
         f"| batch x seq_len | {config.get('batch_size', '?')} x {config.get('seq_len', '?')} |",
         f"| tokenizer | {tok.kind}, {tok.vocab_size} ids, sha256 {tok.fingerprint[:12]}"
@@ -114,7 +120,7 @@ def model_card(*, role: str, architecture: str, config: dict, step: int, source:
         data = config.get("data") or {}
         lines.append(f"| data | corpus `{data.get('corpus_dir', '?')}` |")
     if flops:
-        lines.append(f"| training FLOPs (paper convention, `sas_jax.flops.train_flops`) | "
+        lines.append(f"| training FLOPs of the whole run, num_train_steps (paper convention, `sas_jax.flops.train_flops`) | "
                      f"{flops['train_flops_paper']:.3e} |")
         lines.append(f"| model FLOPs per step (`sas_jax.flops.model_flops_per_step`) | "
                      f"{flops['model_flops_per_step']:.3e} |")
