@@ -203,3 +203,12 @@ def test_cli_as_a_user_runs_it(tmp_path, cli):
     assert r.returncode == 2, r.stderr[-2000:]
     lines = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and "missing not found" in lines[0]
+
+
+def test_cli_overrides_take_both_absl_forms():
+    assert sweep.config_overrides(["--config.num_epochs", "3", "--config.opt.eps=1e-8", "--config.data.glue_dir="]) \
+        == ["num_epochs=3", "opt.eps=1e-8", "data.glue_dir="]
+    with pytest.raises(UserError, match=r"^--config.num_epochs needs a value: --config.num_epochs=<value>$"):
+        sweep.config_overrides(["--config.num_epochs"])
+    with pytest.raises(UserError, match=r"^unknown argument 'stray'; config overrides look like --config.KEY=VALUE"):
+        sweep.config_overrides(["stray"])
