@@ -4,9 +4,9 @@
         [--batch=512] [--seq_len=128] [--dtype=bf16] [--steps=20] [--repeats=5] \
         [--warmup=3] [--variant=tiny] [--with-store] [--isolate] [--json=out.json]
 
-Every config is built exactly as the trainer builds it (`objectives.make_model`,
-`train_state.create_sharded_state`, `train_step.jit_train_step` on the config's
-mesh, the key `fold_in(key(seed), 1)`), lowered and compiled once (lower and
+Every config is built by the trainer itself (`train.Trainer` with no workdir, on an
+in-memory `markov_corpus`: the same model, sharded state, jitted step and key as a
+run), lowered and compiled once (lower and
 compile times are reported; the first call then reuses the executable). Timing:
 each repeat runs `--warmup` untimed steps, then dispatches `--steps` steps back to
 back and waits with `block_until_ready`; the figure is the median over `--repeats`.
@@ -30,15 +30,14 @@ CPU): about 0.8 s a step on 2 cores, 10-30 s of compile per config.
 `--variant=tiny` (or `demo`) loads `configs/<name>.py:<variant>` and keeps that
 variant's own shape unless `--batch` / `--seq_len` are given.
 
-`--with-store` also times the trainer's loop (`train.train_and_evaluate`): batch
-building by the objective's builder (`train.build_inputs` on an in-memory
-`markov_corpus`) + `pipeline.to_global` in a `pipeline.Prefetcher` thread, the
-step dispatch, `copy_to_host_async` of the samples, and the previous step's
+`--with-store` also times the trainer's own loop (`Trainer.train_until`): batch
+building by the objective's builder + `pipeline.to_global` in a `pipeline.Prefetcher`
+thread, the step dispatch, `copy_to_host_async` of the samples, and the previous step's
 finish (store write-back + metrics fetch + NaN check) while the step runs, under
 the same `transfer_guard("disallow")`. The store is filled over one epoch first
 (as `benchmarks/input_pipeline.py` does), so SAS batches take the later-visit
-path; every repeat is one epoch with its own prefetcher, as the trainer runs
-them. Each repeat times the plain loop and then the trainer loop; the overhead is
+path; every repeat runs in an epoch of its own (warm-up steps, then the timed
+steps from a fresh prefetcher, as each of the trainer's epochs starts). Each repeat times the plain loop and then the trainer loop; the overhead is
 `with / without - 1` of the medians (and the median of the per-repeat ones), with
 the host time split into build (prefetch thread), prefetch wait, device wait and
 finish work (main thread). On CPU the host work shares the cores with the
@@ -77,9 +76,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/step_throughput.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from sas_jax import flops, objectives, optim, sharding, train, train_state, train_step  # noqa: E402
+from sas_jax import flops, train, train_state  # noqa: E402
 from sas_jax.corruption.static_batch import electra_budget  # noqa: E402
-from sas_jax.data import pipeline  # noqa: E402
 from sas_jax.data.synthetic import markov_corpus  # noqa: E402
 
 DEFAULT_CONFIGS = ("sas_small", "sasc_small", "bert_small", "electra_small", "deberta_small", "sasda_small")
@@ -216,39 +214,20 @@ def compiled_memory(compiled) -> dict | None:
 
 
 # ----------------------------------------------------------------------------- one config
-class _Row:
-    """Everything the trainer builds for one config, at the benchmark shape."""
+class TimedTrainer(train.Trainer):
+    """The trainer itself, at the benchmark shape, with its host work timed.
+
+    Set up exactly as a run (`train.Trainer` with no workdir: no checkpoints, no logs)
+    on an in-memory `markov_corpus`; `time_epoch` runs the trainer's own loop
+    (`Trainer.train_until`) and times the pieces it calls.
+    """
 
     def __init__(self, config, *, devices, vocab_size, rows_for_store: int = 0):
-        self.config = config
-        self.mesh = sharding.make_mesh(config.mesh, devices)
-        self.rules = sharding.logical_rules(config.mesh)
-        self.vocab = int(config.model.vocab_size) if config.model.vocab_size > 0 else int(vocab_size)
-        self.model = objectives.make_model(config, self.vocab)
-        total = int(config.num_train_steps)
-        self.tx = optim.make_optimizer(config.opt, total)
-        lr = optim.learning_rate_schedule(config.opt, total)
-        num_rows = max(config.batch_size, rows_for_store)
-        self.corpus = markov_corpus(num_rows, config.seq_len, self.vocab, seed=0)
+        vocab = int(config.model.vocab_size) if config.model.vocab_size > 0 else int(vocab_size)
         config.data.shuffle = "once"
-        train.validate(config, self.corpus, self.mesh.size, sharding.num_batch_shards(self.mesh))
-        self.order, self.store, self.builder = train.build_inputs(config, self.corpus, self.vocab)
-        self.settings = train_step.StepSettings.from_config(config, self.order.steps_per_epoch)
-        rng = jax.random.key(config.seed)
-        self.state, shardings = train_state.create_sharded_state(
-            rng, model=self.model, tx=self.tx, mesh=self.mesh, rules=self.rules, seq_len=config.seq_len,
-            max_predictions=config.sas.max_predictions)
-        self.step_fn = train_step.jit_train_step(model=self.model, tx=self.tx, lr_schedule=lr,
-                                                 settings=self.settings, mesh=self.mesh, rules=self.rules,
-                                                 state_shardings=shardings)
-        self.batch_shardings = {k: sharding.batch_sharding(self.mesh) for k in train_step.BATCH_KEYS}
-        self.key = jax.device_put(jax.random.fold_in(rng, 1), sharding.replicated(self.mesh))
-
-    def make_batch(self, step):
-        """The trainer's `make_batch`: host build + `pipeline.to_global`."""
-        ids = self.order.batch_ids(step)
-        batch, pending = self.builder.build(self.corpus.read(ids), ids, step)
-        return pipeline.to_global(batch, self.batch_shardings), pending
+        corpus = markov_corpus(max(config.batch_size, rows_for_store), config.seq_len, vocab, seed=0)
+        super().__init__(config, None, corpus=corpus, devices=devices)
+        self._timing = None
 
     def prefill_store(self):
         """One epoch of builds with fake samples written back, so later visits read the store."""
@@ -259,93 +238,73 @@ class _Row:
             batch, pending = self.builder.build(self.corpus.read(ids), ids, step)
             self.builder.write_back(pending, (batch["mlm_targets"] + 1) % self.vocab)
 
+    # Timed versions of the loop's pieces (no-ops on the figures when `_timing` is None).
+    def make_batch(self, step):
+        t = time.perf_counter()
+        out = super().make_batch(step)
+        if self._timing is not None:
+            self._timing["build"].append(time.perf_counter() - t)  # prefetch thread
+        return out
 
-def _time_plain(row: _Row, batch, warmup: int, steps: int) -> float:
-    """Seconds per step: `steps` back-to-back dispatches of one device batch, then block."""
+    def next_batch(self, prefetch):
+        t = time.perf_counter()
+        out = super().next_batch(prefetch)
+        if self._timing is not None:
+            self._timing["wait"].append(time.perf_counter() - t)
+        return out
+
+    def finish(self, pending):
+        if self._timing is None:
+            return super().finish(pending)
+        t = time.perf_counter()
+        jax.block_until_ready(pending[1:3])  # the wait `finish` would do anyway, timed apart
+        t1 = time.perf_counter()
+        super().finish(pending)
+        self._timing["device"].append(t1 - t)
+        self._timing["finish"].append(time.perf_counter() - t1)
+
+    def time_epoch(self, epoch: int, warmup: int, steps: int) -> dict:
+        """The trainer's loop over `warmup` untimed then `steps` timed steps of one epoch.
+
+        Returns seconds per step (`step_s`) and where the host time went: `build_s` (median
+        builder + to_global per batch, in the prefetch thread) and, per timed step in the
+        main thread, `wait_s` (waiting for the prefetcher), `device_s` (waiting for step
+        s-1's outputs, i.e. idle while the device works) and `finish_s` (write-back +
+        metrics fetch once they are there). The timed segment starts with a fresh
+        prefetcher, as each of the trainer's epochs does.
+        """
+        start = epoch * self.order.steps_per_epoch
+        with jax.transfer_guard("disallow"):
+            self.train_until(start, start + warmup)
+            jax.block_until_ready(self.state)
+            self._timing = {"build": [], "wait": [], "device": [], "finish": []}
+            t0 = time.perf_counter()
+            try:
+                self.train_until(start + warmup, start + warmup + steps)
+                jax.block_until_ready(self.state)
+                dt = time.perf_counter() - t0
+            finally:
+                timing, self._timing = self._timing, None
+        return {"step_s": dt / steps, "build_s": statistics.median(timing["build"]) if timing["build"] else 0.0,
+                "wait_s": sum(timing["wait"]) / steps, "device_s": sum(timing["device"]) / steps,
+                "finish_s": sum(timing["finish"]) / steps}
+
+
+def _time_plain(row: TimedTrainer, batch, warmup: int, steps: int) -> float:
+    """Seconds per step: `steps` back-to-back dispatches of one device batch, then block
+    (the device alone: no host work between steps)."""
     state = row.state
     with jax.transfer_guard("disallow"):
         for _ in range(warmup):
-            state, metrics, sampled = row.step_fn(state, batch, row.key)
+            state, metrics, sampled = row.step_fn(state, batch, row.step_key)
         jax.block_until_ready(state)
         t0 = time.perf_counter()
         for _ in range(steps):
-            state, metrics, sampled = row.step_fn(state, batch, row.key)
+            state, metrics, sampled = row.step_fn(state, batch, row.step_key)
         jax.block_until_ready((state, metrics, sampled))
         dt = time.perf_counter() - t0
     row.state = state
     return dt / steps
-
-
-def _time_trainer_loop(row: _Row, epoch: int, warmup: int, steps: int, prefetch_depth: int) -> dict:
-    """The trainer's loop over one epoch (see the module docstring).
-
-    Returns seconds per step (`step_s`) and where the host time went: `build_s` (median
-    builder + to_global per batch, in the prefetch thread) and, per timed step in the main
-    thread, `wait_s` (waiting for the prefetcher), `device_s` (waiting for step s-1's
-    outputs, i.e. idle while the device works) and `finish_s` (write-back + metrics fetch
-    once they are there).
-    """
-    settings, builder = row.settings, row.builder
-    start = epoch * row.order.steps_per_epoch
-    stop = start + warmup + steps
-    builds, waits, finishes, device_waits = [], [], [], []
-
-    def make_batch(step):
-        t = time.perf_counter()
-        out = row.make_batch(step)
-        builds.append(time.perf_counter() - t)
-        return out
-
-    def finish(pending):
-        t = time.perf_counter()
-        jax.block_until_ready(pending[1:3])  # the wait `_finish` would do anyway, timed apart
-        t1 = time.perf_counter()
-        _finish(pending)
-        device_waits.append(t1 - t)
-        finishes.append(time.perf_counter() - t1)
-
-    def _finish(pending):
-        _, metrics, sampled, write = pending
-        if settings.sample:
-            builder.write_back(write, train.local_rows(sampled))
-        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(m["loss"]):
-            raise FloatingPointError(f"loss is {m['loss']} in the benchmark")
-
-    state = row.state
-    prefetch = pipeline.Prefetcher(make_batch, start, stop, prefetch_depth)
-    pending = None
-    t0 = None
-    try:
-        with jax.transfer_guard("disallow"):
-            for i in range(warmup + steps):
-                if i == warmup:
-                    if pending is not None:
-                        finish(pending)
-                        pending = None
-                    jax.block_until_ready(state)
-                    del builds[:warmup], finishes[:], device_waits[:]
-                    waits.clear()
-                    t0 = time.perf_counter()
-                t = time.perf_counter()
-                s, batch, write = prefetch.get()
-                waits.append(time.perf_counter() - t)
-                state, metrics, sampled = row.step_fn(state, batch, row.key)
-                if settings.sample:
-                    for shard in sampled.addressable_shards:
-                        shard.data.copy_to_host_async()
-                if pending is not None:
-                    finish(pending)  # step s-1, while step s runs
-                pending = (s, metrics, sampled, write)
-            finish(pending)
-            jax.block_until_ready(state)
-            dt = time.perf_counter() - t0
-    finally:
-        prefetch.close()
-    row.state = state
-    return {"step_s": dt / steps, "build_s": statistics.median(builds) if builds else 0.0,
-            "wait_s": sum(waits) / steps, "device_s": sum(device_waits) / steps,
-            "finish_s": sum(finishes) / steps}
 
 
 class ConfigBench:
@@ -358,12 +317,12 @@ class ConfigBench:
         self.config, self.steps, self.warmup, self.with_store = config, steps, warmup, with_store
         self.devices = list(jax.devices() if devices is None else devices)
         per_epoch = warmup + steps + 1  # each with-store repeat is one epoch of this many steps
-        self.row = row = _Row(config, devices=self.devices, vocab_size=vocab_size,
+        self.row = row = TimedTrainer(config, devices=self.devices, vocab_size=vocab_size,
                               rows_for_store=config.batch_size * per_epoch if with_store else 0)
         self.batch, _ = row.make_batch(0)
 
         t0 = time.perf_counter()
-        lowered = row.step_fn.lower(row.state, self.batch, row.key)
+        lowered = row.step_fn.lower(row.state, self.batch, row.step_key)
         t1 = time.perf_counter()
         compiled = lowered.compile()
         t2 = time.perf_counter()
@@ -374,7 +333,7 @@ class ConfigBench:
         del lowered, compiled
         # First call: the jit cache already holds the executable compiled above.
         t3 = time.perf_counter()
-        row.state, _, out = row.step_fn(row.state, self.batch, row.key)
+        row.state, _, out = row.step_fn(row.state, self.batch, row.step_key)
         jax.block_until_ready(out)
         self.first_call_s = time.perf_counter() - t3
         self.peak_memory = peak_memory_bytes(self.devices[0])
@@ -388,7 +347,7 @@ class ConfigBench:
         line = f"{1e3 * self.plain[-1]:.2f} ms/step"
         if self.with_store:
             epoch = len(self.stored) + 1  # epoch 0 filled the store
-            loop = _time_trainer_loop(self.row, epoch, self.warmup, self.steps, int(self.config.data.prefetch))
+            loop = self.row.time_epoch(epoch, self.warmup, self.steps)
             self.stored.append(loop["step_s"])
             self.host.append(loop)
             line += f", with store {1e3 * self.stored[-1]:.2f} ms/step"

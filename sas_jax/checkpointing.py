@@ -84,13 +84,16 @@ class Checkpointer:
     def latest_step(self):
         return self.manager.latest_step()
 
-    def save(self, step: int, state, store: SampleStore, meta: dict) -> None:
-        """Starts saving step `step` (async for the state); raises UserError on I/O failure."""
+    def save(self, step: int, state, store: SampleStore | None, meta: dict) -> None:
+        """Starts saving step `step` (async for the state); raises UserError on I/O failure.
+
+        `store` is None for objectives that keep no samples: the item is then empty, so
+        every row's checkpoint has the same three items."""
         try:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 meta=ocp.args.JsonSave(meta),
-                store=StoreSave(store.state_dict()),
+                store=StoreSave(store.state_dict() if store is not None else {}),
             ), force=True)
         except OSError as e:
             self._fail(step, e)
@@ -110,7 +113,7 @@ class Checkpointer:
     def read_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-    def restore(self, step: int, abstract_state, store: SampleStore):
+    def restore(self, step: int, abstract_state, store: SampleStore | None):
         """(state, meta); the state comes back with the shardings of `abstract_state`."""
         meta = self.read_meta(step)
         current = param_shapes(abstract_state.params)
@@ -120,13 +123,13 @@ class Checkpointer:
                             f"{f' (+{len(bad) - 1} more)' if len(bad) > 1 else ''}; use a new "
                             "--workdir or the config that wrote it")
         saved_p = meta.get("max_predictions")
-        if saved_p is not None and saved_p != store.max_predictions:
+        if store is not None and saved_p is not None and saved_p != store.max_predictions:
             raise UserError(f"{self.directory} was written with sas.max_predictions={saved_p}, this "
                             f"config has {store.max_predictions}; use a new --workdir or the same value")
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            store=StoreRestore(store),
-        ))
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if store is not None:
+            items["store"] = StoreRestore(store)
+        out = self.manager.restore(step, args=ocp.args.Composite(**items))
         return out["state"], meta
 
     def close(self):

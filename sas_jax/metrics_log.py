@@ -81,6 +81,28 @@ class MetricWriter:
             parts.append(f"MFU {100 * m['mfu']:.1f}%")
         print(" | ".join(parts), flush=True)
 
+    def write_eval(self, step: int, metrics: dict, *, unigram_entropy: float | None = None) -> None:
+        """Held-out figures of step `step`: `eval/<name>` in metrics.jsonl and TensorBoard, one console line."""
+        if not self.is_writer or not metrics:
+            return
+        self._jsonl.write(json.dumps({"step": step, **{f"eval/{k}": float(v) for k, v in metrics.items()}}) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(f"eval/{k}", float(v), step)
+            self._tb.flush()
+        m = metrics
+        parts = [f"eval step {step}"]
+        if "mlm_loss" in m:
+            ref = f" (unigram {unigram_entropy:.3f})" if unigram_entropy is not None else ""
+            parts += [f"[MASK]ed mlm {m['mlm_loss']:.4f}{ref}", f"mlm_acc {m['mlm_accuracy']:.4f}"]
+        if "mlm_loss_replaced" in m:
+            parts.append(f"replaced mlm {m['mlm_loss_replaced']:.4f}")
+        if "rtd_accuracy" in m:
+            parts += [f"rtd_acc {m['rtd_accuracy']:.4f} (all-original {m['rtd_baseline']:.4f})",
+                      f"rtd_auc {m['rtd_auc']:.4f}"]
+        print(" | ".join(parts), flush=True)
+
     def text(self, name: str, value: str) -> None:
         if self._tb is not None:
             self._tb.add_text(name, value, 0)

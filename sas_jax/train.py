@@ -19,7 +19,7 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import checkpointing, distributed, flops, objectives, optim, sharding, train_state, train_step
+from sas_jax import checkpointing, distributed, evaluation, flops, objectives, optim, sharding, train_state, train_step
 from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
@@ -53,7 +53,8 @@ def open_corpus(config, workdir: str):
     return Corpus.open(corpus_dir, tokenizer=prep.tokenizer or None)
 
 
-def validate(config, corpus, num_devices: int, batch_shards: int) -> None:
+def check_config(config, corpus, num_devices: int, batch_shards: int) -> None:
+    """Refuses a config that cannot run on `corpus` and this mesh (one-line UserError)."""
     if config.seq_len > config.model.max_position_embeddings:
         raise UserError(f"seq_len={config.seq_len} exceeds model.max_position_embeddings="
                         f"{config.model.max_position_embeddings}; lower seq_len or raise the table size")
@@ -67,7 +68,7 @@ def validate(config, corpus, num_devices: int, batch_shards: int) -> None:
     if config.sas.max_predictions < need:
         raise UserError(f"sas.max_predictions={config.sas.max_predictions} < round(mask_rate*seq_len)="
                         f"{need}; raise sas.max_predictions")
-    objectives.validate(config)
+    objectives.check_objective(config)
     vocab = config.model.vocab_size
     if vocab != -1 and vocab < corpus.vocab_size:
         raise UserError(f"model.vocab_size={vocab} is smaller than the tokenizer's "
@@ -106,154 +107,273 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def build_inputs(config, corpus, vocab: int):
-    """(ExampleOrder, SampleStore, batch builder) for this process; the builder (and whether the
-    store holds anything) follows `config.objective.corruption` (`objectives.make_batch_builder`)."""
+def build_inputs(config, corpus, vocab: int, held_out=()):
+    """(ExampleOrder, batch builder) for this process; the builder (and its store, SAS only)
+    follows `config.objective.corruption` (`objectives.make_batch_builder`). The
+    `held_out` ids are never in the order."""
     order = pipeline.ExampleOrder(corpus.num_rows, config.batch_size, seed=config.seed,
                                   shuffle=config.data.shuffle, process_index=jax.process_index(),
-                                  process_count=jax.process_count())
-    store, builder = objectives.make_batch_builder(config, corpus, vocab, order.example_ids,
-                                                   process_index=jax.process_index())
-    return order, store, builder
+                                  process_count=jax.process_count(), held_out=held_out)
+    return order, objectives.make_batch_builder(config, corpus, vocab, order.example_ids, order.steps_per_epoch)
 
 
-# ----------------------------------------------------------------------------- train
+# ----------------------------------------------------------------------------- the run
+class Trainer:
+    """One pre-training run: everything the loop needs, built once, with small methods.
+
+    Owns the mesh, the model, the train state and its shardings, the jitted step,
+    the example order, the batch builder (and its store), the checkpointer and the
+    metric writer. `run()` is the whole loop; the benchmark and the tests drive the
+    same methods (`train_until`, `make_batch`, `dispatch`, `finish`), so no loop exists
+    twice. With `workdir=None` nothing is written: no checkpoints, no logs (benchmarks).
+    """
+
+    def __init__(self, config, workdir: str | None, *, corpus=None, devices=None):
+        self.config, self.workdir = config, workdir
+        if workdir is not None:
+            os.makedirs(workdir, exist_ok=True)
+        self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
+        self.mesh = sharding.make_mesh(config.mesh, devices)
+        self.rules = sharding.logical_rules(config.mesh)
+        check_config(config, self.corpus, self.mesh.size, sharding.num_batch_shards(self.mesh))
+        vocab = config.model.vocab_size
+        self.vocab = int(self.corpus.vocab_size if vocab == -1 else vocab)
+        self.model = objectives.make_model(config, self.vocab)
+        self.total_steps = int(config.num_train_steps)
+
+        # --- data order, batch builder (+ store), held-out rows --------------------------
+        held_out = evaluation.held_out_ids(self.corpus.num_rows, int(config.data.eval_rows))
+        self.order, self.builder = build_inputs(config, self.corpus, self.vocab, held_out)
+        self.settings = train_step.StepSettings.from_config(config, self.order.steps_per_epoch)
+        self.batch_shardings = {k: sharding.batch_sharding(self.mesh) for k in train_step.BATCH_KEYS}
+
+        # --- model, optimizer, state, step ---------------------------------------------
+        self.tx = optim.make_optimizer(config.opt, self.total_steps)
+        self.lr_schedule = optim.learning_rate_schedule(config.opt, self.total_steps)
+        self.state, self.state_shardings = train_state.create_sharded_state(
+            jax.random.key(config.seed), model=self.model, tx=self.tx, mesh=self.mesh, rules=self.rules,
+            seq_len=config.seq_len, max_predictions=config.sas.max_predictions)
+        self.step_fn = train_step.jit_train_step(model=self.model, tx=self.tx, lr_schedule=self.lr_schedule,
+                                                 settings=self.settings, mesh=self.mesh, rules=self.rules,
+                                                 state_shardings=self.state_shardings)
+        # Made by a jitted function so it is a global array on every process's devices.
+        self.step_key = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.seed), 1),
+                                out_shardings=sharding.replicated(self.mesh))()
+        self.flops_per_step = flops.model_flops_per_step(config, vocab_size=self.vocab)
+        self.held_out = None
+        if held_out.size:
+            self.held_out = evaluation.HeldOut(config, self.corpus, vocab_size=self.vocab, model=self.model,
+                                               mesh=self.mesh, rules=self.rules, ids=held_out)
+
+        # --- outputs ---------------------------------------------------------------------
+        self.ckpt = None
+        if workdir is not None:
+            self.ckpt = checkpointing.Checkpointer(workdir, keep=config.ckpt.keep,
+                                                   async_save=config.ckpt.async_save)
+        self.writer = None  # opened by `run`
+        self.window: dict[str, list] = {}  # metrics since the last logged step
+        self.last_logged: dict = {}
+        self.last_eval: dict = {}
+        self._stop = None  # the SIGTERM flag while `run` runs
+
+    @property
+    def store(self):
+        """The builder's SampleStore (SAS), or None."""
+        return self.builder.store
+
+    @property
+    def step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+    # ------------------------------------------------------------------------- set up
+    def restore(self) -> int:
+        """Restores the latest checkpoint in the workdir, if any; returns the step to start at."""
+        latest = self.ckpt.latest_step() if self.ckpt is not None else None
+        if latest is not None:
+            self.state, _ = self.ckpt.restore(latest, self.state, self.store)
+            say(f"resumed from {self.ckpt.directory} at step {latest}")
+        return self.step
+
+    def write_config(self) -> None:
+        if self.workdir is not None and jax.process_index() == 0:
+            with open(os.path.join(self.workdir, "config.json"), "w") as f:
+                json.dump({**self.config.to_dict(), "resolved": {"vocab_size": self.vocab}}, f, indent=2)
+
+    def open_writer(self) -> None:
+        self.writer = MetricWriter(self.workdir, tensorboard=self.config.log.tensorboard,
+                                   total_steps=self.total_steps,
+                                   tokens_per_step=self.config.batch_size * self.config.seq_len,
+                                   flops_per_step=self.flops_per_step)
+        self.writer.text("config", f"```\n{self.config}\n```")
+
+    # ------------------------------------------------------------------------- one step
+    def make_batch(self, step: int):
+        """(device batch, pending write) of `step`: host build, then global arrays."""
+        ids = self.order.batch_ids(step)
+        batch, pending = self.builder.build(self.corpus.read(ids), ids, step)
+        return pipeline.to_global(batch, self.batch_shardings), pending
+
+    def next_batch(self, prefetch):
+        """(step, device batch, pending write) from the prefetch thread."""
+        return prefetch.get()
+
+    def dispatch(self, step: int, batch, write):
+        """Starts step `step` on the device; returns what `finish` needs once it is done."""
+        self.state, metrics, sampled = self.step_fn(self.state, batch, self.step_key)
+        if self.settings.sample:  # only SAS keeps the samples
+            for shard in sampled.addressable_shards:
+                shard.data.copy_to_host_async()
+        return step, metrics, sampled, write
+
+    def finish(self, pending) -> None:
+        """Host work of a dispatched step: samples → store, metrics → window / log, NaN check."""
+        step, metrics, sampled, write = pending
+        if self.settings.sample:
+            self.builder.write_back(write, local_rows(sampled))
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not np.isfinite(m["loss"]):
+            kept = self.ckpt.latest_step() if self.ckpt is not None else None
+            raise FloatingPointError(
+                f"loss is {m['loss']} at step {step}; stopping without saving. The last good "
+                f"checkpoint ({'step ' + str(kept) if kept is not None else 'none'}) is intact; "
+                "lower opt.learning_rate or check the data, then re-run to resume")
+        for k, v in m.items():
+            self.window.setdefault(k, []).append(v)
+        if (step + 1) % self.config.log.every_steps == 0 or step + 1 == self.total_steps:
+            self.log(step + 1)
+
+    def log(self, step: int) -> None:
+        """Writes the window's means (schedules at the step) as the metrics of `step`."""
+        avg = {k: v[-1] if k in ("rtd_lambda", "learning_rate") else float(np.mean(v))
+               for k, v in self.window.items()}
+        if self.writer is not None:
+            avg.update(self.writer.rates(step))
+            self.writer.write(step, avg)
+        self.window.clear()
+        self.last_logged = {**avg, "step": step}
+
+    # ------------------------------------------------------------------------- loop
+    def train_until(self, step: int, stop: int) -> tuple[int, bool]:
+        """Trains steps [step, stop) (within one epoch); returns (next step, stopping).
+
+        Step s+1 is dispatched before step s is finished, so the device never waits on
+        Python; pending work is flushed before every save and before returning (the next
+        epoch reads the rows whose samples are written here).
+        """
+        prefetch = pipeline.Prefetcher(self.make_batch, step, stop, self.config.data.prefetch)
+        pending, stopping = None, False
+        try:
+            while step < stop:
+                s, batch, write = self.next_batch(prefetch)
+                dispatched = self.dispatch(s, batch, write)
+                if pending is not None:
+                    self.finish(pending)  # step s-1, while step s runs
+                pending, step = dispatched, s + 1
+                stopping = self.stop_requested(step)
+                if self.should_save(step, stopping):
+                    self.finish(pending)
+                    pending = None
+                    self.save(step)
+                    if stopping:
+                        break
+                if self.should_evaluate(step):
+                    self.evaluate(step)  # queued behind step s on the device; s-1 is finished
+            if pending is not None:
+                self.finish(pending)
+        finally:
+            prefetch.close()
+        return step, stopping
+
+    def stop_requested(self, step: int) -> bool:
+        """True once SIGTERM reached this run (every process agrees on the same step)."""
+        if self._stop is None:
+            return False
+        if jax.process_count() == 1 or step % STOP_SYNC_STEPS == 0:
+            with jax.transfer_guard("allow"):  # a tiny all-gather of the flags
+                return distributed.all_agree(self._stop.event.is_set())
+        return False
+
+    def should_evaluate(self, step: int) -> bool:
+        every = int(self.config.log.eval_every_steps)
+        return self.held_out is not None and (step == self.total_steps or (every > 0 and step % every == 0))
+
+    def evaluate(self, step: int) -> dict:
+        """Held-out figures (`sas_jax/evaluation.py`) of the current parameters, logged as `eval/*`."""
+        self.last_eval = {**self.held_out.evaluate(self.state.params), "step": step}
+        if self.writer is not None:
+            self.writer.write_eval(step, {k: v for k, v in self.last_eval.items() if k != "step"},
+                                   unigram_entropy=self.held_out.unigram_entropy)
+        return self.last_eval
+
+    def should_save(self, step: int, stopping: bool) -> bool:
+        return self.ckpt is not None and (step % self.config.ckpt.every_steps == 0
+                                          or step == self.total_steps or stopping)
+
+    def meta(self, step: int) -> dict:
+        return {"config": self.config.to_dict(), "data": self.order.state(step),
+                "max_predictions": self.config.sas.max_predictions,
+                "param_shapes": checkpointing.param_shapes(self.state.params),
+                "process_count": jax.process_count()}
+
+    def save(self, step: int) -> None:
+        self.ckpt.save(step, self.state, self.store, self.meta(step))
+
+    def run(self) -> dict:
+        """Restores, trains to `num_train_steps` (or a SIGTERM), saves; returns the last logged metrics."""
+        try:
+            step = self.restore()
+            self.write_config()
+            self.open_writer()
+            say(f"training steps {step}..{self.total_steps}, {self.order.steps_per_epoch} steps/epoch, "
+                f"{train_state.param_count(self.state.params):,} parameters, mesh {dict(self.mesh.shape)}, "
+                f"model FLOPs/step {self.flops_per_step:.3e} (6N + attention + heads, sas_jax/flops.py)")
+            if self.settings.sample:  # every process: host memory scales as 1 / process_count
+                print(f"process {jax.process_index()}/{jax.process_count()}: {self.store.describe()}", flush=True)
+            if self.held_out is not None:
+                say(f"held-out: {len(self.held_out):,} rows never trained on, evaluated every "
+                    f"{self.config.log.eval_every_steps or self.total_steps} steps; unigram entropy "
+                    f"{self.held_out.unigram_entropy:.3f} nats (the MLM loss of a model that ignores context)")
+                if step == 0:
+                    with jax.transfer_guard("disallow"):
+                        self.evaluate(0)
+            self.writer.rates(step)
+            self._stop = _StopFlag()
+            try:
+                step, stopping = self._train_to_end(step)
+            finally:
+                self._stop.restore()
+                self._stop = None
+            if stopping:
+                say(f"SIGTERM: saved step {step} to {self.ckpt.directory}; re-run the same command to resume")
+        finally:
+            self.close()
+        return self.last_logged
+
+    def _train_to_end(self, step: int) -> tuple[int, bool]:
+        stopping = False
+        # Inside the loop every host<->device copy must be explicit (device_put /
+        # make_array_from_process_local_data / device_get): an accidental implicit one
+        # would be a hidden per-step sync, so it fails loudly instead.
+        with jax.transfer_guard("disallow"):
+            while step < self.total_steps and not stopping:
+                epoch_end = min((self.order.epoch_of(step) + 1) * self.order.steps_per_epoch, self.total_steps)
+                step, stopping = self.train_until(step, epoch_end)
+            self.ckpt.wait(step)
+        return step, stopping
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.ckpt is not None:
+            self.ckpt.close()
+            self.ckpt = None
+
+
 def train_and_evaluate(config, workdir: str, corpus=None) -> dict:
     """Pre-trains per `config` in `workdir`; returns the last logged metrics.
 
     `corpus` may be given directly (tests, benchmarks); otherwise it is opened
     (or, for the demo, prepared) from `config.data.corpus_dir`.
     """
-    os.makedirs(workdir, exist_ok=True)
-    corpus = corpus if corpus is not None else open_corpus(config, workdir)
-    mesh = sharding.make_mesh(config.mesh)
-    rules = sharding.logical_rules(config.mesh)
-    validate(config, corpus, mesh.size, sharding.num_batch_shards(mesh))
-    vocab = corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size
-    model = objectives.make_model(config, vocab)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump({**config.to_dict(), "resolved": {"vocab_size": vocab}}, f, indent=2)
-
-    # --- data order, store, batch builder --------------------------------------------
-    order, store, builder = build_inputs(config, corpus, vocab)
-    total = int(config.num_train_steps)
-    settings = train_step.StepSettings.from_config(config, order.steps_per_epoch)
-    if settings.sample:  # every process: host memory scales as 1 / process_count
-        print(f"process {jax.process_index()}/{jax.process_count()}: {store.describe()}", flush=True)
-    batch_shardings = {k: sharding.batch_sharding(mesh) for k in train_step.BATCH_KEYS}
-
-    def make_batch(step):
-        ids = order.batch_ids(step)
-        batch, pending = builder.build(corpus.read(ids), ids, step)
-        return pipeline.to_global(batch, batch_shardings), pending
-
-    # --- model, optimizer, state -------------------------------------------------------
-    tx = optim.make_optimizer(config.opt, total)
-    lr_schedule = optim.learning_rate_schedule(config.opt, total)
-    rng = jax.random.key(config.seed)
-    state, state_shardings = train_state.create_sharded_state(
-        rng, model=model, tx=tx, mesh=mesh, rules=rules, seq_len=config.seq_len,
-        max_predictions=config.sas.max_predictions)
-    p_step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=lr_schedule,
-                                       settings=settings, mesh=mesh, rules=rules,
-                                       state_shardings=state_shardings)
-    # Made by a jitted function so it is a global array on every process's devices.
-    step_key = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.seed), 1),
-                       out_shardings=sharding.replicated(mesh))()
-
-    ckpt = checkpointing.Checkpointer(workdir, keep=config.ckpt.keep, async_save=config.ckpt.async_save)
-    latest = ckpt.latest_step()
-    if latest is not None:
-        state, _ = ckpt.restore(latest, state, store)
-        say(f"resumed from {ckpt.directory} at step {latest}")
-    start = int(jax.device_get(state.step))
-
-    def meta(step):
-        return {"config": config.to_dict(), "data": order.state(step), "max_predictions":
-                config.sas.max_predictions, "param_shapes": checkpointing.param_shapes(state.params),
-                "process_count": jax.process_count()}
-
-    flops_per_step = flops.model_flops_per_step(config, vocab_size=vocab)
-    writer = MetricWriter(workdir, tensorboard=config.log.tensorboard, total_steps=total,
-                          tokens_per_step=config.batch_size * config.seq_len, flops_per_step=flops_per_step)
-    writer.text("config", f"```\n{config}\n```")
-    say(f"training steps {start}..{total}, {order.steps_per_epoch} steps/epoch, "
-          f"{train_state.param_count(state.params):,} parameters, mesh {dict(mesh.shape)}, "
-          f"model FLOPs/step {flops_per_step:.3e} (6N + attention + heads, sas_jax/flops.py)")
-
-    # --- loop ---------------------------------------------------------------------------
-    window: dict[str, list] = {}
-    last_logged: dict = {}
-    stop = _StopFlag()
-
-    def finish(pending):
-        """Host work for a dispatched step: samples → store, metrics → log / NaN check."""
-        step, metrics, sampled, write = pending
-        if settings.sample:
-            builder.write_back(write, local_rows(sampled))
-        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(m["loss"]):
-            kept = ckpt.latest_step()
-            raise FloatingPointError(
-                f"loss is {m['loss']} at step {step}; stopping without saving. The last good "
-                f"checkpoint ({'step ' + str(kept) if kept is not None else 'none'}) is intact; "
-                "lower opt.learning_rate or check the data, then re-run to resume")
-        for k, v in m.items():
-            window.setdefault(k, []).append(v)
-        if (step + 1) % config.log.every_steps == 0 or step + 1 == total:
-            # Schedules are reported at the step, everything else as a window mean.
-            avg = {k: v[-1] if k in ("rtd_lambda", "learning_rate") else float(np.mean(v))
-                   for k, v in window.items()}
-            avg.update(writer.rates(step + 1))
-            writer.write(step + 1, avg)
-            window.clear()
-            last_logged.clear()
-            last_logged.update(avg, step=step + 1)
-
-    step = start
-    stopping = False  # agreed by every process (a SIGTERM may reach them at different steps)
-    writer.rates(step)
-    # Inside the loop every host<->device copy must be explicit (device_put /
-    # make_array_from_process_local_data / device_get): an accidental implicit one
-    # would be a hidden per-step sync, so it fails loudly instead.
-    guard = jax.transfer_guard("disallow")
-    guard.__enter__()
-    try:
-        while step < total and not stopping:
-            epoch_end = min((order.epoch_of(step) + 1) * order.steps_per_epoch, total)
-            prefetch = pipeline.Prefetcher(make_batch, step, epoch_end, config.data.prefetch)
-            pending = None
-            try:
-                while step < epoch_end:
-                    s, batch, write = prefetch.get()
-                    state, metrics, sampled = p_step(state, batch, step_key)
-                    if settings.sample:  # only SAS keeps the samples
-                        for shard in sampled.addressable_shards:
-                            shard.data.copy_to_host_async()
-                    if pending is not None:
-                        finish(pending)  # step s-1, while step s runs
-                    pending = (s, metrics, sampled, write)
-                    step = s + 1
-                    if jax.process_count() == 1 or step % STOP_SYNC_STEPS == 0:
-                        with jax.transfer_guard("allow"):  # a tiny all-gather of the flags
-                            stopping = distributed.all_agree(stop.event.is_set())
-                    if step % config.ckpt.every_steps == 0 or step == total or stopping:
-                        finish(pending)
-                        pending = None
-                        ckpt.save(step, state, store, meta(step))
-                        if stopping:
-                            break
-                if pending is not None:
-                    finish(pending)  # flush before the epoch ends: the next epoch reads these rows
-            finally:
-                prefetch.close()
-        ckpt.wait(step)
-        if stopping:
-            say(f"SIGTERM: saved step {step} to {ckpt.directory}; re-run the same command to resume")
-    finally:
-        guard.__exit__(None, None, None)
-        stop.restore()
-        writer.close()
-        ckpt.close()
-    return last_logged
+    return Trainer(config, workdir, corpus=corpus).run()

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sas_jax import losses, optim, sharding
+from sas_jax import losses, objectives, optim, sharding
 
 BATCH_KEYS = ("input_ids", "input_mask", "mlm_positions", "mlm_targets", "mlm_weights", "rtd_labels")
 
@@ -43,6 +43,7 @@ class StepSettings:
     lambda_end: float = 200.0
     steps_per_epoch: int = 1
     num_epochs: int = 1
+    rtd_off_steps: int = 0  # steps with λ = 0 (SAS's `mlm` cold phase has no replaced-token task)
 
     @classmethod
     def from_config(cls, config, steps_per_epoch: int) -> "StepSettings":
@@ -52,12 +53,16 @@ class StepSettings:
                    generator=o.corruption == "electra",
                    temperature=float(s.temperature), lambda_schedule=s.lambda_schedule,
                    lambda_start=float(s.lambda_start), lambda_end=float(s.lambda_end),
-                   steps_per_epoch=int(steps_per_epoch), num_epochs=num_epochs)
+                   steps_per_epoch=int(steps_per_epoch), num_epochs=num_epochs,
+                   rtd_off_steps=objectives.rtd_off_steps(config, steps_per_epoch))
 
     def rtd_weight(self, step):
-        return optim.rtd_weight(step, schedule=self.lambda_schedule, start=self.lambda_start,
-                                end=self.lambda_end, steps_per_epoch=self.steps_per_epoch,
-                                num_epochs=self.num_epochs)
+        lam = optim.rtd_weight(step, schedule=self.lambda_schedule, start=self.lambda_start,
+                               end=self.lambda_end, steps_per_epoch=self.steps_per_epoch,
+                               num_epochs=self.num_epochs)
+        if self.rtd_off_steps:
+            lam = jnp.where(step < self.rtd_off_steps, 0.0, lam)
+        return lam
 
 
 def gumbel_sample(rng, logits_BxPxV, temperature: float = 1.0):

@@ -118,4 +118,4 @@ def test_objective_validation_names_the_fix(edit, message):
             node = node[part]
         node[last] = v
     with pytest.raises(UserError, match=message):
-        objectives.validate(cfg)
+        objectives.check_objective(cfg)

@@ -11,7 +11,6 @@ import time
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, load_config
 
 from sas_jax import train
 from sas_jax.corruption.cold_start import ColdStartSampler
@@ -19,16 +18,18 @@ from sas_jax.data.synthetic import markov_corpus, topic_corpus
 
 
 def read_metrics(workdir):
-    """Per-step metrics from metrics.jsonl; a resumed run's lines replace the killed run's."""
+    """Per-step metrics from metrics.jsonl (train and `eval/` lines of a step merged); a resumed
+    run's lines replace the killed run's."""
     out = {}
     for line in pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines():
         d = json.loads(line)
-        out[d["step"]] = d
+        out.setdefault(d["step"], {}).update(d)
     return out
 
 
-def learning_config():
-    cfg = load_config("sas_small", "tiny")
+@pytest.fixture
+def learning_config(config_factory):
+    cfg = config_factory("sas_small", "tiny")
     cfg.batch_size = 32
     cfg.num_train_steps = 300
     cfg.opt.learning_rate = 3e-3
@@ -61,8 +62,8 @@ def model_log_likelihood(cfg, workdir, step, rows, positions, tokens, valid):
     return float(picked[valid].mean())
 
 
-def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path):
-    cfg = learning_config()
+def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config):
+    cfg = learning_config
     corpus = topic_corpus(256, cfg.seq_len, cfg.model.vocab_size, num_topics=2, seed=0)
     train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)
     m = read_metrics(tmp_path)
@@ -94,12 +95,13 @@ def _run_args(workdir, corpus_dir, steps=120):
     return ["-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={workdir}",
             f"--config.data.corpus_dir={corpus_dir}", "--config.model.vocab_size=-1",
             f"--config.num_train_steps={steps}", "--config.ckpt.every_steps=10",
-            "--config.log.every_steps=1", "--config.log.tensorboard=False"]
+            "--config.log.every_steps=1", "--config.log.tensorboard=False",
+            "--config.data.eval_rows=16", "--config.log.eval_every_steps=10"]
 
 
-def _start_and_signal(args, workdir, sig):
+def _start_and_signal(args, workdir, sig, root):
     """Starts a run and sends `sig` once its first checkpoint (step 10) is complete."""
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, *args], cwd=root, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     first = pathlib.Path(workdir, "checkpoints", "10")
     deadline = time.time() + 240
@@ -114,13 +116,11 @@ def _latest(workdir):
     return max(int(p.name) for p in pathlib.Path(workdir, "checkpoints").iterdir() if p.name.isdigit())
 
 
-def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, tmp_path):
-    from conftest import cli  # noqa: PLC0415
-
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, tmp_path, cli, repo_root):
     ref = cli(*_run_args(tmp_path / "ref", prepared_corpus))
     assert ref.returncode == 0, ref.stderr[-3000:]
     killed = tmp_path / "killed"
-    rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL)
+    rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL, repo_root)
     assert rc == -signal.SIGKILL
     resumed_from = _latest(killed)
     assert 10 <= resumed_from < 120
@@ -132,6 +132,13 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, 
     for step in range(resumed_from + 1, 121):
         for key in ("loss", "mlm_loss", "rtd_loss", "hit_rate", "mlm_slots", "grad_norm"):
             assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
+    # Held-out evaluation: the same rows and corruption, so the same figures, before and after.
+    evals = [s for s in a if "eval/mlm_loss" in a[s]]
+    assert evals == list(range(0, 121, 10)) and "held-out: 16 rows" in ref.stdout
+    for step in evals:
+        for key in ("eval/mlm_loss", "eval/mlm_accuracy", "eval/mlm_loss_replaced", "eval/rtd_accuracy",
+                    "eval/rtd_auc", "eval/rtd_baseline"):
+            assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
     # The store (the model's samples) and the data position end identical too.
     za = np.load(next((tmp_path / "ref" / "checkpoints" / "120" / "store").glob("*.npz")))
     zb = np.load(next((killed / "checkpoints" / "120" / "store").glob("*.npz")))
@@ -139,8 +146,8 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, 
         np.testing.assert_array_equal(za[key], zb[key])
 
 
-def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path):
-    rc, out, err = _start_and_signal(_run_args(tmp_path, prepared_corpus), tmp_path, signal.SIGTERM)
+def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
+    rc, out, err = _start_and_signal(_run_args(tmp_path, prepared_corpus), tmp_path, signal.SIGTERM, repo_root)
     assert rc == 0, err[-3000:]
     stopped = _latest(tmp_path)
     assert f"SIGTERM: saved step {stopped}" in out
@@ -149,10 +156,9 @@ def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path):
     assert meta["data"]["step"] == stopped
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared_corpus, tmp_path):
-    from test_main import tiny_on  # noqa: PLC0415
-
-    cfg = tiny_on(prepared_corpus, num_train_steps=12)
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared_corpus, tmp_path, config_factory):
+    cfg = config_factory("sas_small", "tiny", **{"data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1,
+                                                 "num_train_steps": 12, "log.tensorboard": False})
     cfg.ckpt.every_steps = 4
     train.train_and_evaluate(cfg, str(tmp_path))  # a good run: checkpoints up to 12
     cfg.num_train_steps = 30
@@ -163,14 +169,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared_corpu
     assert _latest(tmp_path) == 12
 
 
-def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch):
+def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch, config_factory):
     """Every copy in the loop is explicit; a sneaky implicit one (here, in the
     logger) fails instead of silently syncing the host with the device."""
     import jax.numpy as jnp  # noqa: PLC0415
 
     from sas_jax import metrics_log  # noqa: PLC0415
 
-    cfg = load_config("sas_small", "tiny")
+    cfg = config_factory("sas_small", "tiny")
     cfg.num_train_steps, cfg.log.tensorboard, cfg.log.every_steps = 6, False, 2
     corpus = markov_corpus(64, cfg.seq_len, cfg.model.vocab_size)
     out = train.train_and_evaluate(cfg, str(tmp_path / "ok"), corpus=corpus)

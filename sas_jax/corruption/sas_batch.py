@@ -1,8 +1,10 @@
 """Builds the SAS batch of one step from corpus rows and the store (vectorised numpy).
 
-First visit of an example: whole-word positions filled with cold-start draws.
-Later visits: the stored samples, turned into positions by `position_policy`
-(sas_semantics.md §3):
+First visit of an example (and every visit of the first `sas.cold_start_epochs`
+epochs): whole-word positions filled by the cold start (`unigram` / `uniform`
+draws, every position [MASK] for `mask`, BERT's 80/10/10 for `mlm`; RTD label
+= input differs from the original). Later visits: the stored samples, turned into
+positions by `position_policy` (docs/reference.md):
 
     official  positions = stored slots whose sample differs from the original
     keep      positions = every stored slot (hits: input = original, still targets)
@@ -17,11 +19,15 @@ import dataclasses
 
 import numpy as np
 
-from sas_jax.corruption import keyed_random, masking
+from sas_jax.corruption import masking
+from sas_jax.corruption.batch import BatchBuilder
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.corruption.store import SampleStore
 
 POLICIES = ("official", "keep", "refill")
+COLD_STARTS = ("unigram", "uniform", "mask", "mlm")
+# The `mlm` cold start is BERT's split of the selected tokens: [MASK] / a uniform id / unchanged.
+MLM_COLD_MASK_RATE, MLM_COLD_RANDOM_RATE = 0.8, 0.1
 
 
 @dataclasses.dataclass
@@ -33,32 +39,56 @@ class PendingWrite:
     valid: np.ndarray  # [B, P] bool
 
 
-class SasBatchBuilder:
-    def __init__(self, *, store: SampleStore, sampler: ColdStartSampler, word_start_table,
-                 special_table, pad_id: int, policy: str, mask_rate: float, max_predictions: int,
-                 seed: int, process_index: int = 0):
+class SasBatchBuilder(BatchBuilder):
+    """SAS's builder: reads and overwrites the store rows of the examples it builds."""
+
+    def __init__(self, *, store: SampleStore, sampler: ColdStartSampler | None, policy: str,
+                 cold_start: str | None = None, cold_start_steps: int = 0, **kw):
+        """`cold_start` (default: the sampler's kind) fills fresh positions: `unigram` /
+        `uniform` draws of `sampler`, `mask` ([MASK] everywhere) or `mlm` (BERT's 80/10/10).
+        Every row is cold (fresh positions, store ignored) while `step < cold_start_steps`,
+        and any row the store has not seen yet is cold whatever the step."""
         if policy not in POLICIES:
             raise ValueError(f"sas.position_policy={policy!r}; use one of {', '.join(POLICIES)}")
-        self.store, self.sampler, self.policy = store, sampler, policy
-        self.word_start_table = np.asarray(word_start_table, bool)
-        self.special_table = np.asarray(special_table, bool)
-        self.pad_id, self.mask_rate, self.max_predictions = pad_id, mask_rate, max_predictions
-        self.seed, self.process_index = seed, process_index
+        cold_start = cold_start or (sampler.kind if sampler is not None else None)
+        if cold_start not in COLD_STARTS:
+            raise ValueError(f"sas.cold_start={cold_start!r}; use one of {', '.join(COLD_STARTS)}")
+        if cold_start in ("unigram", "uniform") and (sampler is None or sampler.kind != cold_start):
+            raise ValueError(f"the {cold_start} cold start needs a ColdStartSampler({cold_start!r})")
+        super().__init__(store=store, **kw)
+        if cold_start in ("mask", "mlm") and (self.mask_id < 0 or self.vocab_size <= 0):
+            raise ValueError(f"the {cold_start} cold start needs mask_id and vocab_size")
+        self.sampler, self.policy = sampler, policy
+        self.cold_start, self.cold_start_steps = cold_start, int(cold_start_steps)
 
+    def cold_tokens(self, streams, x_BxL, fresh_BxL, step: int) -> np.ndarray:
+        """The cold-start input tokens at the `fresh` positions (flat, in row-major order)."""
+        length = x_BxL.shape[1]
+        if self.cold_start == "mask":
+            return np.full(int(fresh_BxL.sum()), self.mask_id, np.int32)
+        u = streams.uniform(1, length)[fresh_BxL]
+        if self.cold_start == "mlm":
+            random_ids = np.minimum((streams.uniform(2, length)[fresh_BxL] * self.vocab_size).astype(np.int64),
+                                    self.vocab_size - 1).astype(np.int32)
+            return np.where(u < MLM_COLD_MASK_RATE, self.mask_id,
+                            np.where(u < MLM_COLD_MASK_RATE + MLM_COLD_RANDOM_RATE, random_ids,
+                                     x_BxL[fresh_BxL])).astype(np.int32)
+        return self.sampler.tokens(u, step)
 
     def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
         """(batch dict of numpy arrays for the device, PendingWrite)."""
         x = np.asarray(rows_BxL, np.int32)
         b, length = x.shape
-        # Host randomness is keyed by (seed, step, example id): a resumed run, or one with
-        # another number of processes, corrupts every example identically.
-        streams = keyed_random.Streams(self.seed, step, example_ids)
+        streams = self.streams(step, example_ids)
         input_mask = x != self.pad_id
         eligible = input_mask & ~self.special_table[x]
         starts = self.word_start_table[x]
         n = masking.target_counts(input_mask, self.mask_rate)
 
         pos_s, tok_s, count_s, visited = self.store.read(example_ids)
+        if step < self.cold_start_steps:  # the cold phase: every row starts afresh
+            visited = np.zeros_like(visited)
+            count_s = np.zeros_like(count_s)
         slot_ok = np.arange(pos_s.shape[1])[None, :] < count_s[:, None]
         original_at_slot = np.take_along_axis(x, pos_s, axis=1)
         differs = slot_ok & (tok_s != original_at_slot)
@@ -79,19 +109,12 @@ class SasBatchBuilder:
             fresh = masking.select_whole_words(streams.uniform(0, length), starts, eligible, n_fresh,
                                                blocked_BxL=mlm)
             fresh &= (n_fresh > 0)[:, None]
-            repl[fresh] = self.sampler.tokens(streams.uniform(1, length)[fresh], step)
+            repl[fresh] = self.cold_tokens(streams, x, fresh, step)
             mlm |= fresh
 
         inputs = np.where(mlm, repl, x)
         positions, valid = masking.positions_from_mask(mlm, self.max_predictions)
-        batch = {
-            "input_ids": inputs,
-            "input_mask": input_mask.astype(np.int32),
-            "mlm_positions": positions,
-            "mlm_targets": np.take_along_axis(x, positions, axis=1),
-            "mlm_weights": valid.astype(np.float32),
-            "rtd_labels": (inputs != x).astype(np.int32),
-        }
+        batch = self.assemble(x, inputs, input_mask, positions, valid)
         return batch, PendingWrite(np.asarray(example_ids), positions, valid)
 
     def write_back(self, pending: PendingWrite, sampled_BxP: np.ndarray) -> None:

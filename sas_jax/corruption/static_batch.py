@@ -1,9 +1,7 @@
 """Batch builders whose corruption never reads the model's past samples (no store).
 
-Same interface as `SasBatchBuilder` (`build(rows, ids, step) -> (batch, pending)`,
-`write_back` a no-op), so the trainer does not care which objective it runs.
-Batch keys as SAS's: `input_ids, input_mask, mlm_positions/targets/weights [B, P],
-rtd_labels [B, L]` (1 = input differs from the original).
+The shape of `corruption/batch.py` (`build(rows, ids, step) -> (batch, None)`, no
+store), so the trainer does not care which objective it runs.
 
 `StaticBatchBuilder` (`bert`, `unigram`, `uniform`): fresh whole-word positions on
 every visit, the reference's fixed count n = max(1, round(rate · #non-pad)) (as
@@ -33,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sas_jax.corruption import keyed_random, masking
+from sas_jax.corruption import masking
+from sas_jax.corruption.batch import BatchBuilder
 from sas_jax.corruption.cold_start import ColdStartSampler
 
 STATIC_KINDS = ("bert", "unigram", "uniform")
@@ -44,42 +43,8 @@ def electra_budget(mask_rate: float, seq_len: int) -> int:
     return int((mask_rate + 0.005) * seq_len)
 
 
-class _Builder:
-    """Shared plumbing: tables, host randomness, the batch dict, no store."""
-
-    store = None
-    _tag = 0
-
-    def __init__(self, *, word_start_table, special_table, pad_id: int, mask_id: int, vocab_size: int,
-                 mask_rate: float, max_predictions: int, seed: int, process_index: int = 0):
-        self.word_start_table = np.asarray(word_start_table, bool)
-        self.special_table = np.asarray(special_table, bool)
-        self.pad_id, self.mask_id, self.vocab_size = int(pad_id), int(mask_id), int(vocab_size)
-        self.mask_rate, self.max_predictions = mask_rate, max_predictions
-        self.seed, self.process_index = seed, process_index
-
-    def streams(self, step: int, example_ids) -> keyed_random.Streams:
-        """Host randomness keyed by (seed, step, example id): resume and any process
-        layout replay it exactly."""
-        return keyed_random.Streams(self.seed ^ self._tag, step, example_ids)
-
-    @staticmethod
-    def _batch(x, inputs, input_mask, positions, valid):
-        return {
-            "input_ids": inputs.astype(np.int32),
-            "input_mask": input_mask.astype(np.int32),
-            "mlm_positions": positions.astype(np.int32),
-            "mlm_targets": np.take_along_axis(x, positions, axis=1).astype(np.int32),
-            "mlm_weights": valid.astype(np.float32),
-            "rtd_labels": (inputs != x).astype(np.int32),
-        }
-
-    def write_back(self, pending, sampled_BxP) -> None:
-        """Nothing to keep: the next visit does not depend on this one."""
-
-
-class StaticBatchBuilder(_Builder):
-    _tag = 0x57A
+class StaticBatchBuilder(BatchBuilder):
+    stream_tag = 0x57A
 
     def __init__(self, *, kind: str, sampler: ColdStartSampler | None = None, mask_token_rate: float = 0.8,
                  random_token_rate: float = 0.1, **kw):
@@ -114,11 +79,11 @@ class StaticBatchBuilder(_Builder):
         inputs = x.copy()
         inputs[selected] = tokens
         positions, valid = masking.positions_from_mask(selected, self.max_predictions)
-        return self._batch(x, inputs, input_mask, positions, valid), None
+        return self.assemble(x, inputs, input_mask, positions, valid), None
 
 
-class ElectraBatchBuilder(_Builder):
-    _tag = 0xE1E
+class ElectraBatchBuilder(BatchBuilder):
+    stream_tag = 0xE1E
 
     def __init__(self, *, mask_token_rate: float = 0.85, **kw):
         super().__init__(**kw)
@@ -152,4 +117,4 @@ class ElectraBatchBuilder(_Builder):
         positions = np.zeros((b, self.max_predictions), np.int32)
         weights = np.zeros((b, self.max_predictions), bool)
         positions[:, :budget], weights[:, :budget] = slots, valid
-        return self._batch(x, inputs, input_mask, positions, weights), None
+        return self.assemble(x, inputs, input_mask, positions, weights), None

@@ -8,6 +8,9 @@ contiguous slice of each global batch, so it owns a fixed set of example ids
 on the number of processes. `shuffle="per_epoch"` re-permutes each process's
 own ids every epoch (a deliberate deviation: staleness then varies).
 
+Rows held out for evaluation (`data.eval_rows`, `sas_jax/evaluation.py`) are left
+out of the permutation: training never reads them.
+
 The iterator state is only the step: everything else derives from (seed, step).
 """
 from __future__ import annotations
@@ -23,21 +26,26 @@ from sas_jax.errors import UserError
 
 class ExampleOrder:
     def __init__(self, num_rows: int, global_batch: int, *, seed: int, shuffle: str = "once",
-                 process_index: int = 0, process_count: int = 1):
+                 process_index: int = 0, process_count: int = 1, held_out=()):
         if shuffle not in ("once", "per_epoch"):
             raise UserError(f"data.shuffle={shuffle!r} is unknown; use once or per_epoch")
         if global_batch % process_count:
             raise UserError(f"batch_size={global_batch} is not divisible by the {process_count} "
                             "processes; pick a multiple of the process count")
-        if num_rows < global_batch:
-            raise UserError(f"the corpus has {num_rows} rows, fewer than one global batch of "
-                            f"{global_batch}; use a bigger corpus or a smaller --config.batch_size")
+        held_out = np.asarray(held_out, np.int64)
+        num_train = num_rows - held_out.size
+        if num_train < global_batch:
+            raise UserError(f"the corpus has {num_train} training rows ({num_rows} less {held_out.size} held out), "
+                            f"fewer than one global batch of {global_batch}; use a bigger corpus, a smaller "
+                            "--config.batch_size or fewer --config.data.eval_rows")
         self.num_rows, self.global_batch, self.seed, self.shuffle = num_rows, global_batch, seed, shuffle
         self.process_index, self.process_count = process_index, process_count
         self.local_batch = global_batch // process_count
-        self.steps_per_epoch = num_rows // global_batch
+        self.steps_per_epoch = num_train // global_batch
         dtype = np.int32 if num_rows < 2**31 else np.int64
-        perm = np.random.default_rng([seed, 0x0D0]).permutation(num_rows).astype(dtype)
+        perm = np.random.default_rng([seed, 0x0D0]).permutation(num_train).astype(dtype)
+        if held_out.size:  # the same draw, over the training ids only
+            perm = np.setdiff1d(np.arange(num_rows, dtype=dtype), held_out)[perm]
         used = perm[: self.steps_per_epoch * global_batch].reshape(self.steps_per_epoch, global_batch)
         lo = process_index * self.local_batch
         self._local = np.ascontiguousarray(used[:, lo : lo + self.local_batch])  # [steps, local_B]

@@ -1,0 +1,193 @@
+"""Held-out evaluation during pre-training, the same measure for every objective.
+
+`data.eval_rows` corpus rows are held out (a fixed subset, the same for every
+run, seed and objective: `held_out_ids`) and never read by training. Each is
+corrupted once, as a pure function of (EVAL_SEED, example id), at the same
+whole-word positions (`sas.mask_rate`, as training selects them) in two ways:
+
+- `masked`: every selected token becomes [MASK];
+- `replaced`: every selected token becomes a unigram draw (no sqrt warm-up).
+
+and evaluated with dropout off (`deterministic=True`):
+
+| metric (logged as `eval/<name>`) | input | head |
+|---|---|---|
+| `mlm_loss`, `mlm_accuracy` | masked | MLM (ELECTRA: the generator) |
+| `mlm_loss_replaced` | replaced | MLM |
+| `rtd_accuracy`, `rtd_auc`, `rtd_baseline` | replaced | RTD (ELECTRA: the discriminator) |
+
+`rtd_baseline` is the accuracy of calling every token original (1 − replaced
+share); `rtd_auc` is the ROC AUC of the RTD logit for "replaced" over non-pad
+positions (from 2,048-bin histograms summed on the device, so it is exact up to
+ties inside a bin and needs no gather). The MLM losses are comparable across
+objectives because every row sees the same positions with the same inputs;
+`unigram_entropy` of the corpus is the level of a model that ignores context.
+
+Every process builds only its slice of each global eval batch (the same layout
+as training's), and the sums come back replicated, so a run with any number of
+processes, resumed or not, reports the same figures.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sas_jax import sharding
+from sas_jax.corruption import keyed_random, masking
+from sas_jax.corruption.cold_start import ColdStartSampler
+from sas_jax.errors import UserError
+
+EVAL_SEED = 0x5E7A1  # not config.seed: every run sees the same held-out rows and corruption
+AUC_BINS = 2048
+EVAL_KEYS = ("input_ids", "input_mask", "mlm_positions", "mlm_targets", "mlm_weights", "rtd_labels")
+
+
+def held_out_ids(num_rows: int, eval_rows: int) -> np.ndarray:
+    """The sorted ids of the held-out rows: a fixed random subset of the corpus."""
+    if eval_rows <= 0:
+        return np.zeros((0,), np.int64)
+    if eval_rows >= num_rows:
+        raise UserError(f"data.eval_rows={eval_rows} leaves no training rows of the corpus's {num_rows}; "
+                        "hold out fewer rows")
+    return np.sort(np.random.default_rng(EVAL_SEED).choice(num_rows, eval_rows, replace=False)).astype(np.int64)
+
+
+def unigram_entropy(unigram_counts, special_table) -> float:
+    """Entropy (nats) of the corpus's token frequencies over non-special ids."""
+    counts = np.asarray(unigram_counts, np.float64).copy()
+    special = np.asarray(special_table, bool)
+    counts[: special.size][special[: counts.size]] = 0.0
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def corrupt(rows_BxL, example_ids, *, tokenizer, sampler: ColdStartSampler, mask_rate: float,
+            max_predictions: int) -> dict:
+    """{'masked': batch, 'replaced': batch} of held-out rows (numpy, `EVAL_KEYS`)."""
+    x = np.asarray(rows_BxL, np.int32)
+    length = x.shape[1]
+    streams = keyed_random.Streams(EVAL_SEED, 0, example_ids)
+    input_mask = x != tokenizer.pad_id
+    special = np.asarray(tokenizer.special_table, bool)
+    eligible = input_mask & ~special[x]
+    n = masking.target_counts(input_mask, mask_rate)
+    selected = masking.select_whole_words(streams.uniform(0, length), np.asarray(tokenizer.word_start_table,
+                                                                                 bool)[x], eligible, n)
+    positions, valid = masking.positions_from_mask(selected, max_predictions)
+    replacements = sampler.tokens(streams.uniform(1, length), step=sampler.warmup_steps)  # plain unigram
+    out = {}
+    for name, tokens in (("masked", np.full_like(x, tokenizer.mask_id)), ("replaced", replacements)):
+        inputs = np.where(selected, tokens, x).astype(np.int32)
+        out[name] = {
+            "input_ids": inputs,
+            "input_mask": input_mask.astype(np.int32),
+            "mlm_positions": positions.astype(np.int32),
+            "mlm_targets": np.take_along_axis(x, positions, axis=1).astype(np.int32),
+            "mlm_weights": valid.astype(np.float32),
+            "rtd_labels": (inputs != x).astype(np.int32),
+        }
+    return out
+
+
+def batch_sums(params, masked, replaced, *, model) -> dict:
+    """Additive statistics of one held-out batch (pure; jitted by `HeldOut`)."""
+    sums = {}
+    for name, batch in (("masked", masked), ("replaced", replaced)):
+        out = model.apply({"params": params}, batch["input_ids"], batch["input_mask"], batch["mlm_positions"],
+                          deterministic=True)
+        if "mlm_logits" in out:
+            logits = out["mlm_logits"].astype(jnp.float32)
+            w = batch["mlm_weights"].astype(jnp.float32)
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
+            sums[f"{name}/mlm_ce"] = (ce * w).sum()
+            sums[f"{name}/mlm_correct"] = ((jnp.argmax(logits, -1) == batch["mlm_targets"]) * w).sum()
+            sums[f"{name}/mlm_slots"] = w.sum()
+        if name == "replaced" and "rtd_logits" in out:
+            logits = out["rtd_logits"].astype(jnp.float32)
+            y = batch["rtd_labels"].astype(jnp.float32)
+            m = batch["input_mask"].astype(jnp.float32)
+            sums["rtd_correct"] = (((logits > 0) == (y > 0)) * m).sum()
+            sums["rtd_positions"] = m.sum()
+            sums["rtd_replaced"] = (y * m).sum()
+            bins = jnp.clip((jax.nn.sigmoid(logits) * AUC_BINS).astype(jnp.int32), 0, AUC_BINS - 1)
+            sums["rtd_hist_pos"] = jnp.zeros(AUC_BINS, jnp.float32).at[bins.ravel()].add((y * m).ravel())
+            sums["rtd_hist_neg"] = jnp.zeros(AUC_BINS, jnp.float32).at[bins.ravel()].add(((1 - y) * m).ravel())
+    return sums
+
+
+def auc_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(score of a positive > score of a negative) + ½ P(same bin), from per-bin counts."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    if pos.sum() == 0 or neg.sum() == 0:
+        return float("nan")
+    neg_below = np.cumsum(neg) - neg
+    return float((pos * (neg_below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
+
+
+def summarize(sums: dict) -> dict:
+    """The logged figures from the summed statistics."""
+    out = {}
+    for name, key in (("masked", "mlm_loss"), ("replaced", "mlm_loss_replaced")):
+        if f"{name}/mlm_slots" in sums:
+            slots = max(float(sums[f"{name}/mlm_slots"]), 1.0)
+            out[key] = float(sums[f"{name}/mlm_ce"]) / slots
+            if name == "masked":
+                out["mlm_accuracy"] = float(sums[f"{name}/mlm_correct"]) / slots
+    if "rtd_positions" in sums:
+        positions = max(float(sums["rtd_positions"]), 1.0)
+        out["rtd_accuracy"] = float(sums["rtd_correct"]) / positions
+        out["rtd_baseline"] = 1.0 - float(sums["rtd_replaced"]) / positions
+        out["rtd_auc"] = auc_from_histograms(sums["rtd_hist_pos"], sums["rtd_hist_neg"])
+    return out
+
+
+class HeldOut:
+    """The held-out batches of this process and the jitted evaluation over them."""
+
+    def __init__(self, config, corpus, *, vocab_size: int, model, mesh, rules, ids: np.ndarray):
+        self.ids = np.asarray(ids, np.int64)
+        batch = int(config.batch_size)
+        if self.ids.size % batch:
+            raise UserError(f"data.eval_rows={self.ids.size} is not a multiple of batch_size={batch}; "
+                            f"use a multiple such as {max(batch, self.ids.size // batch * batch)}")
+        tok = corpus.tokenizer
+        counts = np.zeros(vocab_size, np.int64)
+        corpus_counts = np.asarray(corpus.unigram_counts)
+        counts[: corpus_counts.size] = corpus_counts
+        self.unigram_entropy = unigram_entropy(counts, tok.special_table)
+        sampler = ColdStartSampler("unigram", vocab_size, counts, warmup_steps=0)
+        # Global eval batch k is ids[k*B:(k+1)*B]; process i holds its contiguous slice of it.
+        local = batch // jax.process_count()
+        lo = jax.process_index() * local
+        self.batches = []
+        for k in range(self.ids.size // batch):
+            mine = self.ids[k * batch + lo: k * batch + lo + local]
+            self.batches.append(corrupt(corpus.read(mine), mine, tokenizer=tok, sampler=sampler,
+                                        mask_rate=config.sas.mask_rate,
+                                        max_predictions=config.sas.max_predictions))
+        self.shardings = {k: sharding.batch_sharding(mesh) for k in EVAL_KEYS}
+        fn = functools.partial(batch_sums, model=model)
+
+        def traced(params, masked, replaced):
+            with sharding.activation_rules(mesh, rules):
+                return fn(params, masked, replaced)
+
+        self._fn = jax.jit(traced, out_shardings=sharding.replicated(mesh))
+
+    def __len__(self) -> int:
+        return self.ids.size
+
+    def evaluate(self, params) -> dict:
+        """The figures of `summarize` over every held-out batch."""
+        from sas_jax.data import pipeline  # noqa: PLC0415
+
+        total = None
+        for b in self.batches:
+            sums = self._fn(params, pipeline.to_global(b["masked"], self.shardings),
+                            pipeline.to_global(b["replaced"], self.shardings))
+            total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+        return summarize(jax.device_get(total)) if total is not None else {}
