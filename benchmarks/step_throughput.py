@@ -76,7 +76,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/step_throughput.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
-from sas_jax import flops, train, train_state  # noqa: E402
+from sas_jax import config_lib, flops, train, train_state  # noqa: E402
 from sas_jax.corruption.static_batch import electra_budget  # noqa: E402
 from sas_jax.data.synthetic import markov_corpus  # noqa: E402
 
@@ -91,19 +91,12 @@ RATIO_TARGETS = (("sas", "bert", 1.05), ("sas", "electra", 0.65), ("sasda", "deb
 
 # ----------------------------------------------------------------------------- configs
 def load_config(spec: str, variant: str = ""):
-    """`sas_small`, `sas_small:tiny`, or `configs/sas_small.py[:tiny]` → (name, ConfigDict)."""
+    """`sas_small`, `sas_small:tiny`, or `configs/sas_small.py[:tiny]` → (name, ConfigDict),
+    loaded by `config_lib.load_config` (the one loader); `variant` applies when `spec` has none."""
     path, _, arg = spec.partition(":")
-    arg = arg or variant or None
-    p = pathlib.Path(path)
-    if p.suffix != ".py":
-        p = ROOT / "configs" / f"{path}.py"
-    if not p.exists():
-        raise ValueError(f"config {spec!r}: {p} does not exist; give a name under configs/ or a path")
-    module_spec = importlib.util.spec_from_file_location(f"bench_configs.{p.stem}", p)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    name = p.stem + (f":{arg}" if arg else "")
-    return name, module.get_config(arg)
+    arg = arg or variant
+    name = pathlib.Path(path).stem + (f":{arg}" if arg else "")
+    return name, config_lib.load_config(f"{path}:{arg}" if arg else path)
 
 
 def apply_shape(config, *, batch=None, seq_len=None, dtype=None) -> dict:

@@ -48,7 +48,7 @@ def open_corpus(config, workdir: str):
             raise UserError(f"data.prepare.text_files={prep.text_files!r} matches no file; "
                             "run from the repository root or give absolute paths")
         prepare_corpus(files, corpus_dir, seq_len=config.seq_len, tokenizer_path=prep.tokenizer or None,
-                       train_vocab_size=prep.vocab_size, max_rows=prep.max_rows or None)
+                       train_vocab_size=prep.vocab_size, max_rows=prep.max_rows or None, packing=prep.packing)
     # A tokenizer named in the config must be the one the corpus was prepared with.
     return Corpus.open(corpus_dir, tokenizer=prep.tokenizer or None)
 

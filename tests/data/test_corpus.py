@@ -36,8 +36,10 @@ def test_open_and_properties(prepared):
     assert len(corpus) == meta["num_rows"] > 5
     assert isinstance(corpus.rows, np.memmap) and not corpus.rows.flags.writeable
     assert corpus.rows.shape == (meta["num_rows"], 8) and corpus.rows.dtype == np.uint16
-    np.testing.assert_array_equal(corpus.unigram_counts,
-                                  np.bincount(np.asarray(corpus.rows[:, 1:]).ravel(), minlength=len(WP_VOCAB)))
+    body = np.asarray(corpus.rows[:, 1:]).ravel()
+    assert meta["packing"] == "document" and (body == 0).sum() == meta["pad_tokens"] > 0  # padded doc tails
+    np.testing.assert_array_equal(corpus.unigram_counts,  # [PAD] is never counted
+                                  np.bincount(body[body != 0], minlength=len(WP_VOCAB)))
     assert corpus.tokenizer.fingerprint == tokenizer_lib.load_tokenizer(vocab).fingerprint
     assert corpus.tokenizer.path == os.path.join(out, "vocab.txt")
     # The first row is [CLS] + the first 7 stream tokens.
