@@ -191,3 +191,38 @@ class HeldOut:
                             pipeline.to_global(b["replaced"], self.shardings))
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
         return summarize(jax.device_get(total)) if total is not None else {}
+
+
+def fill_mask_line(model, params, corpus, example_id: int, *, mesh, rules, mask_rate: float,
+                   max_predictions: int, top_k: int = 3, context_chars: int = 60) -> str:
+    """One human-readable fill-mask line on a held-out row: the first held-out position of
+    `example_id` becomes [MASK], and the model's top-k pieces are shown beside the truth."""
+    tok = corpus.tokenizer
+    row = corpus.read(np.asarray([example_id]))
+    sampler = ColdStartSampler("uniform", max(int(corpus.vocab_size), 1))
+    b = corrupt(row, np.asarray([example_id]), tokenizer=tok, sampler=sampler, mask_rate=mask_rate,
+                max_predictions=max_predictions)["masked"]
+    pos = int(b["mlm_positions"][0, 0])
+    ids = row.copy()
+    truth = int(ids[0, pos])
+    ids[0, pos] = tok.mask_id
+    rep = sharding.replicated(mesh)
+
+    def fn(p, x, m, q):
+        with sharding.activation_rules(mesh, rules):
+            return model.apply({"params": p}, x, m, q, deterministic=True)["mlm_logits"][0, 0]
+
+    args = [jax.device_put(a, rep) for a in (ids, (ids != tok.pad_id).astype(np.int32),
+                                              np.asarray([[pos]], np.int32))]
+    logits = np.asarray(jax.device_get(jax.jit(fn, out_shardings=rep)(params, *args)), np.float64)
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    best = np.argsort(-probs)[:top_k]
+
+    def text(piece_ids):
+        return tok.decode([int(i) for i in piece_ids if int(i) != tok.pad_id and int(i) != tok.cls_id])
+
+    left, right = text(ids[0, :pos])[-context_chars:], text(ids[0, pos + 1:])[:context_chars]
+    guesses = ", ".join(f"{tok.id_to_piece(int(i))!r} {probs[i]:.2f}" for i in best)
+    return (f"fill-mask (held-out row {example_id}): ...{left} [MASK] {right}... -> {guesses}; "
+            f"truth {tok.id_to_piece(truth)!r} (p={probs[truth]:.2f})")

@@ -174,6 +174,7 @@ class Trainer:
         self.window: dict[str, list] = {}  # metrics since the last logged step
         self.last_logged: dict = {}
         self.last_eval: dict = {}
+        self._restart_clock = True
         self._stop = None  # the SIGTERM flag while `run` runs
 
     @property
@@ -239,6 +240,9 @@ class Trainer:
                 "lower opt.learning_rate or check the data, then re-run to resume")
         for k, v in m.items():
             self.window.setdefault(k, []).append(v)
+        if self._restart_clock and self.writer is not None:
+            self.writer.rates(step + 1)  # rates and ETA start after the first step: compile time excluded
+            self._restart_clock = False
         if (step + 1) % self.config.log.every_steps == 0 or step + 1 == self.total_steps:
             self.log(step + 1)
 
@@ -336,6 +340,9 @@ class Trainer:
                 if step == 0:
                     with jax.transfer_guard("disallow"):
                         self.evaluate(0)
+            say("legend: mlm / rtd = training losses (rtd weighted by λ in loss), *_acc = training accuracies, "
+                "hit = share of SAS samples equal to the original token; eval lines: held-out rows "
+                "([MASK]ed and unigram-replaced), rtd_acc beside its all-original baseline")
             self.writer.rates(step)
             self._stop = _StopFlag()
             try:
@@ -345,6 +352,8 @@ class Trainer:
                 self._stop = None
             if stopping:
                 say(f"SIGTERM: saved step {step} to {self.ckpt.directory}; re-run the same command to resume")
+            else:
+                self.summarize(step)
         finally:
             self.close()
         return self.last_logged
@@ -360,6 +369,26 @@ class Trainer:
                 step, stopping = self.train_until(step, epoch_end)
             self.ckpt.wait(step)
         return step, stopping
+
+    def summarize(self, step: int) -> None:
+        """The run's last lines: held-out figures against their reference levels, one fill-mask
+        line on a held-out row, and where the checkpoint is and what to do with it."""
+        e = self.last_eval
+        if e and "mlm_loss" in e:
+            h, gap = self.held_out.unigram_entropy, self.held_out.unigram_entropy - e["mlm_loss"]
+            where = f"{gap:.3f} below it" if gap >= 0 else f"{-gap:.3f} above it"
+            verdict = "the model uses context" if gap >= 0.3 else "about the level of a model that ignores context"
+            say(f"held-out [MASK]ed MLM loss {e['mlm_loss']:.3f} nats; unigram entropy {h:.3f}: {where} ({verdict})"
+                + (f"; RTD accuracy {e['rtd_accuracy']:.4f} vs all-original {e['rtd_baseline']:.4f}, AUC {e['rtd_auc']:.3f}"
+                   if "rtd_accuracy" in e else ""))
+        if self.held_out is not None and self.config.objective.mlm:
+            line = evaluation.fill_mask_line(self.model, self.state.params, self.corpus, int(self.held_out.ids[0]),
+                                             mesh=self.mesh, rules=self.rules, mask_rate=self.config.sas.mask_rate,
+                                             max_predictions=self.config.sas.max_predictions)
+            say(line)
+        say(f"saved step {step} in {self.ckpt.directory}; fine-tune: python -m sas_jax.glue sweep "
+            f"--checkpoint_dir={self.workdir} --glue_dir=<GLUE data>; export: python -m sas_jax.convert export "
+            f"--checkpoint_dir={self.workdir} --out=<folder>")
 
     def close(self) -> None:
         if self.writer is not None:

@@ -28,6 +28,12 @@ class SyntheticTokenizer:
     def starts_word(self, ids):
         return self.word_start_table[ids]
 
+    def id_to_piece(self, i: int) -> str:
+        return ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")[i] if i < NUM_SPECIAL else f"t{i}"
+
+    def decode(self, ids) -> str:
+        return " ".join(self.id_to_piece(int(i)) for i in ids)
+
 
 class InMemoryCorpus:
     """The `Corpus` interface (rows, read, unigram_counts, tokenizer) over an array."""
