@@ -93,6 +93,7 @@ def encoder_shape_config(size: str = "small") -> ml_collections.ConfigDict:
     m.dtype = "float32"  # compute dtype: float32 or bfloat16 (parameters stay float32)
     m.attention_impl = "xla"  # xla | cudnn (fused, GPU) | auto
     m.remat = "none"  # none | full | dots: rematerialisation policy per layer
+    m.pre_layer_norm = False  # True: pre-LN layers + final LayerNorm (a departure from the paper's post-LN)
     m.attention_type = "absolute"  # absolute (BERT/ELECTRA/SAS) | disentangled (DebertaV2, SASDA)
     m.position_biased_input = True  # add absolute position embeddings at the input (DA: False)
     m.position_buckets = 256  # DA: log-bucketed relative span S, table of 2S rows (<= 0: no buckets)

@@ -39,6 +39,7 @@ class ModelConfig:
     dtype: str = "float32"
     attention_impl: str = "xla"
     remat: str = "none"
+    pre_layer_norm: bool = False  # True: pre-LN layers + a final LayerNorm (not the paper's post-LN recipe)
     # Disentangled attention (DebertaV2). Ignored when attention_type == "absolute".
     attention_type: str = "absolute"  # absolute | disentangled
     position_biased_input: bool = True  # add absolute position embeddings at the input

@@ -4,7 +4,7 @@ Parameter names follow Hugging Face's where they can (query/key/value, LayerNorm
 so the converters in `sas_jax/convert` stay a flat table. Every parameter is
 created with `nn.with_logical_partitioning`, and the main activations carry
 `nn.with_logical_constraint`; the mapping to mesh axes lives in the config
-(`config_lib.SHARDING_RULES`), never here.
+(`sharding.SHARDING_RULES`), never here.
 """
 from __future__ import annotations
 
@@ -120,6 +120,9 @@ class Embeddings(nn.Module):
 class EncoderLayer(nn.Module):
     """Post-LN BERT layer; with `disentangled` configs its scores gain c2p + p2c.
 
+    `pre_layer_norm` (not the paper's recipe): x + Attn(LN(x)), then x + FFN(LN(x)),
+    with the same LayerNorm parameter names; the Encoder then adds `final_LayerNorm`.
+
     `rel_table_WxH` is the encoder's LayerNormed relative table, already sliced
     to the rows this length uses (`disentangled.relative_index`); None for
     `absolute` configs.
@@ -140,7 +143,11 @@ class EncoderLayer(nn.Module):
         query = dense(c.kqv_size, qkv_axes, dtype=dt, name="query")
         key = dense(c.kqv_size, qkv_axes, dtype=dt, name="key")
         value = dense(c.kqv_size, qkv_axes, dtype=dt, name="value")
-        q, k, v = (constrain(split_heads(proj(x_BxLxH)), ("batch", "length", "act_heads", "act_kv"))
+        # Pre-LN (a documented departure from the paper's post-LN recipe): the attention reads
+        # LayerNorm(x) and each sublayer adds to the raw residual; the same LayerNorm names are used.
+        attn_in = (layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(x_BxLxH)
+                   if c.pre_layer_norm else x_BxLxH)
+        q, k, v = (constrain(split_heads(proj(attn_in)), ("batch", "length", "act_heads", "act_kv"))
                    for proj in (query, key, value))
         bias, scale = None, None
         if c.disentangled:
@@ -172,14 +179,18 @@ class EncoderLayer(nn.Module):
         out = dense(c.hidden_size, ("heads", "embed"), dtype=dt,
                     name="attention_output")(ctx.reshape(batch, length, c.kqv_size))
         out = nn.Dropout(c.dropout_rate)(out, deterministic=deterministic)
-        x = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(x_BxLxH + out)
+        if c.pre_layer_norm:
+            x = x_BxLxH + out  # the sublayer read LayerNorm(x) (above); the residual stays unnormalised
+        else:
+            x = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(x_BxLxH + out)
         x = constrain(x, ("batch", "length", "act_embed"))
 
-        h = dense(c.intermediate_size, ("embed", "mlp"), dtype=dt, name="intermediate")(x)
+        ffn_in = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="output_LayerNorm")(x) if c.pre_layer_norm else x
+        h = dense(c.intermediate_size, ("embed", "mlp"), dtype=dt, name="intermediate")(ffn_in)
         h = constrain(gelu(h), ("batch", "length", "act_mlp"))
         h = dense(c.hidden_size, ("mlp", "embed"), dtype=dt, name="output")(h)
         h = nn.Dropout(c.dropout_rate)(h, deterministic=deterministic)
-        x = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="output_LayerNorm")(x + h)
+        x = x + h if c.pre_layer_norm else layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="output_LayerNorm")(x + h)
         return constrain(x, ("batch", "length", "act_embed"))
 
 
@@ -221,4 +232,6 @@ class Encoder(nn.Module):
             layer_cls = nn.remat(EncoderLayer, policy=_REMAT_POLICIES[c.remat], static_argnums=(3,))
         for i in range(c.num_layers):
             x = layer_cls(c, name=f"layer_{i}")(x, key_mask_BxL, deterministic, rel)
+        if c.pre_layer_norm:  # pre-LN leaves the residual stream unnormalised: one final LayerNorm
+            x = layer_norm(c.layer_norm_eps, "embed", dtype=c.compute_dtype, name="final_LayerNorm")(x)
         return x
