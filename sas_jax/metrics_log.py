@@ -25,9 +25,29 @@ def _fmt_eta(seconds: float) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
+def keep_up_to(path: str, step: int) -> None:
+    """Cuts a metrics.jsonl back to the lines of steps <= `step` (atomically: write, then rename)."""
+    with open(path) as f:
+        lines = f.readlines()
+    kept = []
+    for line in lines:
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+        except (ValueError, KeyError):
+            continue  # a line torn by a kill mid-write
+    if len(kept) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
 class MetricWriter:
     def __init__(self, workdir: str, *, tensorboard: bool, total_steps: int, tokens_per_step: int,
-                 flops_per_step: float = 0.0):
+                 flops_per_step: float = 0.0, start_step: int = 0):
+        """`start_step` > 0 (a resumed run): what an earlier run logged after that step is
+        dropped (metrics.jsonl is cut back to it, TensorBoard purges later events), so every
+        step is logged once."""
         self.is_writer = jax.process_index() == 0
         self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
         # MFU against the device's dense bf16 peak; None on devices not in the table.
@@ -38,10 +58,13 @@ class MetricWriter:
         self._tb = None
         if self.is_writer and tensorboard:
             from tensorboardX import SummaryWriter  # maintained, TF-free event writer
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step or None)
         self._last = None  # (step, time)
         # One JSON line per logged step: exact values for tests, notebooks and scripts.
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a") if self.is_writer else None
+        path = os.path.join(workdir, "metrics.jsonl")
+        if self.is_writer and os.path.exists(path):
+            keep_up_to(path, start_step)
+        self._jsonl = open(path, "a") if self.is_writer else None
 
     def rates(self, step: int) -> dict:
         now = time.perf_counter()

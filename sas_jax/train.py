@@ -76,6 +76,8 @@ def check_config(config, corpus, num_devices: int, batch_shards: int) -> None:
 
 
 STOP_SYNC_STEPS = 10  # multi-process: how often the processes agree on a SIGTERM
+# A step's loss is computed before its update; the norms after it. All must be finite.
+NON_FINITE_CHECKS = ("loss", "grad_norm", "update_norm", "param_norm")
 
 
 def say(message: str) -> None:
@@ -200,11 +202,11 @@ class Trainer:
             with open(os.path.join(self.workdir, "config.json"), "w") as f:
                 json.dump({**self.config.to_dict(), "resolved": {"vocab_size": self.vocab}}, f, indent=2)
 
-    def open_writer(self) -> None:
+    def open_writer(self, start_step: int = 0) -> None:
         self.writer = MetricWriter(self.workdir, tensorboard=self.config.log.tensorboard,
                                    total_steps=self.total_steps,
                                    tokens_per_step=self.config.batch_size * self.config.seq_len,
-                                   flops_per_step=self.flops_per_step)
+                                   flops_per_step=self.flops_per_step, start_step=start_step)
         self.writer.text("config", f"```\n{self.config}\n```")
 
     # ------------------------------------------------------------------------- one step
@@ -232,12 +234,12 @@ class Trainer:
         if self.settings.sample:
             self.builder.write_back(write, local_rows(sampled))
         m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not np.isfinite(m["loss"]):
-            kept = self.ckpt.latest_step() if self.ckpt is not None else None
+        bad = [k for k in NON_FINITE_CHECKS if k in m and not np.isfinite(m[k])]
+        if bad:  # checked before any save of this step: a non-finite update never reaches disk
             raise FloatingPointError(
-                f"loss is {m['loss']} at step {step}; stopping without saving. The last good "
-                f"checkpoint ({'step ' + str(kept) if kept is not None else 'none'}) is intact; "
-                "lower opt.learning_rate or check the data, then re-run to resume")
+                f"{' and '.join(f'{k} is {m[k]}' for k in bad)} at step {step + 1}; stopping without "
+                f"saving. {self._last_good_checkpoint()}; lower opt.learning_rate or check the data, "
+                "then re-run to resume from it")
         for k, v in m.items():
             self.window.setdefault(k, []).append(v)
         if self._restart_clock and self.writer is not None:
@@ -245,6 +247,17 @@ class Trainer:
             self._restart_clock = False
         if (step + 1) % self.config.log.every_steps == 0 or step + 1 == self.total_steps:
             self.log(step + 1)
+
+    def _last_good_checkpoint(self) -> str:
+        """Names the newest saved checkpoint (its parameters were finite when saved: every saved
+        step passed `finish`'s check first)."""
+        if self.ckpt is None:
+            return "No checkpoint was saved"
+        self.ckpt.wait()
+        kept = self.ckpt.latest_step()
+        if kept is None:
+            return "No checkpoint was saved"
+        return f"The last good checkpoint (step {kept}) is intact in {self.ckpt.directory}"
 
     def log(self, step: int) -> None:
         """Writes the window's means (schedules at the step) as the metrics of `step`."""
@@ -327,7 +340,7 @@ class Trainer:
         try:
             step = self.restore()
             self.write_config()
-            self.open_writer()
+            self.open_writer(step)
             say(f"training steps {step}..{self.total_steps}, {self.order.steps_per_epoch} steps/epoch, "
                 f"{train_state.param_count(self.state.params):,} parameters, mesh {dict(self.mesh.shape)}, "
                 f"model FLOPs/step {self.flops_per_step:.3e} (6N + attention + heads, sas_jax/flops.py)")

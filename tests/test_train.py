@@ -2,6 +2,7 @@
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -129,6 +130,11 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, 
     assert f"at step {resumed_from}" in again.stdout
 
     a, b = read_metrics(tmp_path / "ref"), read_metrics(killed)
+    # Each step is logged once (train and eval lines alike): the resume cut the killed run's tail.
+    lines = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    for kind in (lambda d: "loss" in d, lambda d: "eval/mlm_loss" in d):
+        steps = [d["step"] for d in lines if kind(d)]
+        assert len(steps) == len(set(steps)) and steps == sorted(steps)
     for step in range(resumed_from + 1, 121):
         for key in ("loss", "mlm_loss", "rtd_loss", "hit_rate", "mlm_slots", "grad_norm"):
             assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
@@ -156,17 +162,32 @@ def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
     assert meta["data"]["step"] == stopped
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(prepared_corpus, tmp_path, config_factory):
-    cfg = config_factory("sas_small", "tiny", **{"data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1,
-                                                 "num_train_steps": 12, "log.tensorboard": False})
-    cfg.ckpt.every_steps = 4
-    train.train_and_evaluate(cfg, str(tmp_path))  # a good run: checkpoints up to 12
-    cfg.num_train_steps = 30
-    cfg.opt.learning_rate = 1e30  # diverges at once
-    with pytest.raises(FloatingPointError, match=r"loss is (nan|inf) at step 1[23]; stopping without saving. "
-                                                 r"The last good checkpoint \(step 12\) is intact"):
-        train.train_and_evaluate(cfg, str(tmp_path))
-    assert _latest(tmp_path) == 12
+@pytest.mark.parametrize("learning_rate", [1e6, 1e30])
+def test_a_non_finite_update_never_reaches_disk(prepared_corpus, tmp_path, config_factory, learning_rate):
+    """A diverging run stops before saving the step that broke, names it (1-based, as the
+    progress lines) and the newest checkpoint, which is finite; re-running from it trains on."""
+    from sas_jax import checkpointing  # noqa: PLC0415
+
+    def cfg(steps, lr):
+        return config_factory("sas_small", "tiny", **{
+            "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": steps,
+            "log.tensorboard": False, "ckpt.every_steps": 1, "ckpt.keep": 100, "opt.learning_rate": lr})
+
+    train.train_and_evaluate(cfg(4, 1e-3), str(tmp_path))  # a good start: checkpoints 1..4
+    with pytest.raises(FloatingPointError) as err:
+        train.train_and_evaluate(cfg(30, learning_rate), str(tmp_path))  # diverges, saving every step
+    saved = checkpointing.checkpoint_steps(str(tmp_path))
+    message = str(err.value)
+    broke = int(re.search(r"at step (\d+); stopping without saving", message).group(1))
+    assert f"The last good checkpoint (step {saved[-1]}) is intact" in message
+    assert saved[-1] == broke - 1 >= 4  # every step up to the broken one was saved, that one was not
+    for step in saved:
+        params, _ = checkpointing.read_params(str(tmp_path), step)
+        assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)), step
+    if learning_rate == 1e30:  # the first huge update is already non-finite: the named checkpoint is step 4's
+        assert saved[-1] == 4
+        out = train.train_and_evaluate(cfg(broke + 3, 1e-3), str(tmp_path))  # resumes from the named one
+        assert out["step"] == broke + 3 and np.isfinite(out["loss"])
 
 
 def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch, config_factory):
