@@ -85,6 +85,17 @@ SPECS = {
 
 TASKS = tuple(SPECS)  # the paper's column order: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE
 
+# Tasks outside GLUE, in the same TSV layout; never part of "all" or the GLUE score.
+# word_order: is this line as written (1) or with two adjacent words swapped (0)?
+# Built from plain text by `sas_jax.data.downstream` (the probe of `python -m sas_jax.study`).
+EXTRA_SPECS = {
+    s.name: s
+    for s in (
+        TaskSpec("word_order", "WordOrder", "WordOrder", "", ("sentence", None), ("0", "1"), "accuracy",
+                 4000, {"dev": 1000}, 3, 1, tsv_a="sentence", tsv_label="label"),
+    )
+}
+
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
 
 
@@ -92,18 +103,20 @@ def get_task(name: str) -> TaskSpec:
     """The spec of `name` (case-insensitive; SST-2/sst2, STS-B/stsb accepted)."""
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
+    if key in EXTRA_SPECS:
+        return EXTRA_SPECS[key]
     if key not in SPECS:
         raise UserError(f"unknown GLUE task {name!r}; use one of {', '.join(TASKS)} (WNLI is excluded, "
-                        "as in the paper)")
+                        f"as in the paper) or {', '.join(EXTRA_SPECS)}")
     return SPECS[key]
 
 
 def parse_tasks(names) -> tuple:
-    """'all' / 'cola,rte' / a list → task keys in the paper's column order, no duplicates."""
+    """'all' / 'cola,rte' / a list → task keys in the paper's column order (extra tasks last), no duplicates."""
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
     names = list(names or ["all"])
     if [n.strip().lower() for n in names] == ["all"]:
         return TASKS
     keys = {get_task(n).name for n in names}
-    return tuple(t for t in TASKS if t in keys)
+    return tuple(t for t in TASKS + tuple(EXTRA_SPECS) if t in keys)
