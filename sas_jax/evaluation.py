@@ -20,8 +20,12 @@ and evaluated with dropout off (`deterministic=True`):
 share); `rtd_auc` is the ROC AUC of the RTD logit for "replaced" over non-pad
 positions (from 2,048-bin histograms summed on the device, so it is exact up to
 ties inside a bin and needs no gather). The MLM losses are comparable across
-objectives because every row sees the same positions with the same inputs;
-`unigram_entropy` of the corpus is the level of a model that ignores context.
+objectives because every row sees the same positions with the same inputs.
+Two reference levels come with them: `unigram_entropy`, the entropy of the
+corpus's token frequencies (printed once), and `unigram_ce` (logged), the
+cross-entropy of those frequencies at exactly the held-out positions: the loss
+of a model that knows how common each token is but ignores context. Whole-word
+positions favour rarer pieces, so `unigram_ce` is the higher, fairer bar.
 
 Every process builds only its slice of each global eval batch (the same layout
 as training's), and the sums come back replicated, so a run with any number of
@@ -169,6 +173,12 @@ class HeldOut:
             self.batches.append(corrupt(corpus.read(mine), mine, tokenizer=tok, sampler=sampler,
                                         mask_rate=config.sas.mask_rate,
                                         max_predictions=config.sas.max_predictions))
+        # The loss of a model that knows the token frequencies but ignores context, at exactly
+        # the held-out positions (whole words favour rarer pieces, so it exceeds the entropy).
+        log_p = np.log(np.maximum(sampler.probs, 1e-30))
+        nll = sum(float((-log_p[b["masked"]["mlm_targets"]] * b["masked"]["mlm_weights"]).sum()) for b in self.batches)
+        slots = sum(float(b["masked"]["mlm_weights"].sum()) for b in self.batches)
+        self.unigram_ce = self._global_mean(nll, slots)
         self.shardings = {k: sharding.batch_sharding(mesh) for k in EVAL_KEYS}
         fn = functools.partial(batch_sums, model=model)
 
@@ -177,6 +187,15 @@ class HeldOut:
                 return fn(params, masked, replaced)
 
         self._fn = jax.jit(traced, out_shardings=sharding.replicated(mesh))
+
+    @staticmethod
+    def _global_mean(total: float, count: float) -> float:
+        """total / count summed over every process (each holds its slice of the held-out rows)."""
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils  # noqa: PLC0415
+
+            total, count = np.asarray(multihost_utils.process_allgather(np.asarray([total, count]))).reshape(-1, 2).sum(0)
+        return float(total) / max(float(count), 1.0)
 
     def __len__(self) -> int:
         return self.ids.size
@@ -190,7 +209,9 @@ class HeldOut:
             sums = self._fn(params, pipeline.to_global(b["masked"], self.shardings),
                             pipeline.to_global(b["replaced"], self.shardings))
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
-        return summarize(jax.device_get(total)) if total is not None else {}
+        if total is None:
+            return {}
+        return {**summarize(jax.device_get(total)), "unigram_ce": self.unigram_ce}
 
 
 def fill_mask_line(model, params, corpus, example_id: int, *, mesh, rules, mask_rate: float,

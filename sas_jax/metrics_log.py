@@ -117,7 +117,7 @@ class MetricWriter:
         m = metrics
         parts = [f"eval step {step}"]
         if "mlm_loss" in m:
-            ref = f" (unigram {unigram_entropy:.3f})" if unigram_entropy is not None else ""
+            ref = f" (unigram {m['unigram_ce']:.3f})" if "unigram_ce" in m else ""
             parts += [f"[MASK]ed mlm {m['mlm_loss']:.4f}{ref}", f"mlm_acc {m['mlm_accuracy']:.4f}"]
         if "mlm_loss_replaced" in m:
             parts.append(f"replaced mlm {m['mlm_loss_replaced']:.4f}")

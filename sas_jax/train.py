@@ -388,10 +388,12 @@ class Trainer:
         line on a held-out row, and where the checkpoint is and what to do with it."""
         e = self.last_eval
         if e and "mlm_loss" in e:
-            h, gap = self.held_out.unigram_entropy, self.held_out.unigram_entropy - e["mlm_loss"]
-            where = f"{gap:.3f} below it" if gap >= 0 else f"{-gap:.3f} above it"
-            verdict = "the model uses context" if gap >= 0.3 else "about the level of a model that ignores context"
-            say(f"held-out [MASK]ed MLM loss {e['mlm_loss']:.3f} nats; unigram entropy {h:.3f}: {where} ({verdict})"
+            h, ce = self.held_out.unigram_entropy, self.held_out.unigram_ce
+            gap = min(h, ce) - e["mlm_loss"]
+            verdict = ("the model uses context" if gap >= 0.3 else
+                       "about the level of a model that ignores context" if gap > -0.3 else "above the unigram level")
+            say(f"held-out [MASK]ed MLM loss {e['mlm_loss']:.3f} nats; unigram entropy {h:.3f}, unigram "
+                f"cross-entropy at these positions {ce:.3f}: {verdict}"
                 + (f"; RTD accuracy {e['rtd_accuracy']:.4f} vs all-original {e['rtd_baseline']:.4f}, AUC {e['rtd_auc']:.3f}"
                    if "rtd_accuracy" in e else ""))
         if self.held_out is not None and self.config.objective.mlm:

@@ -116,6 +116,9 @@ def test_held_out_figures_equal_a_direct_computation(name):
                     scores.append(logits[m])
                     labels.append(y[m])
     assert got["mlm_loss"] == pytest.approx(ce / slots, rel=1e-5)
+    p_unigram = corpus.unigram_counts / corpus.unigram_counts.sum()
+    targets = np.concatenate([b["masked"]["mlm_targets"][b["masked"]["mlm_weights"] > 0] for b in held.batches])
+    assert got["unigram_ce"] == pytest.approx(-np.log(p_unigram[targets]).mean(), rel=1e-9)
     assert got["mlm_accuracy"] == pytest.approx(correct / slots, abs=1e-7)
     assert got["mlm_loss_replaced"] == pytest.approx(ce_r / slots, rel=1e-5)
     if name == "bert_small":
