@@ -1,0 +1,574 @@
+"""Compare pre-training objectives at equal training FLOPs: `python -m sas_jax.study`.
+
+    python -m sas_jax.study --rows=bert_small,electra_small,sas_small --variant=demo \\
+        --flops=3.7e12 --out=runs/study_demo [--seeds=0,1] [--downstream=auto|none|<glue_dir>] \\
+        [--config.a.b=v ...] [--finetune.a.b=v ...]
+
+For every row × seed it loads `configs/<row>.py:<variant>` (`--config.a.b=v` overrides
+as in `python -m sas_jax.main`), sets `seed`, and gives it `num_train_steps =
+floor(budget / train FLOPs per step)` in the paper's convention
+(`sas_jax.flops.train_flops`, linear in the steps), so a row with more FLOPs per step
+gets fewer steps. It pre-trains in `<out>/<row>/seed<k>/` (held-out evaluation on
+`--eval_rows` rows, `--evals` times per run), fine-tunes the last checkpoint on one
+downstream task and writes `<out>/study_table.{md,json,csv}`,
+`held_out_mlm_vs_flops.png` and `downstream.png`.
+
+Downstream (`--downstream`): `auto` (default) builds the word-order task from plain
+text (`sas_jax.data.downstream`: is the line as written, or are two adjacent words
+swapped? a bag-of-words model scores exactly chance) into `<out>/downstream/`; a
+GLUE folder fine-tunes `--task` (default sst2) from it; `none` skips it. The recipe is
+`configs/glue.py` (`:tiny` for the tiny variant) at length `seq_len`, one learning
+rate, one seed per pre-training run; `--finetune.a.b=v` overrides any of its fields.
+
+The rows share one corpus (`data.corpus_dir`; a variant that prepares its corpus, as
+`demo` does, prepares it once in `<out>/demo_corpus/`), so their held-out rows, unigram
+entropy and downstream data are the same.
+
+Resume: re-run the same command. A run whose `result.json` exists is skipped; a
+pre-training run resumes from its last checkpoint; a fine-tune without its result
+JSON runs again. `<out>/study.json` records the budget, variant and overrides, and a
+re-run with others is refused.
+
+On one H100/H200, Small shape, a real corpus (see the README section "Comparing
+objectives at equal FLOPs" for the device-time estimate and how to prepare a corpus):
+
+    python -m sas_jax.study --rows=bert_small,electra_small,sas_small --variant= \\
+        --flops=1.27e18 --out=/ckpt/study_small --downstream=/data/glue --task=sst2 \\
+        --config.data.corpus_dir=/data/wiki_books_128 --config.model.dtype=bfloat16
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from sas_jax import config_lib
+from sas_jax.errors import UserError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_TEXT = str(REPO_ROOT / "data" / "demo" / "*.txt")
+EVAL_KEYS = ("mlm_loss", "mlm_accuracy", "mlm_loss_replaced", "rtd_accuracy", "rtd_auc", "rtd_baseline")
+COLUMNS = ("row", "seed", "steps", "train_flops", *EVAL_KEYS, "unigram_entropy", "downstream_score")
+TITLES = {"row": "row", "seed": "seed", "steps": "steps", "train_flops": "train FLOPs",
+          "mlm_loss": "held-out MLM loss ([MASK])", "mlm_accuracy": "MLM acc",
+          "mlm_loss_replaced": "MLM loss (replaced)", "rtd_accuracy": "RTD acc", "rtd_auc": "RTD AUC",
+          "rtd_baseline": "RTD all-original acc", "unigram_entropy": "unigram entropy",
+          "downstream_score": "downstream dev"}
+TABLE = "study_table"
+
+
+def fmt_flops(x: float) -> str:
+    """The paper's way of writing FLOPs: 1.27e18."""
+    mantissa, _, exponent = f"{float(x):.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+# ----------------------------------------------------------------------------- planning
+@dataclasses.dataclass
+class Run:
+    row: str
+    seed: int
+    config: object  # the run's ConfigDict (steps, seed, eval cadence set)
+    flops_per_step: float  # paper convention
+    workdir: str
+
+    @property
+    def steps(self) -> int:
+        return int(self.config.num_train_steps)
+
+    @property
+    def train_flops(self) -> float:
+        return self.flops_per_step * self.steps
+
+
+def row_name(spec: str) -> str:
+    return pathlib.Path(spec.split(":")[0]).stem
+
+
+def resolve_corpus_dir(config, out: str) -> str:
+    """The absolute corpus folder: a corpus the config prepares lives in `<out>/`, others
+    are taken as given (relative to the current folder)."""
+    d = str(config.data.corpus_dir)
+    if not d:
+        raise UserError("data.corpus_dir is empty; prepare a corpus with `python -m sas_jax.prepare` and pass "
+                        "--config.data.corpus_dir=<dir> (or use --variant=demo, which prepares the bundled one)")
+    if os.path.isabs(d):
+        return d
+    return os.path.join(os.path.abspath(out), d) if config.data.prepare.text_files else os.path.abspath(d)
+
+
+def steps_for_budget(config, budget: float, vocab_size: int) -> tuple:
+    """(steps, paper-convention train FLOPs per step) for `budget` FLOPs."""
+    from sas_jax import flops  # noqa: PLC0415
+
+    c = config.copy_and_resolve_references()
+    c.num_train_steps = 1
+    per_step = flops.train_flops(c, vocab_size=vocab_size)
+    return int(budget // per_step), per_step
+
+
+def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: float, seeds: Sequence[int],
+         out: str, *, eval_rows: int | None = None, evals: int = 8, corpora: dict | None = None) -> tuple:
+    """([Run], {corpus dir: Corpus}): every run's config, with the corpora opened (prepared if the
+    config says so). Bad rows, overrides or budgets fail here, before any training."""
+    from sas_jax import train  # noqa: PLC0415
+
+    if budget <= 0:
+        raise UserError(f"--flops={budget} must be a positive number of training FLOPs, e.g. 1.27e18")
+    configs = {}
+    for spec in rows:
+        name = row_name(spec)
+        if name in configs:
+            raise UserError(f"row {name!r} is given twice in --rows")
+        full = f"{spec}:{variant}" if variant and ":" not in spec else spec
+        configs[name] = config_lib.load_config(full, overrides)
+    corpora = {} if corpora is None else corpora
+    runs = []
+    for name, config in configs.items():
+        config.data.corpus_dir = resolve_corpus_dir(config, out)
+        if config.data.corpus_dir not in corpora:
+            corpora[config.data.corpus_dir] = train.open_corpus(config, out)
+        corpus = corpora[config.data.corpus_dir]
+        vocab = int(corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size)
+        steps, per_step = steps_for_budget(config, budget, vocab)
+        if steps < 1:
+            raise UserError(f"--flops={fmt_flops(budget)} is less than one step of {name} "
+                            f"({fmt_flops(per_step)} FLOPs); raise the budget")
+        n_eval = int(eval_rows) if eval_rows is not None else (int(config.data.eval_rows) or
+                                                                8 * int(config.batch_size))
+        if n_eval <= 0 or n_eval % int(config.batch_size):
+            raise UserError(f"--eval_rows={n_eval} must be a positive multiple of {name}'s batch_size="
+                            f"{config.batch_size}")
+        config.num_train_steps = steps
+        config.data.eval_rows = n_eval
+        config.log.eval_every_steps = max(1, math.ceil(steps / max(1, int(evals))))
+        config.ckpt.every_steps = min(int(config.ckpt.every_steps), steps)
+        for seed in seeds:
+            c = config.copy_and_resolve_references()
+            c.seed = int(seed)
+            runs.append(Run(name, int(seed), c, per_step, os.path.join(out, name, f"seed{int(seed)}")))
+    return runs, corpora
+
+
+def unigram_entropy(corpus) -> float:
+    from sas_jax import evaluation  # noqa: PLC0415
+
+    return evaluation.unigram_entropy(corpus.unigram_counts, corpus.tokenizer.special_table)
+
+
+def check_manifest(out: str, manifest: dict) -> None:
+    """Writes `<out>/study.json`, or refuses an `out` that holds a study with other settings."""
+    path = os.path.join(out, "study.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        diff = [k for k in manifest if k != "rows" and old.get(k) != manifest[k]]
+        if diff:
+            raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
+                            f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
+        manifest = {**manifest, "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
+    _write_json(path, manifest)
+
+
+def _write_json(path: str, obj) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# ----------------------------------------------------------------------------- downstream
+@dataclasses.dataclass
+class Downstream:
+    task: str  # a key of sas_jax.glue.tasks (word_order, sst2, ...)
+    glue_dir: str
+    config: str  # configs/glue.py[:variant]
+    overrides: list  # "a.b=v", the study's defaults first, then --finetune.*
+    chance: float | None = None
+
+    def task_config(self, run: Run):
+        from sas_jax.glue import sweep  # noqa: PLC0415
+
+        c = sweep.load_task_config(self.task, self.config, self.overrides)
+        c.init_from.checkpoint_dir = os.path.abspath(run.workdir)
+        c.init_from.step = run.steps
+        c.data.glue_dir = self.glue_dir
+        c.data.tfds_data_dir = ""
+        c.seed = run.seed
+        return c
+
+
+def setup_downstream(kind: str, *, out: str, variant: str, runs: list, corpora: dict, task: str,
+                     text: str, sizes: tuple, finetune_overrides: Sequence[str]) -> Downstream | None:
+    """The downstream task of the study: the word-order task built now (`auto`), a GLUE folder, or None."""
+    if kind == "none":
+        return None
+    seq_len = int(runs[0].config.seq_len)
+    glue_config = "glue:tiny" if "tiny" in variant.split(",") else "glue"
+    overrides = [f"data.max_seq_length={seq_len}", *finetune_overrides]
+    if kind == "auto":
+        from sas_jax.data import downstream  # noqa: PLC0415
+
+        tok = corpora[runs[0].config.data.corpus_dir].tokenizer
+        folder = os.path.join(out, "downstream")
+        meta = downstream.build_word_order_task(text, folder, train_size=sizes[0], dev_size=sizes[1], seed=0,
+                                                encode=tok.encode, max_tokens=seq_len - 2,
+                                                tokenizer_id=tok.fingerprint)
+        say(f"downstream: word order ({meta['train_size']} train / {meta['dev_size']} dev lines of "
+            f"{', '.join(meta['files'])}, label 1 = as written, 0 = two adjacent words swapped; chance 0.5)")
+        return Downstream("word_order", folder, glue_config, overrides, chance=0.5)
+    if not os.path.isdir(kind):
+        raise UserError(f"--downstream={kind!r} is not a folder; pass auto, none or a GLUE TSV folder "
+                        "(with SST-2/, CoLA/, ...)")
+    from sas_jax.glue.tasks import get_task  # noqa: PLC0415
+
+    spec = get_task(task)
+    say(f"downstream: {spec.title} from {kind}")
+    return Downstream(spec.name, os.path.abspath(kind), glue_config, overrides)
+
+
+def finetune(run: Run, ds: Downstream, cache: dict) -> dict:
+    """The fine-tune result of `run` (re-used if its JSON is finished, else run now)."""
+    from sas_jax.glue import finetune as finetune_lib  # noqa: PLC0415
+    from sas_jax.glue import model as model_lib  # noqa: PLC0415
+
+    path = os.path.join(run.workdir, "finetune", f"{ds.task}.json")
+    done = _read_json(path)
+    if done and done.get("status") == "done":
+        return done
+    config = ds.task_config(run)
+    pre = model_lib.load_pretrained(config.init_from)
+    key = (pre.tokenizer.fingerprint, ds.task, int(config.data.max_seq_length))
+    if key not in cache:
+        cache.clear()  # one task's data held at a time
+        cache[key] = finetune_lib.load_data(config, pre.tokenizer)
+    return finetune_lib.finetune(config, pretrained=pre, data=cache[key], result_path=path,
+                                 log=lambda m: say(f"  {run.row}/seed{run.seed} {m}"))
+
+
+# ----------------------------------------------------------------------------- runs
+def read_eval(workdir: str) -> dict:
+    """{step: {metric: value}} of the `eval/*` lines of `<workdir>/metrics.jsonl` (a step
+    logged twice, as after a resume, keeps the later line)."""
+    out: dict = {}
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            ev = {k[len("eval/"):]: float(v) for k, v in d.items() if k.startswith("eval/")}
+            if ev and "step" in d:
+                out.setdefault(int(d["step"]), {}).update(ev)
+    return out
+
+
+class Stopped(Exception):
+    """A pre-training run stopped early (SIGTERM) after saving; re-running resumes it."""
+
+
+def _last_checkpoint(workdir: str) -> int:
+    from sas_jax import checkpointing  # noqa: PLC0415
+
+    have = checkpointing.checkpoint_steps(workdir) if os.path.isdir(workdir) else []
+    return max(have) if have else 0
+
+
+def pretrain(run: Run, corpus) -> None:
+    """Trains `run` to its last step (resuming from its checkpoints) unless that checkpoint exists."""
+    from sas_jax import train  # noqa: PLC0415
+
+    have = _last_checkpoint(run.workdir)
+    if have >= run.steps:
+        say(f"{run.row}/seed{run.seed}: pre-training already finished (step {have})")
+        return
+    say(f"{run.row}/seed{run.seed}: pre-training {run.steps} steps in {run.workdir}"
+        + (f" (resuming from step {have})" if have else ""))
+    train.Trainer(run.config, run.workdir, corpus=corpus).run()
+    if _last_checkpoint(run.workdir) < run.steps:
+        raise Stopped(f"{run.row}/seed{run.seed} stopped at step {_last_checkpoint(run.workdir)} of {run.steps}; "
+                      "re-run the same command to resume")
+
+
+def evaluate_last(run: Run, corpus) -> None:
+    """Held-out evaluation of the last checkpoint, logged to metrics.jsonl (for a run killed
+    between its last save and its last evaluation)."""
+    from sas_jax import train  # noqa: PLC0415
+
+    t = train.Trainer(run.config, run.workdir, corpus=corpus)
+    try:
+        step = t.restore()
+        t.open_writer(step)
+        t.evaluate(step)
+    finally:
+        t.close()
+
+
+def run_one(run: Run, corpus, entropy: float, ds: Downstream | None, cache: dict) -> dict:
+    """The result of one row × seed: pre-train, fine-tune, then `result.json` (written last)."""
+    path = os.path.join(run.workdir, "result.json")
+    done = _read_json(path)
+    if done and done.get("status") == "done":
+        say(f"{run.row}/seed{run.seed}: finished before, skipped ({path})")
+        return done
+    pretrain(run, corpus)
+    evals = read_eval(run.workdir)
+    if run.steps not in evals:
+        evaluate_last(run, corpus)
+        evals = read_eval(run.workdir)
+    result = {"status": "done", "row": run.row, "seed": run.seed, "steps": run.steps,
+              "train_flops": run.train_flops, "flops_per_step": run.flops_per_step,
+              "unigram_entropy": entropy, **{k: evals[run.steps].get(k) for k in EVAL_KEYS},
+              "curve": [{"step": s, "train_flops": s * run.flops_per_step, **evals[s]} for s in sorted(evals)],
+              "downstream_task": None, "downstream_score": None}
+    if ds is not None:
+        ft = finetune(run, ds, cache)
+        result.update(downstream_task=ds.task, downstream_score=float(ft["score"]),
+                      downstream_metric=ft.get("selection_metric"))
+        say(f"{run.row}/seed{run.seed}: {ds.task} dev {ft.get('selection_metric', 'score')} {ft['score']:.4f}")
+    _write_json(path, result)
+    return result
+
+
+# ----------------------------------------------------------------------------- table
+def summarize(results: list) -> list:
+    """Per row (in order): n and {column: {mean, sd}} over its seeds (sd: sample sd; None when n = 1)."""
+    out = []
+    for row in dict.fromkeys(r["row"] for r in results):
+        mine = [r for r in results if r["row"] == row]
+        stats = {}
+        for k in COLUMNS[2:]:
+            vals = [r[k] for r in mine if r.get(k) is not None]
+            if vals:
+                stats[k] = {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
+        out.append({"row": row, "n": len(mine), "seeds": [r["seed"] for r in mine], **stats})
+    return out
+
+
+def _cell(k: str, v) -> str:
+    if v is None:
+        return ""
+    if k == "train_flops":
+        return fmt_flops(v)
+    if k in ("seed", "steps"):
+        return str(int(v))
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_table(results: list, out: str, *, budget: float, task: str | None) -> dict:
+    """`<out>/study_table.{md,json,csv}`; returns the JSON object."""
+    summary = summarize(results)
+    table = {"budget_flops": budget, "budget": fmt_flops(budget), "flops_convention": "paper (sas_jax.flops.train_flops)",
+             "downstream_task": task, "columns": list(COLUMNS),
+             "runs": [{k: r.get(k) for k in (*COLUMNS, "flops_per_step", "curve")} for r in results],
+             "summary": summary}
+    _write_json(os.path.join(out, TABLE + ".json"), table)
+    with open(os.path.join(out, TABLE + ".csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in results:
+            w.writerow(["" if r.get(k) is None else r[k] for k in COLUMNS])
+        if any(s["n"] > 1 for s in summary):
+            for s in summary:
+                for stat in ("mean", "sd"):
+                    w.writerow([s["row"], stat] + ["" if k not in s or s[k][stat] is None else s[k][stat]
+                                                   for k in COLUMNS[2:]])
+    titles = dict(TITLES, downstream_score=f"{task} dev" if task else "downstream dev")
+    lines = [f"Training budget {fmt_flops(budget)} FLOPs each (paper convention). Held-out figures are the "
+             "last evaluation (sas_jax/evaluation.py; ELECTRA's MLM figures are its generator's); losses in nats.",
+             "",
+             "| " + " | ".join(titles[k] for k in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in COLUMNS) + " |" for r in results]
+    if any(s["n"] > 1 for s in summary):
+        cols = COLUMNS[2:]
+        lines += ["", "Mean ± sd over seeds:", "",
+                  "| row | n | " + " | ".join(titles[k] for k in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+        for s in summary:
+            cells = []
+            for k in cols:
+                if k not in s:
+                    cells.append("")
+                elif not s[k]["sd"]:  # one seed, or a column every seed shares (steps, FLOPs, entropy)
+                    cells.append(_cell(k, s[k]["mean"]))
+                else:
+                    cells.append(f"{_cell(k, s[k]['mean'])} ± {_cell(k, s[k]['sd'])}")
+            lines.append(f"| {s['row']} | {s['n']} | " + " | ".join(cells) + " |")
+    with open(os.path.join(out, TABLE + ".md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return table
+
+
+def write_plots(results: list, out: str, *, budget: float, entropy: float, ds: Downstream | None) -> list:
+    from sas_jax.analysis import study_plots  # noqa: PLC0415
+
+    curves: dict = {}
+    for r in results:
+        pts = [p for p in r["curve"] if p.get("mlm_loss") is not None]
+        curves.setdefault(r["row"], []).append(([p["train_flops"] for p in pts], [p["mlm_loss"] for p in pts]))
+    paths = [study_plots.plot_held_out_vs_flops(curves, os.path.join(out, "held_out_mlm_vs_flops.png"),
+                                                unigram_entropy=entropy, budget=budget)]
+    if ds is not None:
+        scores: dict = {}
+        for r in results:
+            scores.setdefault(r["row"], []).append(r.get("downstream_score"))
+        paths.append(study_plots.plot_downstream(scores, os.path.join(out, "downstream.png"),
+                                                 metric=f"{ds.task} dev score", chance=ds.chance))
+    return paths
+
+
+# ----------------------------------------------------------------------------- the study
+def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, seeds: Sequence[int] = (0,),
+              overrides: Sequence[str] = (), downstream: str = "auto", task: str = "sst2",
+              downstream_text: str = DEFAULT_TEXT, downstream_size: tuple | None = None,
+              finetune_overrides: Sequence[str] = (), eval_rows: int | None = None, evals: int = 8,
+              dry_run: bool = False) -> dict:
+    """The whole study (see the module docstring); returns the table's JSON object."""
+    if not rows:
+        raise UserError("no rows given; pass --rows=bert_small,electra_small,sas_small")
+    if not seeds:
+        raise UserError("no seeds given; pass --seeds=0 (or 0,1,2)")
+    runs, corpora = plan(rows, variant, overrides, budget, seeds, out, eval_rows=eval_rows, evals=evals)
+    say(f"budget: {fmt_flops(budget)} training FLOPs per run (paper convention, sas_jax.flops.train_flops)")
+    for r in {r.row: r for r in runs}.values():
+        say(f"  {r.row}: {fmt_flops(r.flops_per_step)} FLOPs/step x {r.steps} steps = {fmt_flops(r.train_flops)}"
+            f" (batch {r.config.batch_size} x seq {r.config.seq_len}; held-out eval every "
+            f"{r.config.log.eval_every_steps} steps on {r.config.data.eval_rows} rows)")
+    os.makedirs(out, exist_ok=True)
+    if dry_run:
+        return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
+                         for r in runs]}
+    tiny = "tiny" in variant.split(",")
+    sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else (4000, 1000))
+    check_manifest(out, {"variant": variant, "flops": float(budget), "overrides": list(overrides),
+                         "finetune_overrides": list(finetune_overrides), "downstream": downstream,
+                         "task": task if downstream not in ("auto", "none") else None,
+                         "downstream_size": list(sizes) if downstream == "auto" else None,
+                         "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]})
+    ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
+                          text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides)
+    entropy = {d: unigram_entropy(c) for d, c in corpora.items()}
+    results, cache = [], {}
+    for run in runs:
+        d = run.config.data.corpus_dir
+        results.append(run_one(run, corpora[d], entropy[d], ds, cache))
+    table = write_table(results, out, budget=budget, task=ds.task if ds else None)
+    table["plots"] = write_plots(results, out, budget=budget, entropy=next(iter(entropy.values())), ds=ds)
+    with open(os.path.join(out, TABLE + ".md")) as f:
+        say(f.read().rstrip())
+    say(f"wrote {os.path.join(out, TABLE)}.{{md,json,csv}} and {', '.join(table['plots'])}")
+    return table
+
+
+# ----------------------------------------------------------------------------- CLI
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (via main), no usage dump
+        raise UserError(f"{message} (see python -m sas_jax.study --help)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m sas_jax.study", description=__doc__.split("\n\n")[0],
+                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+                allow_abbrev=False)
+    p.add_argument("--rows", required=True, help="comma-separated configs (names in configs/ or paths), "
+                   "e.g. bert_small,electra_small,sas_small")
+    p.add_argument("--variant", default="demo", help="config variant for every row: demo (default), tiny, "
+                   "or empty (--variant=) for the paper's shape")
+    p.add_argument("--flops", required=True, type=float, help="training FLOPs per run, paper convention "
+                   "(e.g. 1.27e18; 3.7e12 is ~600 demo steps)")
+    p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
+    p.add_argument("--seeds", default="0", help="comma-separated pre-training seeds (default 0)")
+    p.add_argument("--downstream", default="auto", help="auto (word-order task from --downstream_text), "
+                   "none, or a GLUE TSV folder")
+    p.add_argument("--task", default="sst2", help="GLUE task when --downstream is a GLUE folder (default sst2)")
+    p.add_argument("--downstream_text", default=DEFAULT_TEXT, help="text files (comma-separated globs) of "
+                   "the word-order task (default: the bundled data/demo/*.txt)")
+    p.add_argument("--downstream_size", default="", help="TRAIN,DEV lines of the word-order task "
+                   "(default 4000,1000; tiny: 256,128)")
+    p.add_argument("--eval_rows", type=int, default=None, help="held-out rows (default: the config's "
+                   "data.eval_rows, else 8 batches)")
+    p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run, besides step 0 "
+                   "(default 8)")
+    p.add_argument("--dry_run", action="store_true", help="print the steps of every row and stop")
+    return p
+
+
+def split_overrides(extra: Sequence[str]) -> tuple:
+    """(pre-training, fine-tuning) "a.b=v" lists from `--config.a.b=v` and `--finetune.a.b=v`
+    (`--config.a.b v` too); anything else is an unknown argument (UserError)."""
+    out = {"--config.": [], "--finetune.": []}
+    rest = list(extra)
+    while rest:
+        item = rest.pop(0)
+        prefix = next((p for p in out if item.startswith(p) and len(item) > len(p)), None)
+        if prefix is None:
+            raise UserError(f"unknown argument {item!r}; overrides look like --config.KEY=VALUE (pre-training) "
+                            "or --finetune.KEY=VALUE (configs/glue.py)")
+        item = item[len(prefix):]
+        if "=" not in item:
+            if not rest:
+                raise UserError(f"{prefix}{item} needs a value: {prefix}{item}=<value>")
+            item = f"{item}={rest.pop(0)}"
+        out[prefix].append(item)
+    return out["--config."], out["--finetune."]
+
+
+def _ints(text: str, what: str) -> list:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{what}={text!r} must be comma-separated integers") from None
+
+
+def main(argv=None) -> int:
+    try:
+        a, extra = parser().parse_known_args(argv)
+        pre, ft = split_overrides(extra)
+        sizes = _ints(a.downstream_size, "--downstream_size") if a.downstream_size else None
+        if sizes is not None and (len(sizes) != 2 or min(sizes) < 2):
+            raise UserError(f"--downstream_size={a.downstream_size!r} must be TRAIN,DEV (each at least 2)")
+        import jax  # noqa: PLC0415 (after parsing, so --help is fast)
+        from absl import logging  # noqa: PLC0415
+
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+        jax.config.update("jax_threefry_partitionable", True)
+        if not jax.config.jax_compilation_cache_dir:  # the seeds of a row compile the same steps
+            jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(a.out), "jax_cache"))
+        run_study([r for r in a.rows.split(",") if r.strip()], variant=a.variant.strip(), budget=a.flops,
+                  out=a.out, seeds=_ints(a.seeds, "--seeds"), overrides=pre, downstream=a.downstream,
+                  task=a.task, downstream_text=a.downstream_text, downstream_size=sizes, finetune_overrides=ft,
+                  eval_rows=a.eval_rows, evals=a.evals, dry_run=a.dry_run)
+    except Stopped as e:  # as `sas_jax.main` after a SIGTERM: saved, exit 0, re-run to resume
+        say(f"stopped: {e}")
+        return 0
+    except (UserError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
