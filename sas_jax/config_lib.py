@@ -101,6 +101,7 @@ def encoder_shape_config(size: str = "small") -> ml_collections.ConfigDict:
     m.share_att_key = True  # DA: project the relative table with each layer's own query/key
     m.pos_att_type = "c2p|p2c"  # DA: relative score terms, "|"-separated subset of c2p, p2c
     m.norm_rel_ebd = "layer_norm"  # DA: layer_norm | none on the relative table
+    m.enhanced_mask_decoder = False  # DA: MLM head reads DeBERTa's EMD (absolute positions + last layer twice)
     m.generator_ratio = 0.25  # ELECTRA: generator width / discriminator width (heads = width/64, FFN 4x)
     return m
 

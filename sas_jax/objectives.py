@@ -36,6 +36,15 @@ def check_objective(config) -> None:
         raise UserError("objective.mlm and objective.rtd are both False: there is no loss; enable one")
     if o.corruption == "sas" and not o.mlm:
         raise UserError("objective.corruption=sas samples the MLM head: set objective.mlm=True")
+    if config.model.get("enhanced_mask_decoder", False):  # docs/reference.md §9.7
+        if o.corruption == "electra":
+            raise UserError("model.enhanced_mask_decoder=True is not available for objective.corruption=electra "
+                            "(absolute attention); set model.enhanced_mask_decoder=False")
+        if config.model.attention_type != "disentangled":
+            raise UserError("model.enhanced_mask_decoder=True needs model.attention_type=disentangled (absolute "
+                            "models already see positions at the input); set model.enhanced_mask_decoder=False")
+        if not o.mlm:
+            raise UserError("model.enhanced_mask_decoder=True feeds the MLM head: set objective.mlm=True")
     s = config.sas
     if s.cold_start not in COLD_STARTS:
         raise UserError(f"sas.cold_start={s.cold_start!r} is unknown; use one of {', '.join(COLD_STARTS)}")

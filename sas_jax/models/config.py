@@ -10,7 +10,8 @@
   positions only if `position_biased_input`, token types only if
   `type_vocab_size > 0`, project E->H *without* bias *before* the LayerNorm
   (`Embeddings/embed_proj`), and zero the pad rows. DA configs set
-  `layer_norm_eps = 1e-7`, `position_biased_input = False`, `type_vocab_size = 0`.
+  `layer_norm_eps = 1e-7`, `position_biased_input = False`, `type_vocab_size = 0`,
+  so nothing sees absolute positions unless `enhanced_mask_decoder` (docs/reference.md §9.7).
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ class ModelConfig:
     share_att_key: bool = True  # rel table projected by the layer's own query/key
     pos_att_type: str = "c2p|p2c"  # relative terms, "|"-separated subset of c2p, p2c
     norm_rel_ebd: str = "layer_norm"  # layer_norm | none: LayerNorm on the relative table
+    # DA only: the MLM head reads the Enhanced Mask Decoder (absolute positions + the last layer twice).
+    enhanced_mask_decoder: bool = False
     # ELECTRA: generator width H_g = round(H * ratio), heads max(1, H_g/64), FFN 4*H_g.
     generator_ratio: float = 0.25
 
@@ -65,6 +68,9 @@ class ModelConfig:
         terms = self.pos_att_terms
         if len(set(terms)) != len(terms) or not set(terms) <= {"c2p", "p2c"}:
             raise ValueError(f"model.pos_att_type={self.pos_att_type!r}; use a '|'-separated subset of c2p, p2c")
+        if self.enhanced_mask_decoder and not self.disentangled:
+            raise ValueError("model.enhanced_mask_decoder=True needs model.attention_type=disentangled "
+                             "(absolute models already see positions at the input)")
         if self.type_vocab_size < 0:
             raise ValueError("model.type_vocab_size must be >= 0 (0 = no token-type table)")
         if not 0.0 < self.generator_ratio <= 1.0:

@@ -126,12 +126,16 @@ class EncoderLayer(nn.Module):
     `rel_table_WxH` is the encoder's LayerNormed relative table, already sliced
     to the rows this length uses (`disentangled.relative_index`); None for
     `absolute` configs.
+
+    `query_BxLxH` (the Enhanced Mask Decoder, docs/reference.md §9.7): queries and
+    the attention residual come from it, keys and values from `x_BxLxH` (c2p uses
+    the queries, p2c the keys; same relative index). None: both from `x_BxLxH`.
     """
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BxLxH, key_mask_BxL, deterministic: bool, rel_table_WxH=None):
+    def __call__(self, x_BxLxH, key_mask_BxL, deterministic: bool, rel_table_WxH=None, query_BxLxH=None):
         c = self.cfg
         dt = c.compute_dtype
         batch, length = x_BxLxH.shape[:2]
@@ -145,10 +149,13 @@ class EncoderLayer(nn.Module):
         value = dense(c.kqv_size, qkv_axes, dtype=dt, name="value")
         # Pre-LN (a documented departure from the paper's post-LN recipe): the attention reads
         # LayerNorm(x) and each sublayer adds to the raw residual; the same LayerNorm names are used.
-        attn_in = (layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(x_BxLxH)
-                   if c.pre_layer_norm else x_BxLxH)
-        q, k, v = (constrain(split_heads(proj(attn_in)), ("batch", "length", "act_heads", "act_kv"))
-                   for proj in (query, key, value))
+        residual = x_BxLxH if query_BxLxH is None else query_BxLxH
+        pre_ln = (layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")
+                  if c.pre_layer_norm else (lambda t: t))
+        attn_in = pre_ln(x_BxLxH)
+        query_in = attn_in if query_BxLxH is None else pre_ln(query_BxLxH)
+        q, k, v = (constrain(split_heads(proj(t)), ("batch", "length", "act_heads", "act_kv"))
+                   for proj, t in ((query, query_in), (key, attn_in), (value, attn_in)))
         bias, scale = None, None
         if c.disentangled:
             terms = c.pos_att_terms
@@ -180,9 +187,9 @@ class EncoderLayer(nn.Module):
                     name="attention_output")(ctx.reshape(batch, length, c.kqv_size))
         out = nn.Dropout(c.dropout_rate)(out, deterministic=deterministic)
         if c.pre_layer_norm:
-            x = x_BxLxH + out  # the sublayer read LayerNorm(x) (above); the residual stays unnormalised
+            x = residual + out  # the sublayer read LayerNorm(x) (above); the residual stays unnormalised
         else:
-            x = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(x_BxLxH + out)
+            x = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="attention_LayerNorm")(residual + out)
         x = constrain(x, ("batch", "length", "act_embed"))
 
         ffn_in = layer_norm(c.layer_norm_eps, "embed", dtype=dt, name="output_LayerNorm")(x) if c.pre_layer_norm else x
@@ -207,12 +214,17 @@ class Encoder(nn.Module):
     and its LayerNorm; the normalised table is computed once per forward (only
     the rows this length reaches) and shared by all layers. Their E→H projection
     lives in `Embeddings` (DeBERTa order), so none is made here.
+
+    `emd_positions_1xLxH` (the Enhanced Mask Decoder, docs/reference.md §9.7):
+    also returns the EMD states, `(final, emd)`: with H_{L-1} the input of the
+    last layer, q = H_{L-1} + positions, then twice q = last_layer(kv=H_{L-1},
+    query=q) with the last layer's own weights (and `final_LayerNorm` when pre-LN).
     """
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, embedded_BxLxE, key_mask_BxL, *, deterministic: bool):
+    def __call__(self, embedded_BxLxE, key_mask_BxL, *, deterministic: bool, emd_positions_1xLxH=None):
         c = self.cfg
         x = embedded_BxLxE
         rel = None
@@ -230,8 +242,17 @@ class Encoder(nn.Module):
         layer_cls = EncoderLayer
         if c.remat != "none":
             layer_cls = nn.remat(EncoderLayer, policy=_REMAT_POLICIES[c.remat], static_argnums=(3,))
-        for i in range(c.num_layers):
-            x = layer_cls(c, name=f"layer_{i}")(x, key_mask_BxL, deterministic, rel)
-        if c.pre_layer_norm:  # pre-LN leaves the residual stream unnormalised: one final LayerNorm
-            x = layer_norm(c.layer_norm_eps, "embed", dtype=c.compute_dtype, name="final_LayerNorm")(x)
-        return x
+        layers = [layer_cls(c, name=f"layer_{i}") for i in range(c.num_layers)]
+        below_last = x
+        for layer in layers:
+            below_last = x
+            x = layer(x, key_mask_BxL, deterministic, rel)
+        final = (layer_norm(c.layer_norm_eps, "embed", dtype=c.compute_dtype, name="final_LayerNorm")
+                 if c.pre_layer_norm else (lambda t: t))  # pre-LN leaves the residual stream unnormalised
+        x = final(x)
+        if emd_positions_1xLxH is None:
+            return x
+        query = below_last + emd_positions_1xLxH.astype(below_last.dtype)
+        for _ in range(2):  # the last layer again, shared weights: queries move, keys/values stay H_{L-1}
+            query = layers[-1](below_last, key_mask_BxL, deterministic, rel, query)
+        return x, final(query)
