@@ -7,7 +7,9 @@
    Each rule is a function returning a dict of named per-unit terms
    (`layer_flops`, `embedding_flops`, `mlm_head_flops`, `rtd_head_flops`,
    `disentangled_layer_flops`); `forward_components(config)` composes them from
-   the config alone (sizes, E, generator ratio, seq_len, objective), and
+   the config alone (sizes, E, generator ratio, seq_len, objective; with
+   `model.enhanced_mask_decoder`, the component `mlm_emd`: two more passes of
+   one layer on the MLM path), and
    `train_flops(config)` gives the total. Reproduces the paper's BERT-Small
    1.274e18, ELECTRA-Small 1.294e18 and DeBERTa-Small 1.381e18.
 
@@ -207,6 +209,10 @@ def forward_components(config, *, vocab_size: Optional[int] = None, output_frac:
       with its own projection E→H_gen), layers and MLM head; the generator's shape is
       `models.electra.generator_config`.
     - disentangled attention: every layer adds `disentangled_layer_flops`.
+    - `model.enhanced_mask_decoder` (with an MLM head): `mlm_emd`, the last layer
+      run twice more over every position (docs/reference.md §9.7), each pass
+      charged as one layer; the absolute position lookup is already in the
+      embedding's charge (the BERT-style rule), the addition (h) is not charged.
 
     The keyword options switch single rules away from the paper's convention
     (for tests and what-ifs); the defaults are the paper's.
@@ -219,6 +225,9 @@ def forward_components(config, *, vocab_size: Optional[int] = None, output_frac:
     electra = corruption == "electra"
     prefix = "discriminator." if electra else ""
     comps = _encoder_components(cfg, s, prefix, **opts)
+    if mlm and not electra and cfg.enhanced_mask_decoder:
+        layer = comps[-1]
+        comps.append(Component(prefix + "mlm_emd", dict(layer.terms), 2, "layer pass"))
     if mlm and not electra:
         comps.append(Component(prefix + "mlm_head", mlm_head_flops(cfg.hidden_size, cfg.embedding_size,
                                                                     cfg.vocab_size),
@@ -279,6 +288,15 @@ def _live_encoder(cfg: ModelConfig, seq_len: int, prefix: str) -> dict:
     return out
 
 
+def _live_emd(cfg: ModelConfig, seq_len: int) -> float:
+    """The Enhanced Mask Decoder: two more passes of one layer at every position (fwd + bwd)."""
+    per_layer = 6 * (4 * cfg.hidden_size * cfg.kqv_size + 2 * cfg.hidden_size * cfg.intermediate_size)
+    per_layer += 12 * seq_len * cfg.kqv_size
+    if cfg.disentangled and cfg.pos_att_terms:
+        per_layer += 6 * len(cfg.pos_att_terms) * cfg.kqv_size * relative_rows(cfg, seq_len)
+    return 2 * per_layer
+
+
 def _live_mlm(cfg: ModelConfig, predictions: int, seq_len: int) -> float:
     return 6 * (cfg.hidden_size * cfg.embedding_size + cfg.embedding_size * cfg.vocab_size) * predictions / seq_len
 
@@ -287,7 +305,8 @@ def model_flops_components(config, *, vocab_size: Optional[int] = None) -> dict:
     """Live MFU convention: named model FLOPs per token (fwd + bwd, matmuls only).
 
     The MLM head is charged at the static slots `P = config.sas.max_predictions`
-    per row (every objective gathers that many, valid or not), spread over `s`.
+    per row (every objective gathers that many, valid or not), spread over `s`;
+    `mlm_emd` (with `model.enhanced_mask_decoder`) two more layer passes per token.
     """
     cfg = model_config(config, vocab_size)
     s = int(config.seq_len)
@@ -296,6 +315,8 @@ def model_flops_components(config, *, vocab_size: Optional[int] = None) -> dict:
     electra = corruption == "electra"
     prefix = "discriminator." if electra else ""
     out = _live_encoder(cfg, s, prefix)
+    if mlm and not electra and cfg.enhanced_mask_decoder:
+        out[prefix + "mlm_emd"] = _live_emd(cfg, s)
     if mlm and not electra:
         out[prefix + "mlm_head"] = _live_mlm(cfg, p, s)
     if rtd:

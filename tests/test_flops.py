@@ -206,6 +206,28 @@ def test_live_mfu_disentangled_rows_from_the_implementation():
     assert flops.model_flops_components(c)["relative_attention"] == 6 * 256 * 255 * 12
 
 
+def test_enhanced_mask_decoder_adds_two_layer_passes_in_both_conventions():
+    off = deberta_small()
+    on = deberta_small()
+    on.model.enhanced_mask_decoder = True
+    assert off.model.enhanced_mask_decoder is False and "mlm_emd" not in parts(off)  # the paper's rows
+    p = parts(on)
+    assert list(p) == ["embedding", "layer", "mlm_emd", "mlm_head"]
+    assert p["mlm_emd"].count == 2 and p["mlm_emd"].terms == p["layer"].terms
+    assert p["mlm_emd"].per_unit == 1_995_264  # one DA layer (test_deberta_small_worked_figures)
+    assert flops.forward_flops_per_token(on) - flops.forward_flops_per_token(off) == 2 * 1_995_264
+    assert sig4(flops.train_flops(on)) == "1.511e+18"
+    live_off, live_on = flops.model_flops_components(off), flops.model_flops_components(on)
+    per_layer = 6 * (4 * 256 * 256 + 2 * 256 * 1024) + 12 * 128 * 256 + 6 * 2 * 256 * 255
+    assert live_on["mlm_emd"] == 2 * per_layer
+    assert live_on["mlm_emd"] == 2 * sum(live_off[k] for k in ("encoder_matmuls", "attention",
+                                                               "relative_attention")) / 12
+    assert {k: v for k, v in live_on.items() if k != "mlm_emd"} == live_off
+    # No MLM head, no EMD charge.
+    on.objective.mlm = False
+    assert "mlm_emd" not in parts(on) and "mlm_emd" not in flops.model_flops_components(on)
+
+
 @pytest.mark.parametrize("kind, family", [
     ("NVIDIA H100 80GB HBM3", "H100 SXM"),
     ("NVIDIA H100 PCIe", "H100 PCIe"),
