@@ -4,6 +4,11 @@
     python -m sas_jax.main --config=configs/deberta_small.py --workdir=/tmp/deberta_small \
         --config.data.corpus_dir=/data/wiki_books_128
 
+No absolute positions: `position_biased_input=False` and no Enhanced Mask Decoder, so the model
+locates tokens only relative to each other ([CLS] at position 0 is still distinguishable by content).
+`--config.model.enhanced_mask_decoder=True` adds DeBERTa's EMD on the MLM path (docs/reference.md §9.7;
+not exportable to HF).
+
 Variants: `:tiny` (tests), `:demo` (bundled corpus, CPU, minutes).
 """
 from sas_jax import config_lib
