@@ -206,6 +206,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     """The SAS pre-training config of the paper (Table 5) at the given size."""
     c = ml_collections.ConfigDict()
     c.seed = 99  # initialisation, dropout, sampling and data order all derive from it
+    c.note = ""  # printed at the start of the run (e.g. how a config departs from the paper)
     c.model = encoder_shape_config(size)
     if size == "small":
         c.batch_size = 512  # global batch, rows

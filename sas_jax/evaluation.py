@@ -214,16 +214,39 @@ class HeldOut:
         return {**summarize(jax.device_get(total)), "unigram_ce": self.unigram_ce}
 
 
-def fill_mask_line(model, params, corpus, example_id: int, *, mesh, rules, mask_rate: float,
-                   max_predictions: int, top_k: int = 3, context_chars: int = 60) -> str:
-    """One human-readable fill-mask line on a held-out row: the first held-out position of
-    `example_id` becomes [MASK], and the model's top-k pieces are shown beside the truth."""
+def fill_mask_example(corpus, ids, *, mask_rate: float, max_predictions: int, common: int = 200):
+    """(example id, position) of the demo's fill-mask line, chosen without the model: the first
+    held-out position (in id order) whose token is a whole one-piece word among the `common`
+    most frequent tokens, so that the line shows an easy case; else the first position."""
+    tok = corpus.tokenizer
+    counts = np.asarray(corpus.unigram_counts, np.float64)
+    rank = np.empty(counts.size, np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(counts.size)
+    starts = np.asarray(tok.word_start_table, bool)
+    sampler = ColdStartSampler("uniform", max(int(corpus.vocab_size), 1))
+    first = None
+    for i in np.asarray(ids[:64], np.int64):
+        row = corpus.read(np.asarray([i]))
+        b = corrupt(row, np.asarray([i]), tokenizer=tok, sampler=sampler, mask_rate=mask_rate,
+                    max_predictions=max_predictions)["masked"]
+        for p, w in zip(b["mlm_positions"][0], b["mlm_weights"][0]):
+            if w <= 0:
+                continue
+            first = first or (int(i), int(p))
+            t = int(row[0, p])
+            whole = starts[t] and (p + 1 >= row.shape[1] or starts[int(row[0, p + 1])])
+            if whole and rank[t] < common and not tok.special_table[t]:
+                return int(i), int(p)
+    return first
+
+
+def fill_mask_line(model, params, corpus, example_id: int, position: int, *, mesh, rules, top_k: int = 3,
+                   context_chars: int = 60) -> str:
+    """One human-readable fill-mask line: `position` of held-out row `example_id` becomes
+    [MASK], and the model's top-k pieces are shown beside the truth."""
     tok = corpus.tokenizer
     row = corpus.read(np.asarray([example_id]))
-    sampler = ColdStartSampler("uniform", max(int(corpus.vocab_size), 1))
-    b = corrupt(row, np.asarray([example_id]), tokenizer=tok, sampler=sampler, mask_rate=mask_rate,
-                max_predictions=max_predictions)["masked"]
-    pos = int(b["mlm_positions"][0, 0])
+    pos = int(position)
     ids = row.copy()
     truth = int(ids[0, pos])
     ids[0, pos] = tok.mask_id

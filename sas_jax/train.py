@@ -177,6 +177,7 @@ class Trainer:
         self.last_logged: dict = {}
         self.last_eval: dict = {}
         self._restart_clock = True
+        self.epoch_hit_rates: dict[int, tuple] = {}  # epoch -> (sum, steps) of this process's steps
         self._stop = None  # the SIGTERM flag while `run` runs
 
     @property
@@ -242,6 +243,9 @@ class Trainer:
                 "then re-run to resume from it")
         for k, v in m.items():
             self.window.setdefault(k, []).append(v)
+        if "hit_rate" in m:  # per-epoch means: do the model's samples get more plausible?
+            total, n = self.epoch_hit_rates.get(self.order.epoch_of(step), (0.0, 0))
+            self.epoch_hit_rates[self.order.epoch_of(step)] = (total + m["hit_rate"], n + 1)
         if self._restart_clock and self.writer is not None:
             self.writer.rates(step + 1)  # rates and ETA start after the first step: compile time excluded
             self._restart_clock = False
@@ -341,6 +345,8 @@ class Trainer:
             step = self.restore()
             self.write_config()
             self.open_writer(step)
+            if self.config.get("note"):
+                say(f"note: {self.config.note}")
             say(f"training steps {step}..{self.total_steps}, {self.order.steps_per_epoch} steps/epoch, "
                 f"{train_state.param_count(self.state.params):,} parameters, mesh {dict(self.mesh.shape)}, "
                 f"model FLOPs/step {self.flops_per_step:.3e} (6N + attention + heads, sas_jax/flops.py)")
@@ -396,11 +402,17 @@ class Trainer:
                 f"cross-entropy at these positions {ce:.3f}: {verdict}"
                 + (f"; RTD accuracy {e['rtd_accuracy']:.4f} vs all-original {e['rtd_baseline']:.4f}, AUC {e['rtd_auc']:.3f}"
                    if "rtd_accuracy" in e else ""))
+        if self.epoch_hit_rates:
+            rates = ", ".join(f"{e + 1}: {t / n:.3f}" for e, (t, n) in sorted(self.epoch_hit_rates.items()))
+            cold = int(self.config.sas.cold_start_epochs)
+            say(f"SAS samples equal to the original token (hit rate) by epoch {rates} (epochs 1-{cold} read "
+                f"the {self.config.sas.cold_start} cold start; later ones the model's own samples of the epoch before)")
         if self.held_out is not None and self.config.objective.mlm:
-            line = evaluation.fill_mask_line(self.model, self.state.params, self.corpus, int(self.held_out.ids[0]),
-                                             mesh=self.mesh, rules=self.rules, mask_rate=self.config.sas.mask_rate,
-                                             max_predictions=self.config.sas.max_predictions)
-            say(line)
+            example, position = evaluation.fill_mask_example(
+                self.corpus, self.held_out.ids, mask_rate=self.config.sas.mask_rate,
+                max_predictions=self.config.sas.max_predictions)
+            say(evaluation.fill_mask_line(self.model, self.state.params, self.corpus, example, position,
+                                          mesh=self.mesh, rules=self.rules))
         say(f"saved step {step} in {self.ckpt.directory}; fine-tune: python -m sas_jax.glue sweep "
             f"--checkpoint_dir={self.workdir} --glue_dir=<GLUE data>; export: python -m sas_jax.convert export "
             f"--checkpoint_dir={self.workdir} --out=<folder>")

@@ -128,3 +128,18 @@ def test_held_out_figures_equal_a_direct_computation(name):
         assert got["rtd_baseline"] == pytest.approx(1 - rtd_pos / rtd_n, abs=1e-7)
         auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
         assert got["rtd_auc"] == pytest.approx(auc, abs=5e-3)  # binned: ties inside a bin count half
+
+
+def test_fill_mask_example_is_a_common_whole_word_chosen_without_the_model():
+    corpus = markov_corpus(64, 32, 200)
+    ids = evaluation.held_out_ids(corpus.num_rows, 16)
+    example, pos = evaluation.fill_mask_example(corpus, ids, mask_rate=0.15, max_predictions=6, common=50)
+    assert (example, pos) == evaluation.fill_mask_example(corpus, ids, mask_rate=0.15, max_predictions=6, common=50)
+    row = corpus.read([example])[0]
+    starts = corpus.tokenizer.word_start_table
+    assert starts[row[pos]] and (pos + 1 == row.size or starts[row[pos + 1]])  # a one-piece word
+    rank = np.argsort(np.argsort(-corpus.unigram_counts, kind="stable"), kind="stable")
+    assert rank[row[pos]] < 50
+    sel = evaluation.corrupt(corpus.read([example]), np.asarray([example]), tokenizer=corpus.tokenizer,
+                             sampler=ColdStartSampler("uniform", 200), mask_rate=0.15, max_predictions=6)["masked"]
+    assert pos in sel["mlm_positions"][0][sel["mlm_weights"][0] > 0]  # one of the held-out positions
