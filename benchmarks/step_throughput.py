@@ -218,6 +218,7 @@ class TimedTrainer(train.Trainer):
     def __init__(self, config, *, devices, vocab_size, rows_for_store: int = 0):
         vocab = int(config.model.vocab_size) if config.model.vocab_size > 0 else int(vocab_size)
         config.data.shuffle = "once"
+        config.data.eval_rows = 0  # the benchmark times training steps; no held-out rows
         corpus = markov_corpus(max(config.batch_size, rows_for_store), config.seq_len, vocab, seed=0)
         super().__init__(config, None, corpus=corpus, devices=devices)
         self._timing = None

@@ -43,6 +43,7 @@ import optax
 from sas_jax import sharding
 from sas_jax.corruption import keyed_random, masking
 from sas_jax.corruption.cold_start import ColdStartSampler
+from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 
 EVAL_SEED = 0x5E7A1  # not config.seed: every run sees the same held-out rows and corruption
@@ -187,6 +188,10 @@ class HeldOut:
                 return fn(params, masked, replaced)
 
         self._fn = jax.jit(traced, out_shardings=sharding.replicated(mesh))
+        # Placed once, as global arrays (each process gives its rows), so an evaluation inside the
+        # trainer's no-implicit-transfer loop moves nothing but the summed figures back.
+        self.device_batches = [(pipeline.to_global(b["masked"], self.shardings),
+                                pipeline.to_global(b["replaced"], self.shardings)) for b in self.batches]
 
     @staticmethod
     def _global_mean(total: float, count: float) -> float:
@@ -202,12 +207,9 @@ class HeldOut:
 
     def evaluate(self, params) -> dict:
         """The figures of `summarize` over every held-out batch."""
-        from sas_jax.data import pipeline  # noqa: PLC0415
-
         total = None
-        for b in self.batches:
-            sums = self._fn(params, pipeline.to_global(b["masked"], self.shardings),
-                            pipeline.to_global(b["replaced"], self.shardings))
+        for masked, replaced in self.device_batches:
+            sums = self._fn(params, masked, replaced)
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
         if total is None:
             return {}
@@ -256,8 +258,9 @@ def fill_mask_line(model, params, corpus, example_id: int, position: int, *, mes
         with sharding.activation_rules(mesh, rules):
             return model.apply({"params": p}, x, m, q, deterministic=True)["mlm_logits"][0, 0]
 
-    args = [jax.device_put(a, rep) for a in (ids, (ids != tok.pad_id).astype(np.int32),
-                                              np.asarray([[pos]], np.int32))]
+    # Replicated global arrays built from the same host values on every process.
+    args = [jax.make_array_from_callback(a.shape, rep, lambda index, a=a: a[index])
+            for a in (ids, (ids != tok.pad_id).astype(np.int32), np.asarray([[pos]], np.int32))]
     logits = np.asarray(jax.device_get(jax.jit(fn, out_shardings=rep)(params, *args)), np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
