@@ -21,7 +21,8 @@ STEPS = 12
 def _args(workdir, corpus):
     return ["--config=configs/sas_small.py:tiny", f"--workdir={workdir}", f"--config.data.corpus_dir={corpus}",
             "--config.model.vocab_size=-1", f"--config.num_train_steps={STEPS}", "--config.ckpt.every_steps=6",
-            "--config.log.every_steps=1", "--config.log.tensorboard=False"]
+            "--config.log.every_steps=1", "--config.log.tensorboard=False",
+            "--config.data.eval_rows=16", "--config.log.eval_every_steps=6"]
 
 
 def run(workdir, corpus, processes):
@@ -41,10 +42,11 @@ def run(workdir, corpus, processes):
 
 
 def metrics(workdir):
+    """Per-step metrics, the train and `eval/` lines of a step merged."""
     out = {}
     for line in pathlib.Path(workdir, "metrics.jsonl").read_text().splitlines():
         d = json.loads(line)
-        out[d["step"]] = d
+        out.setdefault(d["step"], {}).update(d)
     return out
 
 
@@ -86,6 +88,13 @@ def test_two_processes_train_like_one_process_with_eight_devices(runs):
     root, _, two = runs
     assert "process 0/2" in two.stdout and "process 1/2" in two.stdout  # each prints its own store
     assert_same_losses(metrics(root / "one"), metrics(root / "two"), range(1, STEPS + 1))
+    # Held-out evaluation: each process builds its slice of the same held-out batches.
+    one, two = metrics(root / "one"), metrics(root / "two")
+    assert sorted(s for s in one if "eval/mlm_loss" in one[s]) == [0, 6, 12]
+    for s in (0, 6, 12):
+        for k in ("eval/mlm_loss", "eval/mlm_accuracy", "eval/mlm_loss_replaced", "eval/rtd_accuracy",
+                  "eval/rtd_auc", "eval/rtd_baseline", "eval/unigram_ce"):
+            assert one[s][k] == pytest.approx(two[s][k], rel=2e-5, abs=1e-5), (s, k)
     files = sorted(p.name for p in (root / "two" / "checkpoints" / "12" / "store").glob("*.npz"))
     assert files == ["process_00000_of_00002.npz", "process_00001_of_00002.npz"]
     # Each process holds only its own examples: disjoint halves of the single process's set.
