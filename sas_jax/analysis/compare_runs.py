@@ -50,27 +50,9 @@ def held_out_curve(workdir: str) -> tuple:
 def plot(curves: dict, path: str, *, unigram_ce: float | None, title: str = "") -> str:
     """One line per label (seeds faint, their mean bold); the unigram cross-entropy of the
     held-out positions (a model that ignores context) as the dashed bar."""
-    from sas_jax.analysis.plots import pyplot, save  # noqa: PLC0415
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, (row, seeds) in enumerate(curves.items()):
-        color = f"C{k % 10}"
-        for x, y in seeds if len(seeds) > 1 else []:
-            ax.plot(x, y, color=color, alpha=0.25, linewidth=1)
-        x, y = study_plots.mean_curve(seeds)
-        ax.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.8,
-                label=row if len(seeds) == 1 else f"{row} (mean of {len(seeds)} seeds)")
-    if unigram_ce is not None:
-        ax.axhline(unigram_ce, color="0.4", linestyle="--", linewidth=1,
-                   label=f"unigram cross-entropy at these positions {unigram_ce:.2f} nats")
-    ax.set_xlabel("training FLOPs (paper convention)")
-    ax.set_ylabel("held-out [MASK]ed MLM loss (nats)")
-    ax.set_title(title or "Held-out MLM loss against training FLOPs")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(fig, path)
-
+    return study_plots.plot_held_out_vs_flops(
+        curves, path, unigram_entropy=unigram_ce, title=title or "Held-out MLM loss against training FLOPs",
+        reference_label="unigram cross-entropy at these positions")
 
 
 def main(argv=None) -> int:

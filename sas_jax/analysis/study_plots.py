@@ -18,7 +18,8 @@ def mean_curve(curves: list) -> tuple:
 
 
 def plot_held_out_vs_flops(curves: dict, path: str, *, unigram_entropy: float | None = None,
-                           budget: float | None = None, title: str = "") -> str:
+                           budget: float | None = None, title: str = "",
+                           reference_label: str = "unigram entropy") -> str:
     """`curves`: {row: [(train FLOPs, held-out [MASK]ed MLM loss) per seed]}: one line per
     row (the mean over seeds; each seed faint when there are several), the unigram
     entropy (a model that ignores context) as a dashed reference."""
@@ -37,7 +38,7 @@ def plot_held_out_vs_flops(curves: dict, path: str, *, unigram_entropy: float | 
         ax.plot(x, y, color=color, marker="o", markersize=3, linewidth=1.8, label=label)
     if unigram_entropy is not None:
         ax.axhline(unigram_entropy, color="0.4", linestyle="--", linewidth=1,
-                   label=f"unigram entropy {unigram_entropy:.2f} nats")
+                   label=f"{reference_label} {unigram_entropy:.2f} nats")
     if budget:
         ax.axvline(budget, color="0.7", linestyle=":", linewidth=1)
     ax.set_xlabel("training FLOPs (paper convention)")
