@@ -33,7 +33,7 @@ def get_config(arg=None):
     # The MLM head's LayerNorm takes the encoder's eps (the reference SAS head: 1e-5) so that the
     # demo exports to Hugging Face losslessly (`python -m sas_jax.convert export`).
     c.model.mlm_layer_norm_eps = c.model.layer_norm_eps
-    c.num_train_steps = 1200  # 3 epochs of the bundled corpus: 1 cold, 2 on the model's own samples
+    c.num_train_steps = 798  # 2 epochs of the bundled corpus: 1 cold, 1 on the model's own samples
     c.log.eval_every_steps = 200
     c.ckpt.every_steps = 400
     c.note = ("a CPU demo, not the paper's recipe: SASDA shape, `mlm` cold start for 1 epoch and λ = 1 "

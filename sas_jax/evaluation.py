@@ -14,6 +14,7 @@ and evaluated with dropout off (`deterministic=True`):
 |---|---|---|
 | `mlm_loss`, `mlm_accuracy` | masked | MLM (ELECTRA: the generator) |
 | `mlm_loss_replaced` | replaced | MLM |
+| `sample_hit`, `sample_hit_replaced` | masked, replaced | MLM |
 | `rtd_accuracy`, `rtd_auc`, `rtd_baseline` | replaced | RTD (ELECTRA: the discriminator) |
 
 `rtd_baseline` is the accuracy of calling every token original (1 − replaced
@@ -26,6 +27,15 @@ corpus's token frequencies (printed once), and `unigram_ce` (logged), the
 cross-entropy of those frequencies at exactly the held-out positions: the loss
 of a model that knows how common each token is but ignores context. Whole-word
 positions favour rarer pieces, so `unigram_ce` is the higher, fairer bar.
+
+`sample_hit` is the probability that one draw from the MLM head's softmax (at
+`sas.temperature`, as SAS samples) equals the original token, averaged over the
+held-out positions: the expected hit rate of the samples SAS would store, with
+no sampling noise. `sample_hit_replaced` is the same with the unigram-replaced
+input, the condition of SAS's later epochs (the position holds a corrupted
+token, not [MASK]). `unigram_hit` (logged) is the same for unigram draws, the
+level of samples that ignore context. Unlike the training `hit_rate`, whose
+inputs change with the cold start, these compare across epochs.
 
 Every process builds only its slice of each global eval batch (the same layout
 as training's), and the sums come back replicated, so a run with any number of
@@ -98,7 +108,7 @@ def corrupt(rows_BxL, example_ids, *, tokenizer, sampler: ColdStartSampler, mask
     return out
 
 
-def batch_sums(params, masked, replaced, *, model) -> dict:
+def batch_sums(params, masked, replaced, *, model, temperature: float = 1.0) -> dict:
     """Additive statistics of one held-out batch (pure; jitted by `HeldOut`)."""
     sums = {}
     for name, batch in (("masked", masked), ("replaced", replaced)):
@@ -110,6 +120,9 @@ def batch_sums(params, masked, replaced, *, model) -> dict:
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["mlm_targets"])
             sums[f"{name}/mlm_ce"] = (ce * w).sum()
             sums[f"{name}/mlm_correct"] = ((jnp.argmax(logits, -1) == batch["mlm_targets"]) * w).sum()
+            log_q = jax.nn.log_softmax(logits / temperature, axis=-1)  # the distribution SAS samples
+            p_true = jnp.exp(jnp.take_along_axis(log_q, batch["mlm_targets"][..., None], axis=-1)[..., 0])
+            sums[f"{name}/sample_hit"] = (p_true * w).sum()
             sums[f"{name}/mlm_slots"] = w.sum()
         if name == "replaced" and "rtd_logits" in out:
             logits = out["rtd_logits"].astype(jnp.float32)
@@ -140,6 +153,7 @@ def summarize(sums: dict) -> dict:
         if f"{name}/mlm_slots" in sums:
             slots = max(float(sums[f"{name}/mlm_slots"]), 1.0)
             out[key] = float(sums[f"{name}/mlm_ce"]) / slots
+            out["sample_hit" + ("" if name == "masked" else "_replaced")] = float(sums[f"{name}/sample_hit"]) / slots
             if name == "masked":
                 out["mlm_accuracy"] = float(sums[f"{name}/mlm_correct"]) / slots
     if "rtd_positions" in sums:
@@ -180,8 +194,11 @@ class HeldOut:
         nll = sum(float((-log_p[b["masked"]["mlm_targets"]] * b["masked"]["mlm_weights"]).sum()) for b in self.batches)
         slots = sum(float(b["masked"]["mlm_weights"].sum()) for b in self.batches)
         self.unigram_ce = self._global_mean(nll, slots)
+        hits = sum(float((sampler.probs[b["masked"]["mlm_targets"]] * b["masked"]["mlm_weights"]).sum())
+                   for b in self.batches)
+        self.unigram_hit = self._global_mean(hits, slots)  # P(a unigram draw equals the original token)
         self.shardings = {k: sharding.batch_sharding(mesh) for k in EVAL_KEYS}
-        fn = functools.partial(batch_sums, model=model)
+        fn = functools.partial(batch_sums, model=model, temperature=float(config.sas.temperature))
 
         def traced(params, masked, replaced):
             with sharding.activation_rules(mesh, rules):
@@ -213,7 +230,10 @@ class HeldOut:
             total = sums if total is None else jax.tree.map(jnp.add, total, sums)
         if total is None:
             return {}
-        return {**summarize(jax.device_get(total)), "unigram_ce": self.unigram_ce}
+        out = summarize(jax.device_get(total))
+        if "mlm_loss" in out:
+            out.update(unigram_ce=self.unigram_ce, unigram_hit=self.unigram_hit)
+        return out
 
 
 def fill_mask_example(corpus, ids, *, mask_rate: float, max_predictions: int, common: int = 200):

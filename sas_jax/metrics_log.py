@@ -121,6 +121,8 @@ class MetricWriter:
             parts += [f"[MASK]ed mlm {m['mlm_loss']:.4f}{ref}", f"mlm_acc {m['mlm_accuracy']:.4f}"]
         if "mlm_loss_replaced" in m:
             parts.append(f"replaced mlm {m['mlm_loss_replaced']:.4f}")
+        if "sample_hit_replaced" in m:
+            parts.append(f"sample_hit {m['sample_hit_replaced']:.4f} (unigram {m['unigram_hit']:.4f})")
         if "rtd_accuracy" in m:
             parts += [f"rtd_acc {m['rtd_accuracy']:.4f} (all-original {m['rtd_baseline']:.4f})",
                       f"rtd_auc {m['rtd_auc']:.4f}"]

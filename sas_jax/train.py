@@ -178,6 +178,7 @@ class Trainer:
         self.last_eval: dict = {}
         self._restart_clock = True
         self.epoch_hit_rates: dict[int, tuple] = {}  # epoch -> (sum, steps) of this process's steps
+        self.eval_history: dict[int, dict] = {}  # step -> held-out figures (this segment of the run)
         self._stop = None  # the SIGTERM flag while `run` runs
 
     @property
@@ -321,6 +322,7 @@ class Trainer:
     def evaluate(self, step: int) -> dict:
         """Held-out figures (`sas_jax/evaluation.py`) of the current parameters, logged as `eval/*`."""
         self.last_eval = {**self.held_out.evaluate(self.state.params), "step": step}
+        self.eval_history[step] = self.last_eval
         if self.writer is not None:
             self.writer.write_eval(step, {k: v for k, v in self.last_eval.items() if k != "step"},
                                    unigram_entropy=self.held_out.unigram_entropy)
@@ -405,8 +407,19 @@ class Trainer:
         if self.epoch_hit_rates:
             rates = ", ".join(f"{e + 1}: {t / n:.3f}" for e, (t, n) in sorted(self.epoch_hit_rates.items()))
             cold = int(self.config.sas.cold_start_epochs)
-            say(f"SAS samples equal to the original token (hit rate) by epoch {rates} (epochs 1-{cold} read "
-                f"the {self.config.sas.cold_start} cold start; later ones the model's own samples of the epoch before)")
+            cold_epochs = "epoch 1" if cold == 1 else f"epochs 1-{cold}"
+            say(f"training hit rate (share of SAS samples equal to the original token) by epoch {rates} ({cold_epochs}: "
+                f"drawn at the {self.config.sas.cold_start} cold start's inputs; later epochs: at the model's own "
+                "samples of the epoch before; the two are not comparable)")
+        hits = {s: e["sample_hit_replaced"] for s, e in sorted(self.eval_history.items()) if "sample_hit_replaced" in e}
+        if self.settings.sample and len(hits) > 1:
+            first, last, unigram = hits[min(hits)], hits[max(hits)], self.last_eval["unigram_hit"]
+            verdict = ("rising above unigram draws: the samples become contextual" if last > max(first, unigram)
+                       else "not above its start and unigram draws: the samples are not contextual")
+            say(f"held-out P(an MLM-head sample equals the original token; unigram-replaced input; "
+                f"{self.order.steps_per_epoch} steps/epoch) at step "
+                + ", ".join(f"{s} {h:.3f}" for s, h in hits.items())
+                + f"; unigram draws {unigram:.3f}: {verdict}")
         if self.held_out is not None and self.config.objective.mlm:
             example, position = evaluation.fill_mask_example(
                 self.corpus, self.held_out.ids, mask_rate=self.config.sas.mask_rate,

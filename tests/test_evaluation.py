@@ -90,7 +90,7 @@ def test_held_out_figures_equal_a_direct_computation(name):
         jax.random.key(3))["params"]
     got = held.evaluate(params)
 
-    ce = correct = slots = ce_r = 0.0
+    ce = correct = slots = ce_r = hit = hit_r = 0.0
     rtd_ok = rtd_n = rtd_pos = 0.0
     scores, labels = [], []
     for b in held.batches:
@@ -101,11 +101,13 @@ def test_held_out_figures_equal_a_direct_computation(name):
             logp = np.asarray(jax.nn.log_softmax(out["mlm_logits"], -1))
             nll = -np.take_along_axis(logp, d["mlm_targets"][..., None], -1)[..., 0]
             if kind == "masked":
+                hit += (np.exp(-nll) * w).sum()
                 ce += (nll * w).sum()
                 correct += ((logp.argmax(-1) == d["mlm_targets"]) * w).sum()
                 slots += w.sum()
             else:
                 ce_r += (nll * w).sum()
+                hit_r += (np.exp(-nll) * w).sum()
                 logits = np.asarray(out["rtd_logits"]) if "rtd_logits" in out else None
                 if logits is not None:
                     m = d["input_mask"] > 0
@@ -121,6 +123,9 @@ def test_held_out_figures_equal_a_direct_computation(name):
     assert got["unigram_ce"] == pytest.approx(-np.log(p_unigram[targets]).mean(), rel=1e-9)
     assert got["mlm_accuracy"] == pytest.approx(correct / slots, abs=1e-7)
     assert got["mlm_loss_replaced"] == pytest.approx(ce_r / slots, rel=1e-5)
+    assert got["sample_hit"] == pytest.approx(hit / slots, rel=1e-5)
+    assert got["sample_hit_replaced"] == pytest.approx(hit_r / slots, rel=1e-5)
+    assert got["unigram_hit"] == pytest.approx(p_unigram[targets].mean(), rel=1e-9)
     if name == "bert_small":
         assert not {"rtd_accuracy", "rtd_auc"} & set(got)
     else:
@@ -143,3 +148,26 @@ def test_fill_mask_example_is_a_common_whole_word_chosen_without_the_model():
     sel = evaluation.corrupt(corpus.read([example]), np.asarray([example]), tokenizer=corpus.tokenizer,
                              sampler=ColdStartSampler("uniform", 200), mask_rate=0.15, max_predictions=6)["masked"]
     assert pos in sel["mlm_positions"][0][sel["mlm_weights"][0] > 0]  # one of the held-out positions
+
+
+def test_sample_hit_is_the_hit_rate_of_the_samples_sas_draws():
+    """`sample_hit` is P(one draw of the step's sampler equals the target): drawing many samples
+    with the trainer's sampler at a non-unit temperature gives the same share."""
+    from sas_jax import losses
+
+    logits = jax.random.normal(jax.random.key(0), (1, 4, 7)) * 2.0
+    targets = np.asarray([[0, 3, 6, 2]], np.int32)
+    batch = {"mlm_targets": targets, "mlm_weights": np.ones((1, 4), np.float32)}
+
+    class Fixed:  # a "model" whose MLM logits are given
+        def apply(self, variables, *args, **kw):
+            return {"mlm_logits": logits}
+
+    d = {"input_ids": np.zeros((1, 8), np.int32), "input_mask": np.ones((1, 8), np.int32),
+         "mlm_positions": np.zeros((1, 4), np.int32), **batch}
+    sums = evaluation.batch_sums({}, d, d, model=Fixed(), temperature=0.7)
+    got = evaluation.summarize(jax.device_get(sums))["sample_hit"]
+    draws = jax.vmap(lambda k: losses.sample_tokens(k, logits, 0.7))(jax.random.split(jax.random.key(1), 20000))
+    share = float((np.asarray(draws) == targets).mean())
+    assert got == pytest.approx(share, abs=0.01)
+    assert 0.05 < got < 0.95  # not a degenerate case

@@ -229,3 +229,6 @@ def test_tiny_sas_with_the_study_recipe_learns_context(tmp_path, config_factory)
     assert evals[150]["eval/mlm_loss"] < entropy - 0.3 and evals[150]["eval/mlm_loss"] < evals[0]["eval/unigram_ce"] - 0.3
     assert evals[150]["eval/mlm_loss"] < evals[100]["eval/mlm_loss"]  # steps 90-150 read the model's own samples
     assert evals[50]["rtd_lambda"] == 0.0 and evals[150]["rtd_lambda"] == 1.0  # no RTD loss in the mlm cold phase
+    # The samples SAS stores become contextual: far likelier to equal the original than unigram draws.
+    hit = {s: d["eval/sample_hit_replaced"] for s, d in evals.items()}
+    assert hit[150] > hit[0] and hit[150] > 2 * evals[150]["eval/unigram_hit"]
