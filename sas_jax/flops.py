@@ -32,6 +32,7 @@ import dataclasses
 import re
 from typing import Mapping, Optional
 
+from sas_jax.errors import UserError
 from sas_jax.models import disentangled
 from sas_jax.models.config import ModelConfig
 from sas_jax.models.electra import generator_config
@@ -452,23 +453,33 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
     return "\n".join(lines)
 
 
-def main(argv=None):  # pragma: no cover - exercised through a subprocess in the tests
-    from absl import app, flags
-    from ml_collections import config_flags
+def main(argv=None) -> int:  # pragma: no cover - exercised through a subprocess in the tests
+    """The CLI (module docstring); a bad config, override or flag is one line and exit 2 (`sas_jax.cli`)."""
+    from absl import flags  # noqa: PLC0415 (flags are defined here, not at import: sas_jax.main has --config too)
 
-    config_flag = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:variant]).")
+    from sas_jax import cli, config_lib  # noqa: PLC0415
+
+    flags.DEFINE_string("config", None, "Experiment config file (path[:variant], or a name of configs/); "
+                        "override any field with --config.KEY=VALUE.")
     vocab_flag = flags.DEFINE_integer("vocab_size", None, "Vocabulary size (for configs with model.vocab_size=-1).")
     terms_flag = flags.DEFINE_bool("terms", False, "Also list the named terms of every component.")
     flags.mark_flags_as_required(["config"])
 
-    def run(args):
+    def run(args, overrides):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments: {args[1:]}")
-        name = flags.FLAGS["config"].config_filename if hasattr(flags.FLAGS["config"], "config_filename") else ""
-        print(format_report(config_flag.value, vocab_size=vocab_flag.value, terms=terms_flag.value, name=name))
+            raise UserError(f"unexpected arguments {args[1:]}; config overrides look like --config.KEY=VALUE")
+        spec = flags.FLAGS.config
+        config = config_lib.load_config(spec, overrides)
+        if vocab_flag.value is not None and vocab_flag.value <= 0:
+            raise UserError(f"--vocab_size={vocab_flag.value} must be a positive vocabulary size, e.g. 30522")
+        try:
+            model_config(config, vocab_flag.value)  # validates the shape: its ValueErrors are the config's
+        except ValueError as e:
+            raise UserError(f"{spec}: {e}") from None
+        print(format_report(config, vocab_size=vocab_flag.value, terms=terms_flag.value, name=spec))
 
-    app.run(run, argv=argv)
+    return cli.entry_point(cli.run_absl)(run, argv, prog="python -m sas_jax.flops")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,21 +1,24 @@
 """Pre-training entry point.
 
-    python -m sas_jax.main --config=configs/sas_small.py --workdir=/tmp/sas_small
+    python -m sas_jax.main --config=configs/sas_small.py --workdir=/tmp/sas_small [--config.KEY=VALUE ...]
 
-Short on purpose: parse the locked config, set up JAX, call
-`sas_jax.train.train_and_evaluate`, which notebooks and tests call directly.
+Short on purpose: load the config (`config_lib.load_config`, then locked), set up
+JAX, call `sas_jax.train.train_and_evaluate`, which notebooks and tests call
+directly. `--config` is a file (or a name of configs/) with an optional `:variant`;
+`--config.a.b=v` (or `--config.a.b v`) overrides any field. A bad config, override,
+flag or input is one line `error: ...` on stderr and exit 2 (`sas_jax.cli`), and the
+config is loaded before anything is created on disk.
 """
 from __future__ import annotations
 
-import sys
+from absl import flags, logging
 
-from absl import app, flags, logging
-from ml_collections import config_flags
-
+from sas_jax import cli, config_lib
 from sas_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (path[:variant]).",
-                                          lock_config=True)
+PROG = "python -m sas_jax.main"
+_CONFIG = flags.DEFINE_string("config", None, "Experiment config file (path[:variant], or a name of configs/); "
+                              "override any field with --config.KEY=VALUE, e.g. --config.opt.learning_rate=5e-4.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the config.")
 _COORDINATOR = flags.DEFINE_string("coordinator", None, "Multi-process: coordinator host:port "
                                    "(SLURM is auto-detected; also SAS_COORDINATOR).")
@@ -24,9 +27,13 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process: this proc
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv):
+def main(argv, overrides=()):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise UserError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR and config "
+                        f"overrides like --config.KEY=VALUE (see {PROG} --help)")
+    # Before JAX, the processes and the workdir: a bad config leaves nothing behind.
+    config = config_lib.load_config(_CONFIG.value, overrides)
+    config.lock()
     import jax  # noqa: PLC0415 (after flag parsing, so --help is fast)
 
     from sas_jax import distributed, train  # noqa: PLC0415
@@ -38,12 +45,13 @@ def main(argv):
     print(f"JAX process {jax.process_index()}/{jax.process_count()}, "
           f"{jax.local_device_count()} local / {jax.device_count()} global devices "
           f"({jax.devices()[0].platform})", flush=True)
-    try:
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (UserError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    train.train_and_evaluate(config, _WORKDIR.value)
+
+
+@cli.entry_point(user_errors=(FloatingPointError,))  # a run that diverged: one line, as a bad config
+def run(argv=None) -> int:
+    cli.run_absl(main, argv, prog=PROG)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    raise SystemExit(run())

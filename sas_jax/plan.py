@@ -8,13 +8,14 @@ Activation memory is an estimate (stated as such); everything else is exact.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 
 import jax
 import numpy as np
 
-from sas_jax import config_lib, objectives, sharding, train_state
+from sas_jax import cli, config_lib, objectives, sharding, train_state
 from sas_jax.corruption.store import SampleStore
+from sas_jax.errors import UserError
 
 REFERENCE_EXAMPLES = 25_600_000  # the paper's corpus: 25.6M rows of 128 tokens (~3.3B tokens)
 
@@ -36,12 +37,20 @@ def plan_launch(config, *, nodes: int, gpus_per_node: int, processes_per_node: i
     """The mesh, batch split, parameter/optimizer/store memory of a launch, as a dict (`format_plan` prints it)."""
     devices = nodes * gpus_per_node
     processes = nodes * processes_per_node
+    if min(nodes, gpus_per_node, processes_per_node, num_examples) < 1:
+        raise UserError(f"--nodes={nodes}, --gpus_per_node={gpus_per_node}, --processes_per_node="
+                        f"{processes_per_node} and --num_examples={num_examples} must all be positive")
     if gpus_per_node % processes_per_node:
-        raise ValueError(f"{gpus_per_node} GPUs per node cannot be split over {processes_per_node} processes")
-    mesh = sharding.mesh_axis_sizes(config.mesh, devices)
+        raise UserError(f"{gpus_per_node} GPUs per node cannot be split over {processes_per_node} processes; "
+                        "pass a --processes_per_node that divides --gpus_per_node")
+    try:
+        mesh = sharding.mesh_axis_sizes(config.mesh, devices)
+    except ValueError as e:  # the config's mesh does not fit this launch
+        raise UserError(f"{e} (launch of {devices} devices)") from None
     shards = int(np.prod([mesh[a] for a in sharding.BATCH_AXES]))
     if config.batch_size % shards:
-        raise ValueError(f"batch_size={config.batch_size} is not divisible by {shards} batch shards")
+        raise UserError(f"batch_size={config.batch_size} is not divisible by {shards} batch shards; "
+                        "set --config.batch_size to a multiple of it")
     vocab = config.model.vocab_size if config.model.vocab_size > 0 else 30522
     n_params = param_count(config, vocab)
     param_shards = {"data_parallel": 1, "fsdp": mesh["fsdp"], "fsdp_tensor": mesh["fsdp"] * mesh["tensor"]}[
@@ -93,19 +102,23 @@ def format_plan(p: dict) -> str:
     ])
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", required=True)
+@cli.entry_point  # bad arguments, configs, overrides: one line `error: ...`, exit 2
+def main(argv=None) -> int:
+    ap = cli.ArgumentParser(prog="python -m sas_jax.plan", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", required=True, help="config file[:variant]; --config.KEY=VALUE overrides a field")
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gpus_per_node", type=int, default=8)
     ap.add_argument("--processes_per_node", type=int, default=0, help="default: one per GPU")
     ap.add_argument("--num_examples", type=int, default=REFERENCE_EXAMPLES)
-    args = ap.parse_args(argv)
-    config = load_config(args.config)
+    args, extra = ap.parse_known_args(argv)
+    overrides, rest = cli.split_config_overrides(extra)
+    if rest:
+        raise UserError(f"unrecognized arguments: {' '.join(rest)}; config overrides look like --config.KEY=VALUE")
+    config = load_config(args.config, overrides)
     p = plan_launch(config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                     processes_per_node=args.processes_per_node or args.gpus_per_node, num_examples=args.num_examples)
     print(format_plan(p))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

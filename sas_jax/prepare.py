@@ -9,12 +9,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sas_jax import cli
 from sas_jax.data import prepare as prepare_lib
 from sas_jax.errors import UserError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m sas_jax.prepare",
         description="Tokenise plain text (documents separated by blank lines) into a "
                     "prepared corpus: rows of [CLS] + seq_len-1 tokens.")
@@ -43,21 +44,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.entry_point  # bad arguments and inputs: one line `error: ...`, exit 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if not args.input and not args.tfds:
-            raise UserError("no input given; pass --input=<file or glob>[,...] or --tfds=<name>")
-        prepare_lib.prepare_corpus(
-            args.input, args.output, seq_len=args.seq_len, tokenizer_path=args.tokenizer,
-            train_vocab_size=args.train_vocab, add_sep=args.add_sep, packing=args.packing,
-            workers=args.workers,
-            max_rows=args.max_rows, lowercase=args.lowercase, tfds_name=args.tfds,
-            tfds_data_dir=args.data_dir, tfds_split=args.tfds_split,
-            tfds_text_key=args.tfds_text_key, progress=args.progress)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.input and not args.tfds:
+        raise UserError("no input given; pass --input=<file or glob>[,...] or --tfds=<name>")
+    prepare_lib.prepare_corpus(
+        args.input, args.output, seq_len=args.seq_len, tokenizer_path=args.tokenizer,
+        train_vocab_size=args.train_vocab, add_sep=args.add_sep, packing=args.packing,
+        workers=args.workers,
+        max_rows=args.max_rows, lowercase=args.lowercase, tfds_name=args.tfds,
+        tfds_data_dir=args.data_dir, tfds_split=args.tfds_split,
+        tfds_text_key=args.tfds_text_key, progress=args.progress)
     return 0
 
 

@@ -9,19 +9,20 @@ The FLOPs of a step are the paper convention (`sas_jax.flops.train_flops` of the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 import ml_collections
 
-from sas_jax import flops
+from sas_jax import cli, flops
 from sas_jax.analysis import study_plots
 from sas_jax.errors import UserError
 
 
 def flops_per_step(workdir: str) -> float:
+    if not os.path.isfile(os.path.join(workdir, "config.json")):
+        raise UserError(f"{workdir} has no config.json; give the workdir of a pre-training run")
     with open(os.path.join(workdir, "config.json")) as f:
         raw = json.load(f)
     vocab = raw.pop("resolved", {}).get("vocab_size")
@@ -55,27 +56,24 @@ def plot(curves: dict, path: str, *, unigram_ce: float | None, title: str = "") 
         reference_label="unigram cross-entropy at these positions")
 
 
+@cli.entry_point  # bad arguments or workdirs: one line `error: ...`, exit 2
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.ArgumentParser(prog="python -m sas_jax.analysis.compare_runs", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", required=True, help="label=workdir[+workdir...] (repeat per line)")
     ap.add_argument("--out", required=True, help="PNG to write")
     ap.add_argument("--title", default="")
     args = ap.parse_args(argv)
-    try:
-        curves, reference = {}, None
-        for item in args.run:
-            label, sep, dirs = item.rpartition("=")
-            if not sep or not dirs or not label:
-                raise UserError(f"--run {item!r} is not label=workdir[+workdir...]")
-            curves[label.strip()] = []
-            for d in dirs.split("+"):
-                x, y, ce = held_out_curve(d.strip())
-                curves[label.strip()].append((x, y))
-                reference = ce if ce is not None else reference
-        plot(curves, args.out, unigram_ce=reference, title=args.title)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    curves, reference = {}, None
+    for item in args.run:
+        label, sep, dirs = item.rpartition("=")
+        if not sep or not dirs or not label:
+            raise UserError(f"--run {item!r} is not label=workdir[+workdir...]")
+        curves[label.strip()] = []
+        for d in dirs.split("+"):
+            x, y, ce = held_out_curve(d.strip())
+            curves[label.strip()].append((x, y))
+            reference = ce if ce is not None else reference
+    plot(curves, args.out, unigram_ce=reference, title=args.title)
     print(f"wrote {args.out}")
     return 0
 

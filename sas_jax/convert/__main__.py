@@ -18,11 +18,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sas_jax.errors import UserError
+from sas_jax import cli
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sas_jax.convert", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m sas_jax.convert", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="pre-training checkpoint -> Hugging Face folder(s)")
     e.add_argument("--checkpoint_dir", required=True, help="a pre-training --workdir (or its checkpoints/)")
@@ -41,23 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.entry_point  # bad arguments, paths, checkpoints: one line `error: ...`, exit 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        from sas_jax.convert import workdir  # noqa: PLC0415 - heavy imports after parsing
+    from sas_jax.convert import workdir  # noqa: PLC0415 - heavy imports after parsing
 
-        if args.command == "export":
-            folders = workdir.export_checkpoint(args.checkpoint_dir, args.out, step=args.step,
-                                                tokenizer=args.tokenizer, mlm_eps_gap=args.mlm_eps_gap)
-            for role, folder in folders.items():
-                print(f"{role}: {folder}")
-        else:
-            path = workdir.import_to_workdir(args.hf_folder, args.workdir, config=args.config,
-                                             tokenizer=args.tokenizer)
-            print(f"checkpoint: {path}")
-    except UserError as e:
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+    if args.command == "export":
+        folders = workdir.export_checkpoint(args.checkpoint_dir, args.out, step=args.step,
+                                            tokenizer=args.tokenizer, mlm_eps_gap=args.mlm_eps_gap)
+        for role, folder in folders.items():
+            print(f"{role}: {folder}")
+    else:
+        path = workdir.import_to_workdir(args.hf_folder, args.workdir, config=args.config,
+                                         tokenizer=args.tokenizer)
+        print(f"checkpoint: {path}")
     return 0
 
 

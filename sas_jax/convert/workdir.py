@@ -145,14 +145,15 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, *, step: int | None = N
                       mlm_eps_gap: str = "refuse") -> dict[str, str]:
     """A finished checkpoint → HF folder(s) under `out_dir`; returns {role: folder}.
     UserError (one line) for what cannot be exported exactly."""
-    from sas_jax import checkpointing  # noqa: PLC0415
+    from sas_jax import checkpoint_damage, checkpointing  # noqa: PLC0415
 
     if os.path.exists(os.path.join(out_dir, "config.json")) or os.path.exists(os.path.join(out_dir, RUN_FILE)):
         raise UserError(f"output folder {out_dir} already holds an export; pick another --out or delete it")
     if mlm_eps_gap not in hf_export.MLM_EPS_GAP_POLICIES:
         raise UserError(f"--mlm_eps_gap={mlm_eps_gap}; use one of {', '.join(hf_export.MLM_EPS_GAP_POLICIES)}")
-    _refuse_emd(checkpointing.read_step_meta(checkpoint_dir, step), checkpoint_dir)
-    ckpt = checkpointing.read_model(checkpoint_dir, step, tokenizer=tokenizer)
+    with checkpoint_damage.explained(checkpoint_dir, step):  # damaged files: one line
+        _refuse_emd(checkpointing.read_step_meta(checkpoint_dir, step), checkpoint_dir)
+        ckpt = checkpointing.read_model(checkpoint_dir, step, tokenizer=tokenizer)
     cfg, params, tok, meta = ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.meta
     config = meta.get("config") or {}
     if cfg.vocab_size != tok.vocab_size:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sas_jax import checkpointing
+from sas_jax import checkpoint_damage, checkpointing
 from sas_jax.errors import UserError
 from sas_jax.models.config import ModelConfig
 from sas_jax.models.encoder import INIT, Embeddings, Encoder, gelu
@@ -144,8 +144,9 @@ def load_pretrained(init_from) -> Pretrained:
         tok = _hf_tokenizer(hf_folder, tok_override)
         source = {"kind": "hf", "hf_folder": os.path.abspath(hf_folder)}
     elif init_from.get("checkpoint_dir", ""):
-        ckpt = checkpointing.read_model(init_from["checkpoint_dir"], int(init_from.get("step", -1)),
-                                        tokenizer=tok_override)
+        step = int(init_from.get("step", -1))
+        with checkpoint_damage.explained(init_from["checkpoint_dir"], step):  # damaged files: one line
+            ckpt = checkpointing.read_model(init_from["checkpoint_dir"], step, tokenizer=tok_override)
         cfg, params, tok, source = ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.source
     else:
         raise UserError("init_from is empty; set init_from.checkpoint_dir=<pre-training workdir> "

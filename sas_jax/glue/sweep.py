@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from sas_jax import checkpointing, config_lib
+from sas_jax import checkpointing, cli, config_lib
 from sas_jax.errors import UserError
 from sas_jax.glue import finetune as finetune_lib
 from sas_jax.glue import model as model_lib
@@ -288,7 +288,7 @@ def config_overrides(extra: Sequence[str]) -> list:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m sas_jax.glue", description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="python -m sas_jax.glue", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sweep", help="fine-tune one checkpoint on the GLUE grid and write its table")
     _add_sweep_args(s)
@@ -307,34 +307,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.entry_point  # bad arguments, configs, paths, checkpoints: one line `error: ...`, exit 2
 def main(argv=None) -> int:
     a, extra = parser().parse_known_args(argv)
     import jax  # noqa: PLC0415 (after parsing, so --help is fast)
 
     jax.config.update("jax_threefry_partitionable", True)
-    try:
-        overrides = config_overrides(extra)
-        if overrides and a.command == "table":
-            raise UserError("table takes no --config.* overrides (it only reads finished sweeps)")
-        if a.command == "sweep":
-            init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
-                         "tokenizer": a.tokenizer}
-            row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a, overrides))
-            print(results.markdown([row]))
-        elif a.command == "curve":
-            if not a.checkpoint_dir:
-                raise UserError("curve needs --checkpoint_dir=<pre-training workdir>")
-            curve = run_curve(a.checkpoint_dir, a.out, steps=a.steps, label=a.label or None,
-                              also=_key_values(a.also, "--also"), tokenizer=a.tokenizer,
-                              **_sweep_kwargs(a, overrides))
-            print(f"wrote {curve['png']}")
-        else:
-            models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}
-            rows = build_table(models, a.out)
-            print(results.markdown(rows))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
+    overrides = config_overrides(extra)
+    if overrides and a.command == "table":
+        raise UserError("table takes no --config.* overrides (it only reads finished sweeps)")
+    if a.command == "sweep":
+        init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
+                     "tokenizer": a.tokenizer}
+        row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a, overrides))
+        print(results.markdown([row]))
+    elif a.command == "curve":
+        if not a.checkpoint_dir:
+            raise UserError("curve needs --checkpoint_dir=<pre-training workdir>")
+        curve = run_curve(a.checkpoint_dir, a.out, steps=a.steps, label=a.label or None,
+                          also=_key_values(a.also, "--also"), tokenizer=a.tokenizer,
+                          **_sweep_kwargs(a, overrides))
+        print(f"wrote {curve['png']}")
+    else:
+        models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}
+        rows = build_table(models, a.out)
+        print(results.markdown(rows))
     return 0
 
 
