@@ -50,7 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sas_jax import config_lib
+from sas_jax import cli, config_lib
 from sas_jax.errors import UserError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -484,13 +484,8 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
 
 
 # ----------------------------------------------------------------------------- CLI
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 (via main), no usage dump
-        raise UserError(f"{message} (see python -m sas_jax.study --help)")
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sas_jax.study", description=__doc__.split("\n\n")[0],
+    p = cli.ArgumentParser(prog="python -m sas_jax.study", description=__doc__.split("\n\n")[0],
                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
                 allow_abbrev=False)
     p.add_argument("--rows", required=True, help="comma-separated configs (names in configs/ or paths), "
@@ -543,6 +538,7 @@ def _ints(text: str, what: str) -> list:
         raise UserError(f"{what}={text!r} must be comma-separated integers") from None
 
 
+@cli.entry_point(user_errors=(FloatingPointError,))  # bad input or a diverged run: one line, exit 2
 def main(argv=None) -> int:
     try:
         a, extra = parser().parse_known_args(argv)
@@ -564,9 +560,6 @@ def main(argv=None) -> int:
     except Stopped as e:  # as `sas_jax.main` after a SIGTERM: saved, exit 0, re-run to resume
         say(f"stopped: {e}")
         return 0
-    except (UserError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
     return 0
 
 
