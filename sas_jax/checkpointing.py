@@ -5,7 +5,15 @@
     store   the self-augmentation store, one .npz per process, keyed by example id
 
 Orbax writes each step into a temporary directory and renames it when complete,
-so a failed or interrupted save never damages the previous checkpoint.
+so a failed or interrupted save never damages the previous checkpoint. A leftover
+temporary directory (a save cut short by a kill or a full disk) is removed, with a
+note, when the next run opens the workdir. A write error (a full disk, a quota, a
+read-only folder: `OSError`, or tensorstore's `ValueError("RESOURCE_EXHAUSTED: ...")`)
+becomes one line naming the folder, the space a checkpoint needs and the space free.
+
+Restoring validates the newest checkpoint (meta readable and complete, state readable,
+the store holding every row this process owns); a damaged one is moved aside to
+`<step>.damaged` with a one-line note and the one before it is tried.
 
 `Checkpointer` writes and resumes; the functions at the end read a finished run
 (`read_params`, `read_model`, `checkpoint_steps`, `resolve_step`) for fine-tuning,
@@ -17,14 +25,48 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
+import shutil
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from sas_jax import distributed
 from sas_jax.corruption.store import SampleStore
 from sas_jax.errors import UserError
+
+# tensorstore reports I/O failures as ValueError("<STATUS>: ..."), e.g. RESOURCE_EXHAUSTED.
+_STATUS = re.compile(r"^[A-Z][A-Z_]{3,}: ")
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+
+
+def is_write_error(e: BaseException) -> bool:
+    return isinstance(e, OSError) or (isinstance(e, ValueError) and _STATUS.match(str(e)) is not None)
+
+
+def short_reason(e: BaseException) -> str:
+    """The useful part of an I/O error, on one line."""
+    text = str(e.strerror if isinstance(e, OSError) and e.strerror else e)
+    os_error = (re.search(r":\s*([^:\[\]]+?)\s*\[os_error_code=", text)  # tensorstore
+                or re.search(r"\[OS error \d+: ([^\]]+)\]", text))
+    if os_error:
+        return os_error.group(1)
+    first = text.splitlines()[0] if text else type(e).__name__
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
+class _OneLineErrors(logging.Filter):
+    """Drops orbax's logged tracebacks of a failed background save: the error is re-raised
+    to the trainer, which reports it in one line."""
+
+    def filter(self, record):
+        return not (record.levelno >= logging.ERROR and record.exc_info and "orbax" in (record.pathname or ""))
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
 
 
 class StoreHandler(ocp.CheckpointHandler):
@@ -37,12 +79,15 @@ class StoreHandler(ocp.CheckpointHandler):
             np.savez(f, **args.state)
 
     def restore(self, directory: epath.Path, args: "StoreRestore"):
-        """Loads every process file and keeps the rows this store holds (any N → M)."""
-        taken = 0
+        """Loads every process file and keeps the rows this store holds (any N → M).
+        Returns (rows taken by this store, rows in all the files)."""
+        taken = total = 0
         for path in sorted(directory.glob("process_*.npz")):
             with path.open("rb") as f, np.load(f) as z:
-                taken += args.store.load_rows({k: z[k] for k in z.files})
-        return taken
+                state = {k: z[k] for k in z.files}
+                taken += args.store.load_rows(state)
+                total += int(np.asarray(state["example_ids"]).size)
+        return taken, total
 
 
 @ocp.args.register_with_handler(StoreHandler, for_save=True)
@@ -72,14 +117,36 @@ def shape_mismatches(saved: dict, current: dict) -> list[str]:
     return out
 
 
+class DamagedCheckpoint(Exception):
+    """A checkpoint step that cannot be restored (the message says why)."""
+
+
 class Checkpointer:
     def __init__(self, workdir: str, *, keep: int, async_save: bool):
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        self._remove_unfinished()
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
                 max_to_keep=keep, create=True, enable_async_checkpointing=async_save),
         )
+        self._pending = None  # the step of the save in flight
+        self._bytes = 0  # about what one checkpoint takes on disk
+        self._failed = False
+        self.store_rows_missing = 0  # of the last restore: owned rows absent from the checkpoint
+        self._filter = _OneLineErrors()
+        logging.getLogger("absl").addFilter(self._filter)
+
+    def _remove_unfinished(self) -> None:
+        """Removes the temporary folders of saves that never completed (process 0)."""
+        if jax.process_index() != 0 or not os.path.isdir(self.directory):
+            return
+        left = sorted(d for d in os.listdir(self.directory) if d.endswith(TMP_SUFFIX))
+        for d in left:
+            shutil.rmtree(os.path.join(self.directory, d), ignore_errors=True)
+        if left:
+            print(f"note: removed {len(left)} unfinished checkpoint folder(s) from an interrupted save in "
+                  f"{self.directory}: {', '.join(left)}", flush=True)
 
     def latest_step(self):
         return self.manager.latest_step()
@@ -89,33 +156,52 @@ class Checkpointer:
 
         `store` is None for objectives that keep no samples: the item is then empty, so
         every row's checkpoint has the same three items."""
+        self.wait()  # the previous save first, so its failure is reported as its own
+        self._bytes = sum(int(x.nbytes) for x in jax.tree.leaves(state)) + (store.nbytes if store is not None else 0)
+        self._pending = step
         try:
             self.manager.save(step, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
                 meta=ocp.args.JsonSave(meta),
                 store=StoreSave(store.state_dict() if store is not None else {}),
             ), force=True)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 (only write errors are turned into a line)
+            if not is_write_error(e):
+                raise
             self._fail(step, e)
 
     def wait(self, step: int | None = None) -> None:
         try:
             self.manager.wait_until_finished()
-        except OSError as e:
-            self._fail(step, e)
+        except Exception as e:  # noqa: BLE001
+            if not is_write_error(e):
+                raise
+            self._fail(self._pending if self._pending is not None else step, e)
+        self._pending = None
 
     def _fail(self, step, e):
+        self._failed = True
+        if jax.process_index() == 0 and step is not None:  # what the failed save left behind
+            shutil.rmtree(os.path.join(self.directory, f"{step}{TMP_SUFFIX}"), ignore_errors=True)
         last = [s for s in self.manager.all_steps() if s != step]
-        kept = f"the checkpoint of step {max(last)} is intact" if last else "no earlier checkpoint exists"
-        raise UserError(f"checkpoint of step {step} could not be written ({e.strerror or e}); "
-                        f"{kept}; free disk space or fix {self.directory} and re-run to resume") from e
+        kept = (f"the checkpoint of step {max(last)} is intact and resumable" if last
+                else "no earlier checkpoint exists")
+        try:
+            free = _mib(shutil.disk_usage(self.directory).free)
+        except OSError:
+            free = "unknown"
+        if last:  # what a checkpoint really takes on this disk
+            root = os.path.join(self.directory, str(max(last)))
+            self._bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+        raise UserError(f"checkpoint of step {step} could not be written in {self.directory} ({short_reason(e)}); "
+                        f"a checkpoint needs about {_mib(self._bytes)}, {free} free there; {kept}; free space "
+                        "(or move the workdir to a larger disk) and re-run the same command to resume") from e
 
     def read_meta(self, step: int) -> dict:
         return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-    def restore(self, step: int, abstract_state, store: SampleStore | None):
-        """(state, meta); the state comes back with the shardings of `abstract_state`."""
-        meta = self.read_meta(step)
+    def check_shapes(self, meta: dict, abstract_state, store: SampleStore | None) -> None:
+        """A one-line UserError if the checkpoint's run has another model shape or store layout."""
         current = param_shapes(abstract_state.params)
         bad = shape_mismatches(meta.get("param_shapes", {}), current)
         if bad:
@@ -126,14 +212,83 @@ class Checkpointer:
         if store is not None and saved_p is not None and saved_p != store.max_predictions:
             raise UserError(f"{self.directory} was written with sas.max_predictions={saved_p}, this "
                             f"config has {store.max_predictions}; use a new --workdir or the same value")
+
+    def _restore_step(self, step: int, abstract_state, store: SampleStore | None, check) -> tuple:
+        try:
+            meta = self.read_meta(step)
+        except Exception as e:  # noqa: BLE001 (any failure to read is damage)
+            raise DamagedCheckpoint(f"its meta item is unreadable ({short_reason(e)})") from e
+        missing = [k for k in ("config", "param_shapes", "data") if k not in meta]
+        if missing:
+            raise DamagedCheckpoint(f"its meta item lacks {', '.join(missing)}")
+        self.check_shapes(meta, abstract_state, store)
+        check(meta)  # the run's identity: a UserError, not damage
         items = {"state": ocp.args.StandardRestore(abstract_state)}
         if store is not None:
+            store.clear()
             items["store"] = StoreRestore(store)
-        out = self.manager.restore(step, args=ocp.args.Composite(**items))
+        try:
+            out = self.manager.restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # noqa: BLE001
+            raise DamagedCheckpoint(f"its state or store is unreadable ({short_reason(e)})") from e
+        self.store_rows_missing = 0
+        if store is not None:
+            taken, total = out["store"]
+            expected = meta.get("store_rows")  # every process's rows, as saved
+            if expected is not None and total != expected:
+                raise DamagedCheckpoint(f"its store files hold {total:,} of the {expected:,} rows saved")
+            # Complete, yet rows this run owns may be absent when the data order changed on purpose
+            # (ckpt.allow_changes): those start again from the cold start.
+            self.store_rows_missing = store.example_ids.size - taken
         return out["state"], meta
 
+    def restore_latest(self, abstract_state, store: SampleStore | None, check=lambda meta: None):
+        """(state, meta, step) of the newest intact checkpoint, or None when there is none.
+
+        `check(meta)` raises UserError for a checkpoint of another run (refused: no fallback).
+        A damaged step (any process finds it so) is moved aside to `<step>.damaged` and the
+        one before it is tried; if every one is damaged, a one-line UserError."""
+        damaged = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            reason = None
+            try:
+                state, meta = self._restore_step(step, abstract_state, store, check)
+            except DamagedCheckpoint as e:
+                reason = str(e)
+            if not distributed.all_agree(reason is not None):
+                return state, meta, step
+            reason = reason or "damaged on another process"
+            damaged.append(f"step {step}: {reason}")
+            aside = self._move_aside(step)
+            if jax.process_index() == 0:
+                print(f"warning: the checkpoint of step {step} is damaged ({reason}); moved to {aside}, "
+                      "trying the one before", flush=True)
+        if damaged:
+            raise UserError(f"no intact checkpoint in {self.directory} ({'; '.join(damaged)}); the damaged ones "
+                            "were moved to <step>.damaged; use a new --workdir, or re-run this one to start afresh")
+        return None
+
+    def _move_aside(self, step: int) -> str:
+        src = os.path.join(self.directory, str(step))
+        dst = src + ".damaged"
+        if jax.process_index() == 0:
+            k = 1
+            while os.path.exists(dst):
+                k += 1
+                dst = f"{src}.damaged{k}"
+            os.rename(src, dst)
+        distributed.barrier(f"checkpoint_aside_{step}")
+        self.manager.reload()
+        return dst
+
     def close(self):
-        self.manager.close()
+        try:
+            self.manager.close()
+        except Exception as e:  # noqa: BLE001 (a failed save was already reported in one line)
+            if not (self._failed and is_write_error(e)):
+                raise
+        finally:
+            logging.getLogger("absl").removeFilter(self._filter)
 
 
 # ----------------------------------------------------------------------------- reading

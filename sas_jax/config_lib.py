@@ -245,6 +245,9 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     c.ckpt.every_steps = 5000  # save every K steps (and at the end)
     c.ckpt.keep = 3  # checkpoints kept
     c.ckpt.async_save = True  # write in the background
+    # Resume refuses a config that differs from the checkpoint's run (sas_jax/run_identity.py);
+    # listed keys or sections (e.g. "num_train_steps,opt") may differ on purpose.
+    c.ckpt.allow_changes = ""
 
     c.log = ml_collections.ConfigDict()
     c.log.every_steps = 100  # console and TensorBoard cadence
@@ -275,6 +278,11 @@ def shrink_to_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
+# The demo variant's corpus folder (inside the workdir): the one place a run prepares its own
+# corpus (`data.prepare.text_files`); any other `data.corpus_dir` must hold a prepared corpus.
+DEMO_CORPUS_DIR = "demo_corpus"
+
+
 def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The `demo` variant: bundled corpus, a small SentencePiece vocab, a CPU-sized model."""
     c.model.vocab_size = -1  # from the trained tokenizer
@@ -291,7 +299,7 @@ def make_demo(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.num_train_steps = 600  # ~1 min of 2 CPU cores after the corpus is prepared
     c.opt.learning_rate = 1e-3
     c.opt.warmup_steps = 100
-    c.data.corpus_dir = "demo_corpus"  # relative to the workdir
+    c.data.corpus_dir = DEMO_CORPUS_DIR  # relative to the workdir; prepared there on first use
     c.data.prepare.text_files = "data/demo/*.txt"
     c.data.prepare.vocab_size = 2000
     # The demo text's "documents" are speeches and stanzas (median 11 words): packed alone,

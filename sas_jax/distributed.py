@@ -51,3 +51,11 @@ def all_agree(flag: bool) -> bool:
     from jax.experimental import multihost_utils  # noqa: PLC0415
 
     return bool(np.asarray(multihost_utils.process_allgather(np.asarray([flag], np.int32))).any())
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (no-op with one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        multihost_utils.sync_global_devices(name)

@@ -139,7 +139,7 @@ def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: fl
     for name, config in configs.items():
         config.data.corpus_dir = resolve_corpus_dir(config, out)
         if config.data.corpus_dir not in corpora:
-            corpora[config.data.corpus_dir] = train.open_corpus(config, out)
+            corpora[config.data.corpus_dir] = train.open_corpus(config, out, prepare_here=bool(config.data.prepare.text_files))
         corpus = corpora[config.data.corpus_dir]
         vocab = int(corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size)
         steps, per_step = steps_for_budget(config, budget, vocab)

@@ -19,18 +19,27 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import checkpointing, distributed, evaluation, flops, objectives, optim, sharding, train_state, train_step
+from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, optim, run_identity, sharding,
+                     train_state, train_step)
 from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
+from sas_jax.workdir_lock import WorkdirLock
 
 
 # ----------------------------------------------------------------------------- inputs
-def open_corpus(config, workdir: str):
-    """The prepared corpus named by `data.corpus_dir`, preparing the demo if asked."""
+def open_corpus(config, workdir: str, *, prepare_here: bool = False):
+    """The prepared corpus named by `data.corpus_dir`.
+
+    A config with `data.prepare.text_files` (the demo) prepares it on first use, but only at
+    its default place, `<workdir>/demo_corpus` (or where the caller says, `prepare_here`, as
+    the study tool does for its shared corpus): a mistyped `data.corpus_dir` is refused like
+    in every other config instead of silently preparing a new corpus there."""
+    from sas_jax import config_lib  # noqa: PLC0415
     from sas_jax.data.corpus import Corpus  # noqa: PLC0415 (keeps tests free of sentencepiece)
 
     corpus_dir = config.data.corpus_dir
+    prepare_here = prepare_here or corpus_dir == config_lib.DEMO_CORPUS_DIR
     if not corpus_dir:
         raise UserError("data.corpus_dir is empty; prepare a corpus with `python -m sas_jax.prepare` "
                         "and pass --config.data.corpus_dir=<dir>")
@@ -40,7 +49,11 @@ def open_corpus(config, workdir: str):
     if prep.tokenizer and not os.path.exists(prep.tokenizer):
         raise UserError(f"data.prepare.tokenizer={prep.tokenizer!r} does not exist; give the path of a "
                         "SentencePiece .model or a WordPiece vocab.txt")
-    if prep.text_files and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
+    if prep.text_files and not prepare_here and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
+        raise UserError(f"data.corpus_dir={config.data.corpus_dir} holds no prepared corpus; this config prepares "
+                        f"its corpus only at its default data.corpus_dir={config_lib.DEMO_CORPUS_DIR} (inside the "
+                        "workdir): drop the override, or prepare one there with `python -m sas_jax.prepare`")
+    if prep.text_files and prepare_here and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
         from sas_jax.data.prepare import prepare_corpus  # noqa: PLC0415
 
         files = sorted(f for pat in prep.text_files.split(",") for f in glob.glob(pat.strip()))
@@ -132,8 +145,35 @@ class Trainer:
 
     def __init__(self, config, workdir: str | None, *, corpus=None, devices=None):
         self.config, self.workdir = config, workdir
+        self.lock = None
         if workdir is not None:
             os.makedirs(workdir, exist_ok=True)
+            self.lock = self._lock(workdir)
+        try:
+            self._build(config, workdir, corpus, devices)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _lock(workdir: str):
+        """The workdir's lock, taken by process 0 before anything is written there."""
+        lock, error = None, None
+        if jax.process_index() == 0:
+            lock = WorkdirLock(workdir)
+            try:
+                note = lock.acquire()
+                if note:
+                    say(f"note: {note}")
+            except UserError as e:
+                lock, error = None, e
+        if distributed.all_agree(error is not None):
+            raise error or UserError(f"process 0 could not lock workdir {workdir} (its error says why)")
+        return lock
+
+    def _build(self, config, workdir, corpus, devices) -> None:
+        self.writer = None  # opened by `run`
+        self.ckpt = None
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
         self.mesh = sharding.make_mesh(config.mesh, devices)
         self.rules = sharding.logical_rules(config.mesh)
@@ -168,17 +208,15 @@ class Trainer:
                                                mesh=self.mesh, rules=self.rules, ids=held_out)
 
         # --- outputs ---------------------------------------------------------------------
-        self.ckpt = None
         if workdir is not None:
             self.ckpt = checkpointing.Checkpointer(workdir, keep=config.ckpt.keep,
                                                    async_save=config.ckpt.async_save)
-        self.writer = None  # opened by `run`
         self.window: dict[str, list] = {}  # metrics since the last logged step
         self.last_logged: dict = {}
         self.last_eval: dict = {}
         self._restart_clock = True
         self.epoch_hit_rates: dict[int, tuple] = {}  # epoch -> (sum, steps) of this process's steps
-        self.eval_history: dict[int, dict] = {}  # step -> held-out figures (this segment of the run)
+        self.eval_history: dict[int, dict] = {}  # step -> held-out figures (kept in the checkpoints' meta)
         self._stop = None  # the SIGTERM flag while `run` runs
 
     @property
@@ -192,17 +230,50 @@ class Trainer:
 
     # ------------------------------------------------------------------------- set up
     def restore(self) -> int:
-        """Restores the latest checkpoint in the workdir, if any; returns the step to start at."""
-        latest = self.ckpt.latest_step() if self.ckpt is not None else None
-        if latest is not None:
-            self.state, _ = self.ckpt.restore(latest, self.state, self.store)
-            say(f"resumed from {self.ckpt.directory} at step {latest}")
+        """Restores the newest intact checkpoint of this run in the workdir, if any (a damaged
+        one falls back, another run's is refused: `checkpointing`, `run_identity`); returns
+        the step to start at. The run's config record is written only after these checks."""
+        self.resumed_from = None
+        found = None
+        if self.ckpt is not None:
+            found = self.ckpt.restore_latest(self.state, self.store, check=self.check_identity)
+        if found is not None:
+            self.state, meta, step = found
+            self.resumed_from = step
+            self.window = {k: list(v) for k, v in meta.get("log_window", {}).items()}
+            summary = meta.get("summary", {})
+            self.epoch_hit_rates = {int(e): tuple(v) for e, v in summary.get("epoch_hit_rates", {}).items()}
+            self.eval_history = {int(s): v for s, v in summary.get("eval_history", {}).items()}
+            for key, (was, now) in getattr(self, "_changes", {}).items():
+                say(f"note: resuming with {key} changed from {was!r} to {now!r} (allowed: not the uninterrupted run)")
+            if self.ckpt.store_rows_missing:
+                print(f"note: process {jax.process_index()}: {self.ckpt.store_rows_missing:,} rows of this run's "
+                      "data order have no stored sample (the order changed): they start from the cold start", flush=True)
+            say(f"resumed from {self.ckpt.directory} at step {step}")
+        self.write_config()
         return self.step
 
+    def identity(self) -> dict:
+        return run_identity.identity(self.config.to_dict(), run_identity.corpus_fingerprint(self.corpus))
+
+    def check_identity(self, meta: dict) -> None:
+        """Refuses (one line) a checkpoint of another run; notes the changes allowed on purpose."""
+        saved = run_identity.identity(meta["config"], meta.get("corpus"))
+        changes = run_identity.check_resume(saved, self.identity(), allow=self.config.ckpt.allow_changes,
+                                            has_store=self.store is not None, where=self.ckpt.directory)
+        self._changes = changes  # noted once the restore succeeded
+
     def write_config(self) -> None:
-        if self.workdir is not None and jax.process_index() == 0:
-            with open(os.path.join(self.workdir, "config.json"), "w") as f:
-                json.dump({**self.config.to_dict(), "resolved": {"vocab_size": self.vocab}}, f, indent=2)
+        """config.json for a new run; config.resume_<step>.json for every resume (never overwritten)."""
+        if self.workdir is None or jax.process_index() != 0:
+            return
+        step = self.resumed_from
+        name = "config.json" if step is None else f"config.resume_{step}.json"
+        path = os.path.join(self.workdir, name)
+        if step is None and os.path.exists(path):  # a run without a checkpoint yet: keep the first record
+            name, path = "config.restart.json", os.path.join(self.workdir, "config.restart.json")
+        with open(path, "w") as f:
+            json.dump({**self.config.to_dict(), "resolved": {"vocab_size": self.vocab}}, f, indent=2)
 
     def open_writer(self, start_step: int = 0) -> None:
         self.writer = MetricWriter(self.workdir, tensorboard=self.config.log.tensorboard,
@@ -240,8 +311,8 @@ class Trainer:
         if bad:  # checked before any save of this step: a non-finite update never reaches disk
             raise FloatingPointError(
                 f"{' and '.join(f'{k} is {m[k]}' for k in bad)} at step {step + 1}; stopping without "
-                f"saving. {self._last_good_checkpoint()}; lower opt.learning_rate or check the data, "
-                "then re-run to resume from it")
+                f"saving. {self._last_good_checkpoint()}; lower opt.learning_rate (resuming with "
+                "--config.ckpt.allow_changes=opt.learning_rate) or check the data, then re-run to resume from it")
         for k, v in m.items():
             self.window.setdefault(k, []).append(v)
         if "hit_rate" in m:  # per-epoch means: do the model's samples get more plausible?
@@ -292,14 +363,14 @@ class Trainer:
                     self.finish(pending)  # step s-1, while step s runs
                 pending, step = dispatched, s + 1
                 stopping = self.stop_requested(step)
+                if self.should_evaluate(step):  # before the save: its figures are in the checkpoint's meta
+                    self.evaluate(step)  # queued behind step s on the device; s-1 is finished
                 if self.should_save(step, stopping):
                     self.finish(pending)
                     pending = None
                     self.save(step)
                     if stopping:
                         break
-                if self.should_evaluate(step):
-                    self.evaluate(step)  # queued behind step s on the device; s-1 is finished
             if pending is not None:
                 self.finish(pending)
         finally:
@@ -333,10 +404,16 @@ class Trainer:
                                           or step == self.total_steps or stopping)
 
     def meta(self, step: int) -> dict:
-        return {"config": self.config.to_dict(), "data": self.order.state(step),
-                "max_predictions": self.config.sas.max_predictions,
+        """The checkpoint's meta item: the run's config and identity (checked on resume), the
+        data position, shapes, and the log window and summary so far (so a resumed run logs
+        the same figures as an uninterrupted one)."""
+        return {"config": self.config.to_dict(), "corpus": run_identity.corpus_fingerprint(self.corpus),
+                "data": self.order.state(step), "max_predictions": self.config.sas.max_predictions,
                 "param_shapes": checkpointing.param_shapes(self.state.params),
-                "process_count": jax.process_count()}
+                "process_count": jax.process_count(), "log_window": self.window,
+                "store_rows": (self.store.example_ids.size * jax.process_count()) if self.store is not None else 0,
+                "summary": {"epoch_hit_rates": {str(e): list(v) for e, v in self.epoch_hit_rates.items()},
+                            "eval_history": {str(k): v for k, v in self.eval_history.items()}}}
 
     def save(self, step: int) -> None:
         self.ckpt.save(step, self.state, self.store, self.meta(step))
@@ -345,7 +422,6 @@ class Trainer:
         """Restores, trains to `num_train_steps` (or a SIGTERM), saves; returns the last logged metrics."""
         try:
             step = self.restore()
-            self.write_config()
             self.open_writer(step)
             if self.config.get("note"):
                 say(f"note: {self.config.note}")
@@ -431,12 +507,17 @@ class Trainer:
             f"--checkpoint_dir={self.workdir} --out=<folder>")
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
-        if self.ckpt is not None:
-            self.ckpt.close()
-            self.ckpt = None
+        try:
+            if getattr(self, "writer", None) is not None:
+                self.writer.close()
+                self.writer = None
+            if getattr(self, "ckpt", None) is not None:
+                self.ckpt.close()
+                self.ckpt = None
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
 
 
 def train_and_evaluate(config, workdir: str, corpus=None) -> dict:

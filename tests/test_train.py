@@ -128,6 +128,9 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, 
     again = cli(*_run_args(killed, prepared_corpus))
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"at step {resumed_from}" in again.stdout
+    assert "took over the lock of a run that is gone" in again.stdout  # the killed run's lock was stale
+    assert json.loads((killed / "config.json").read_text())["num_train_steps"] == 120  # the first record kept
+    assert (killed / f"config.resume_{resumed_from}.json").exists()
 
     a, b = read_metrics(tmp_path / "ref"), read_metrics(killed)
     # Each step is logged once (train and eval lines alike): the resume cut the killed run's tail.
@@ -171,7 +174,8 @@ def test_a_non_finite_update_never_reaches_disk(prepared_corpus, tmp_path, confi
     def cfg(steps, lr):
         return config_factory("sas_small", "tiny", **{
             "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": steps,
-            "log.tensorboard": False, "ckpt.every_steps": 1, "ckpt.keep": 100, "opt.learning_rate": lr})
+            "log.tensorboard": False, "ckpt.every_steps": 1, "ckpt.keep": 100, "opt.learning_rate": lr,
+            "ckpt.allow_changes": "opt.learning_rate"})
 
     train.train_and_evaluate(cfg(4, 1e-3), str(tmp_path))  # a good start: checkpoints 1..4
     with pytest.raises(FloatingPointError) as err:
@@ -180,6 +184,7 @@ def test_a_non_finite_update_never_reaches_disk(prepared_corpus, tmp_path, confi
     message = str(err.value)
     broke = int(re.search(r"at step (\d+); stopping without saving", message).group(1))
     assert f"The last good checkpoint (step {saved[-1]}) is intact" in message
+    assert "--config.ckpt.allow_changes=opt.learning_rate" in message
     assert saved[-1] == broke - 1 >= 4  # every step up to the broken one was saved, that one was not
     for step in saved:
         params, _ = checkpointing.read_params(str(tmp_path), step)

@@ -14,7 +14,7 @@ import sys
 
 import ml_collections
 
-from sas_jax import checkpointing, evaluation, objectives, sharding
+from sas_jax import checkpointing, cli, evaluation, objectives, sharding
 from sas_jax.errors import UserError
 
 
@@ -43,19 +43,18 @@ def evaluate_run(checkpoint_dir: str, steps=None, *, eval_rows: int | None = Non
     return out
 
 
+@cli.entry_point  # a bad workdir or step: one line `error: ...`, exit 2
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = cli.ArgumentParser(prog="python -m sas_jax.analysis.held_out", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint_dir", required=True, help="a pre-training --workdir")
     ap.add_argument("--steps", default="", help="comma-separated steps (default: every checkpoint)")
     ap.add_argument("--eval_rows", type=int, default=None, help="held-out rows (default: the run's data.eval_rows)")
     args = ap.parse_args(argv)
     try:
         steps = [int(s) for s in args.steps.split(",") if s.strip()] or None
-        figures = evaluate_run(args.checkpoint_dir, steps, eval_rows=args.eval_rows)
-    except (UserError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for step, f in figures.items():
+    except ValueError:
+        raise UserError(f"--steps={args.steps!r} is not a comma-separated list of steps, e.g. 400,800") from None
+    for step, f in evaluate_run(args.checkpoint_dir, steps, eval_rows=args.eval_rows).items():
         print(json.dumps({"step": step, **{f"eval/{k}": round(float(v), 6) for k, v in f.items()}}))
     return 0
 

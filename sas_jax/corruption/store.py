@@ -90,6 +90,12 @@ class SampleStore:
         return {"example_ids": self.example_ids, "positions": self.positions,
                 "tokens": self.tokens, "count": self.count}
 
+    def clear(self) -> None:
+        """Every row back to "never visited" (before a restore)."""
+        self.positions[...] = 0
+        self.tokens[...] = 0
+        self.count[...] = NOT_VISITED
+
     def load_rows(self, state: dict) -> int:
         """Copies in the rows of `state` whose ids this store holds (any partition).
 

@@ -185,9 +185,9 @@ def assert_restores_in_trainer(workdir, config):
     store = SampleStore(np.arange(8), max_predictions=config.sas.max_predictions, seq_len=config.seq_len,
                         vocab_size=config.model.vocab_size)
     ckpt = checkpointing.Checkpointer(workdir, keep=2, async_save=False)
-    restored, meta = ckpt.restore(0, state, store)
+    restored, meta, step = ckpt.restore_latest(state, store)
     ckpt.close()
-    assert int(restored.step) == 0 and meta["imported_from"]
+    assert step == 0 and int(restored.step) == 0 and meta["imported_from"]
 
 
 @pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])

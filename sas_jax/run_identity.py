@@ -1,0 +1,95 @@
+"""What defines a pre-training run, saved in every checkpoint and checked on resume.
+
+A workdir belongs to one run. Re-running the same command resumes it exactly; re-running
+with another config would train something else under the old run's name, so a resume
+compares the run's identity with the checkpoint's and refuses a difference in one line.
+
+The identity is the flattened config (dotted keys) minus the settings that do not change
+what is trained (`FREE`: logging, checkpoint cadence, the mesh — checkpoints re-shard onto
+any mesh —, paths and preparation settings, since the corpus is compared by content), plus
+a fingerprint of the corpus: row count, sequence length, vocabulary, tokenizer fingerprint
+and a hash of the unigram counts (a content hash that survives moving the folder).
+
+Differences fall in two kinds:
+
+- `FIXED`: the checkpoint cannot serve a run that differs in these (the SAS store's slots
+  and positions, the meaning of its example ids, the parameter shapes): refused, no opt-in;
+  model shape differences are refused by the parameter-shape check;
+- `NOTED`: `num_train_steps` may change (a run extended or shortened; the learning-rate
+  schedule becomes the new length's from the restored step on), with a note printed;
+- everything else (objective settings, λ, optimizer, schedule length, batch size, seed,
+  data order, dropout, ...): refused unless listed in `ckpt.allow_changes` (a key such as
+  `batch_size`, or a section such as `opt`), for a deliberate continuation that is no
+  longer the uninterrupted run (e.g. more steps, a new learning rate).
+
+Keys absent from an older checkpoint's record are not compared (new settings with their
+defaults keep old runs resumable).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from sas_jax.errors import UserError
+
+FREE = ("log.", "ckpt.", "note", "mesh.", "data.corpus_dir", "data.prepare.", "data.prefetch", "resolved.")
+FIXED = ("seq_len", "sas.max_predictions", "objective.corruption")
+NOTED = ("num_train_steps",)
+FIXED_WITH_STORE = ("corpus.",)  # SAS: the store's rows are keyed by example id of this corpus
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _matches(key: str, patterns) -> bool:
+    return any(key == p or key.startswith(p if p.endswith(".") else p + ".") for p in patterns)
+
+
+def corpus_fingerprint(corpus) -> dict:
+    counts = np.ascontiguousarray(np.asarray(corpus.unigram_counts, np.int64))
+    return {"rows": int(corpus.num_rows), "seq_len": int(corpus.seq_len), "vocab": int(corpus.vocab_size),
+            "tokenizer": str(getattr(corpus.tokenizer, "fingerprint", "")),
+            "unigram_sha256": hashlib.sha256(counts.tobytes()).hexdigest()[:16]}
+
+
+def identity(config_dict: dict, corpus_print: dict | None) -> dict:
+    """{dotted key: value} that defines the run."""
+    flat = {k: v for k, v in flatten(config_dict).items() if not _matches(k, FREE)}
+    if corpus_print:
+        flat.update({f"corpus.{k}": v for k, v in corpus_print.items()})
+    return flat
+
+
+def differences(saved: dict, current: dict) -> dict:
+    """{key: (saved, current)} for keys recorded in both whose values differ."""
+    return {k: (saved[k], current[k]) for k in sorted(set(saved) & set(current)) if saved[k] != current[k]}
+
+
+def check_resume(saved: dict, current: dict, *, allow: str, has_store: bool, where: str) -> dict:
+    """The allowed differences {key: (saved, current)}; a one-line UserError for the others."""
+    diff = differences(saved, current)
+    allowed = [p.strip() for p in str(allow or "").split(",") if p.strip()]
+    fixed = FIXED + (FIXED_WITH_STORE if has_store else ())
+
+    def show(items):
+        return "; ".join(f"{k} is {a!r} in the checkpoint, {b!r} now" for k, (a, b) in items)
+
+    hard = [(k, v) for k, v in diff.items() if _matches(k, fixed)]
+    if hard:
+        raise UserError(f"{where} holds another run: {show(hard)}; the checkpoint cannot continue with "
+                        "that changed: use a new --workdir (or the config that wrote it)")
+    soft = [(k, v) for k, v in diff.items() if not _matches(k, tuple(allowed) + NOTED)]
+    if soft:
+        raise UserError(f"{where} holds another run: {show(soft)}; use a new --workdir for a new run, or continue "
+                        f"this one with the change on purpose: --config.ckpt.allow_changes="
+                        f"{','.join(k for k, _ in soft)}")
+    return diff

@@ -1,0 +1,281 @@
+"""What a run promises (docs/run_promises.md): another run's workdir is refused, a damaged
+checkpoint falls back, a full disk is one line, one run per workdir, logs true across resumes."""
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sas_jax import checkpointing, train
+from sas_jax.errors import UserError
+from sas_jax.workdir_lock import WorkdirLock
+
+
+@pytest.fixture
+def tiny_on(config_factory, prepared_corpus):
+    """`tiny_on(name="sas_small", **overrides)`: a tiny config on the prepared corpus, 4 steps,
+    checkpoints at 2 and 4, synchronous saves."""
+    def make(name="sas_small", **overrides):
+        return config_factory(name, "tiny", **{
+            "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
+            "ckpt.every_steps": 2, "ckpt.async_save": False, "log.tensorboard": False, **overrides})
+    return make
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, prepared_corpus):
+    """A finished tiny SAS workdir (checkpoints 2 and 4), copied by each test that changes it."""
+    from conftest import make_config  # noqa: PLC0415
+
+    cfg = make_config("sas_small", "tiny", **{
+        "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
+        "ckpt.every_steps": 2, "ckpt.async_save": False, "log.tensorboard": False})
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    train.train_and_evaluate(cfg, str(workdir))
+    return workdir
+
+
+def copy_of(finished, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished, dst)
+    return dst
+
+
+def snapshot(workdir):
+    """Every file of the workdir with its bytes (to show nothing was touched)."""
+    root = pathlib.Path(workdir)
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- identity
+@pytest.mark.parametrize("change, overrides, field", [
+    ("objective", {"name": "unig_mlm_rtd"}, "objective.corruption"),  # same shapes, another row
+    ("batch size", {"batch_size": 16}, "batch_size"),
+    ("seed", {"seed": 7}, "seed"),
+    ("lambda", {"sas.lambda_start": 1.0}, "sas.lambda_start"),
+])
+def test_resuming_another_run_is_refused_in_one_line_and_touches_nothing(finished, tmp_path, tiny_on, change,
+                                                                          overrides, field):
+    workdir = copy_of(finished, tmp_path)
+    before = snapshot(workdir)
+    overrides = dict(overrides)
+    cfg = tiny_on(overrides.pop("name", "sas_small"), num_train_steps=6, **overrides)
+    with pytest.raises(UserError) as e:
+        train.train_and_evaluate(cfg, str(workdir))
+    msg = str(e.value)
+    assert "\n" not in msg and f"holds another run: {field} is" in msg and "use a new --workdir" in msg
+    if field != "objective.corruption":  # the store cannot follow another corruption: no opt-in
+        assert f"--config.ckpt.allow_changes={field}" in msg
+    after = snapshot(workdir)
+    after.pop("run.lock", None), before.pop("run.lock", None)
+    assert after == before  # config.json, checkpoints and logs untouched
+
+
+def test_an_allowed_change_resumes_and_keeps_every_config_record(finished, tmp_path, tiny_on, capsys):
+    workdir = copy_of(finished, tmp_path)
+    first = (workdir / "config.json").read_text()
+    cfg = tiny_on(num_train_steps=6, seed=7, **{"ckpt.allow_changes": "seed"})
+    train.train_and_evaluate(cfg, str(workdir))
+    out = capsys.readouterr().out
+    assert "resuming with seed changed from 99 to 7" in out and "resumed from" in out
+    assert "resuming with num_train_steps changed from 4 to 6" in out  # allowed, with a note
+    assert (workdir / "config.json").read_text() == first  # the original run's record
+    assert json.loads((workdir / "config.resume_4.json").read_text())["seed"] == 7
+    assert checkpointing.latest_step(str(workdir)) == 6
+
+
+def test_another_corpus_is_refused_for_sas(finished, tmp_path, tiny_on, prepared_corpus):
+    workdir = copy_of(finished, tmp_path)
+    other = tmp_path / "corpus"
+    shutil.copytree(prepared_corpus, other)
+    counts = np.load(other / "unigram_counts.npy")
+    counts[7] += 1
+    np.save(other / "unigram_counts.npy", counts)
+    with pytest.raises(UserError, match=r"holds another run: corpus.unigram_sha256 is .*cannot continue"):
+        train.train_and_evaluate(tiny_on(num_train_steps=6, **{"data.corpus_dir": str(other),
+                                                               "ckpt.allow_changes": "corpus"}), str(workdir))
+
+
+# ----------------------------------------------------------------------------- damaged checkpoints
+def _truncate_largest(folder):
+    files = sorted((p for p in pathlib.Path(folder).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    with open(files[-1], "r+b") as f:
+        f.truncate(files[-1].stat().st_size // 3)
+
+
+@pytest.mark.parametrize("damage", ["state truncated", "meta deleted", "store truncated", "store deleted"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(finished, tmp_path, tiny_on, capsys, damage):
+    workdir = copy_of(finished, tmp_path)
+    step4 = workdir / "checkpoints" / "4"
+    if damage == "state truncated":
+        _truncate_largest(step4 / "state")
+    elif damage == "meta deleted":
+        shutil.rmtree(step4 / "meta")
+    elif damage == "store truncated":
+        npz = next((step4 / "store").glob("*.npz"))
+        npz.write_bytes(npz.read_bytes()[:200])
+    else:
+        for npz in (step4 / "store").glob("*.npz"):
+            npz.unlink()
+    train.train_and_evaluate(tiny_on(), str(workdir))
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning: the checkpoint of step 4 is damaged")]
+    assert len(warnings) == 1 and "trying the one before" in warnings[0]
+    assert "resumed from" in out and "at step 2" in out
+    assert (workdir / "checkpoints" / "4.damaged").is_dir()
+    assert checkpointing.checkpoint_steps(str(workdir)) == [2, 4]  # step 4 trained again from step 2
+    # ... and equals the undamaged run's step 4 (exact resume from step 2).
+    a, _ = checkpointing.read_params(str(finished), 4)
+    b, _ = checkpointing.read_params(str(workdir), 4)
+    for x, y in zip(jax_leaves(a), jax_leaves(b)):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def jax_leaves(tree):
+    import jax  # noqa: PLC0415
+
+    return jax.tree.leaves(tree)
+
+
+def test_no_intact_checkpoint_is_one_line(finished, tmp_path, tiny_on):
+    workdir = copy_of(finished, tmp_path)
+    for step in (2, 4):
+        shutil.rmtree(workdir / "checkpoints" / str(step) / "meta")
+    with pytest.raises(UserError) as e:
+        train.train_and_evaluate(tiny_on(), str(workdir))
+    msg = str(e.value)
+    assert "\n" not in msg and "no intact checkpoint in" in msg and "step 4: its meta item" in msg
+    assert "step 2: its meta item" in msg
+
+
+def test_a_leftover_unfinished_save_is_removed_with_a_note(finished, tmp_path, tiny_on, capsys):
+    workdir = copy_of(finished, tmp_path)
+    tmp = workdir / "checkpoints" / "6.orbax-checkpoint-tmp"
+    shutil.copytree(workdir / "checkpoints" / "4", tmp)
+    train.train_and_evaluate(tiny_on(num_train_steps=6), str(workdir))
+    assert "removed 1 unfinished checkpoint folder(s)" in capsys.readouterr().out
+    assert not tmp.exists() and checkpointing.latest_step(str(workdir)) == 6
+
+
+# ----------------------------------------------------------------------------- disk full
+def _mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        return False
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return r.returncode == 0
+
+
+def test_a_full_disk_is_one_line_exit_2_and_the_earlier_checkpoints_resume(tmp_path, cli, prepared_corpus):
+    """A real full disk where this machine lets the test mount a small tmpfs; else skipped
+    (test_main's simulated write error covers the message)."""
+    mnt = tmp_path / "small_disk"
+    if not _mount_tmpfs(mnt, "12m"):
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        workdir = mnt / "run"
+        args = ["-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={workdir}",
+                f"--config.data.corpus_dir={prepared_corpus}", "--config.model.vocab_size=-1",
+                "--config.ckpt.every_steps=2", "--config.ckpt.keep=100", "--config.log.tensorboard=False"]
+        r = cli(*args, "--config.num_train_steps=60")
+        assert r.returncode == 2, r.stderr[-3000:]
+        errors = [line for line in r.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith("error: checkpoint of step"), r.stderr[-3000:]
+        assert "No space left on device" in errors[0] and "MiB free there" in errors[0]
+        assert "Traceback" not in r.stderr + r.stdout
+        kept = checkpointing.checkpoint_steps(str(workdir))
+        assert len(kept) >= 2 and not list((workdir / "checkpoints").glob("*orbax-checkpoint-tmp*"))
+        assert f"the checkpoint of step {kept[-1]} is intact and resumable" in errors[0]
+        for step in kept[:-1]:  # free space: the latest resumes
+            shutil.rmtree(workdir / "checkpoints" / str(step))
+        again = cli(*args, f"--config.num_train_steps={kept[-1] + 2}")
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert f"at step {kept[-1]}" in again.stdout
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_write_error_inside_orbax_is_one_line(finished, tmp_path, tiny_on, monkeypatch):
+    """tensorstore's way of failing (a ValueError with a status), raised inside orbax's state save."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    workdir = copy_of(finished, tmp_path)
+
+    def full(self, *args, **kwargs):
+        raise ValueError('RESOURCE_EXHAUSTED: Error writing "params.x/0.0" in OCDBT database at local file "...": '
+                         "Failed writing [OS error 28: No space left on device]")
+
+    monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", full)
+    with pytest.raises(UserError, match=r"checkpoint of step 6 could not be written in .* \(No space left on "
+                                        r"device\); .*the checkpoint of step 4 is intact and resumable"):
+        train.train_and_evaluate(tiny_on(num_train_steps=6), str(workdir))
+    monkeypatch.undo()
+    train.train_and_evaluate(tiny_on(num_train_steps=6), str(workdir))
+    assert checkpointing.latest_step(str(workdir)) == 6
+
+
+# ----------------------------------------------------------------------------- the lock
+def test_a_second_run_on_a_workdir_in_use_is_refused_naming_the_holder(finished, tmp_path, cli, prepared_corpus):
+    workdir = copy_of(finished, tmp_path)
+    lock = WorkdirLock(str(workdir))
+    assert lock.acquire() is None
+    try:
+        r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={workdir}",
+                f"--config.data.corpus_dir={prepared_corpus}", "--config.model.vocab_size=-1",
+                "--config.num_train_steps=6", "--config.log.tensorboard=False")
+    finally:
+        lock.release()
+    assert r.returncode == 2
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert f"is in use by another run (pid {os.getpid()} on host {socket.gethostname()}" in lines[0]
+    assert checkpointing.latest_step(str(workdir)) == 4
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
+    code = ("import sys, os, signal; sys.path.insert(0, %r); from sas_jax.workdir_lock import WorkdirLock; "
+            "WorkdirLock(%r).acquire(); os.kill(os.getpid(), signal.SIGKILL)") % (str(pathlib.Path.cwd()), str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert (tmp_path / "run.lock").read_text().startswith("pid ")  # the killed holder's record
+    lock = WorkdirLock(str(tmp_path))
+    note = lock.acquire()
+    assert note and note.startswith("took over the lock of a run that is gone (pid ")
+    with pytest.raises(UserError, match="is in use by another run"):
+        WorkdirLock(str(tmp_path)).acquire()  # held now
+    lock.release()
+    assert WorkdirLock(str(tmp_path)).acquire() is None  # released cleanly: no takeover note
+
+
+# ----------------------------------------------------------------------------- logs
+def test_the_first_log_window_after_a_resume_is_the_uninterrupted_one(tmp_path, tiny_on):
+    """Logged every 3 steps, saved every 2: a resume from step 4 logs step 6 over steps 4-6,
+    like the uninterrupted run, because the window is in the checkpoint."""
+    cfg = tiny_on(num_train_steps=6, **{"log.every_steps": 3})
+    ref = tmp_path / "ref"
+    train.train_and_evaluate(cfg, str(ref))
+    resumed = tmp_path / "resumed"
+    shutil.copytree(ref, resumed)
+    shutil.rmtree(resumed / "checkpoints" / "6")
+    train.train_and_evaluate(cfg, str(resumed))
+
+    def lines(w):
+        return [json.loads(x) for x in (w / "metrics.jsonl").read_text().splitlines()]
+
+    a, b = lines(ref), lines(resumed)
+    assert [d["step"] for d in a] == [d["step"] for d in b] == [3, 6]
+    for key in ("loss", "mlm_loss", "rtd_loss", "grad_norm", "hit_rate"):
+        assert a[1][key] == pytest.approx(b[1][key], rel=1e-6), key
+
+
+# ----------------------------------------------------------------------------- the demo's corpus
+def test_the_demo_prepares_its_corpus_only_at_its_default_place(tmp_path, config_factory):
+    cfg = config_factory("sas_demo", "smoke", **{"data.corpus_dir": str(tmp_path / "demo_corpsu")})
+    with pytest.raises(UserError, match=r"holds no prepared corpus; this config prepares its corpus only at its "
+                                        r"default data.corpus_dir=demo_corpus"):
+        train.Trainer(cfg, str(tmp_path / "w"))
+    assert not (tmp_path / "demo_corpsu").exists()
