@@ -2,17 +2,19 @@
 
 `read_scalars(workdir)` → {tag: (steps, values)} for tags such as `train/mlm_loss`,
 `train/rtd_accuracy`, `sas/rtd_lambda`, `sas/replaced_rate`, `opt/learning_rate`.
-The event files are parsed with the protobufs tensorboardX ships (TFRecord framing:
-length, crc, payload, crc), so neither TensorFlow nor tensorboard is needed. A step
-logged twice (a resumed run repeats the steps after its last checkpoint) keeps the
-later value.
+The event files are read by TensorBoard's own reader
+(`tensorboard.backend.event_processing.event_accumulator.EventAccumulator`: record
+framing and CRCs checked, a truncated tail ignored, TensorFlow not needed), installed by
+`pip install 'sas_jax[logs]'` (Colab has it). Without `tensorboard`, or with no event
+files, the run's `metrics.jsonl` (always written, same scalars) is read instead. A step
+logged twice (a resumed run repeats the steps after its last checkpoint) keeps the later
+value.
 """
 from __future__ import annotations
 
 import glob
 import json
 import os
-import struct
 
 import numpy as np
 
@@ -20,31 +22,33 @@ from sas_jax.errors import UserError
 from sas_jax.metrics_log import tag as tag_of
 
 
-def iter_events(path: str):
-    """Event protos of one `events.out.tfevents.*` file; a truncated tail is ignored."""
-    from tensorboardX.proto import event_pb2  # noqa: PLC0415
+def have_tensorboard() -> bool:
+    """Whether TensorBoard's event reader is importable (`pip install tensorboard`)."""
+    try:
+        from tensorboard.backend.event_processing import event_accumulator  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
 
-    with open(path, "rb") as f:
-        while True:
-            head = f.read(12)
-            if len(head) < 12:
-                return
-            (length,) = struct.unpack("<Q", head[:8])
-            payload = f.read(length)
-            if len(payload) < length or len(f.read(4)) < 4:
-                return
-            event = event_pb2.Event()
-            event.ParseFromString(payload)
-            yield event
+
+def iter_events(path: str):
+    """Event protos of one `events.out.tfevents.*` file (TensorBoard's `EventFileLoader`)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # noqa: PLC0415
+
+    yield from EventFileLoader(path).Load()
 
 
 def read_event_scalars(paths) -> dict:
+    """{tag: (steps, values)} of the scalars in these event files, read in the order given."""
+    from tensorboard.backend.event_processing import event_accumulator as ea  # noqa: PLC0415
+
     values: dict = {}
     for path in paths:
-        for event in iter_events(path):
-            for v in event.summary.value:
-                if v.HasField("simple_value"):
-                    values.setdefault(v.tag, {})[int(event.step)] = float(v.simple_value)
+        acc = ea.EventAccumulator(path, size_guidance={ea.SCALARS: 0})  # 0: keep every point
+        acc.Reload()
+        for tag in acc.Tags().get(ea.SCALARS, []):
+            for s in acc.Scalars(tag):
+                values.setdefault(tag, {})[int(s.step)] = float(s.value)
     return _arrays(values)
 
 
@@ -69,16 +73,24 @@ def _arrays(values: dict) -> dict:
     return out
 
 
+def event_files(workdir: str) -> list:
+    """`<workdir>/tensorboard/**/events.out.tfevents.*`, oldest first."""
+    return sorted(glob.glob(os.path.join(workdir, "tensorboard", "**", "events.out.tfevents.*"),
+                            recursive=True), key=os.path.getmtime)
+
+
 def read_scalars(workdir: str) -> dict:
     """{tag: (steps, values)} of a pre-training workdir (TensorBoard, else metrics.jsonl)."""
-    files = sorted(glob.glob(os.path.join(workdir, "tensorboard", "**", "events.out.tfevents.*"),
-                             recursive=True), key=os.path.getmtime)
-    if files:
+    files = event_files(workdir)
+    if files and have_tensorboard():
         scalars = read_event_scalars(files)
         if scalars:
             return scalars
     jsonl = os.path.join(workdir, "metrics.jsonl")
     if os.path.isfile(jsonl):
         return read_jsonl_scalars(jsonl)
+    if files:
+        raise UserError(f"{workdir} has TensorBoard event files but no metrics.jsonl, and tensorboard is not "
+                        "installed to read them: pip install tensorboard")
     raise UserError(f"{workdir} has no tensorboard/events.out.tfevents.* nor metrics.jsonl; pass the "
                     "--workdir of a pre-training run")
