@@ -68,6 +68,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from sas_jax.data import tfds_source
 from sas_jax.data import tokenizer as tokenizer_lib
 from sas_jax.errors import UserError
 
@@ -76,6 +77,7 @@ META_FILE = "meta.json"
 ROWS_FILE = "rows.bin"
 COUNTS_FILE = "unigram_counts.npy"
 PACKINGS = ("document", "stream")
+VOCAB_TYPES = ("sentencepiece", "wordpiece")  # what --train_vocab trains
 _PARTIAL = ".partial"
 _CHUNK_BYTES = 1 << 20  # text per work item; memory is ~ (2·workers+2) chunks
 _SMALL_INPUT_BYTES = 8 << 20  # default workers: in-process below this input size
@@ -137,13 +139,12 @@ def _file_chunks(files: Sequence[str], chunk_bytes: int) -> Iterator[bytes | Non
 _BLANK_LINES = re.compile(rb"\n(?:[ \t\r\f\v]*\n)+")
 
 
-def _tfds_chunks(name: str, data_dir: str | None, split: str, text_key: str,
-                 chunk_bytes: int) -> Iterator[bytes | None]:
+def _tfds_chunks(source, name: str, text_key: str, chunk_bytes: int) -> Iterator[bytes | None]:
     """Each tfds example is one document: blank lines inside it are dropped, and a
     blank line is emitted after it."""
     buf: list[bytes] = []
     size = 0
-    for text in _tfds_texts(name, data_dir, split, text_key):
+    for text in _tfds_texts(source, name, text_key):
         buf.append(_BLANK_LINES.sub(b"\n", text.strip()) + b"\n\n")
         size += len(buf[-1])
         if size >= chunk_bytes:
@@ -154,19 +155,9 @@ def _tfds_chunks(name: str, data_dir: str | None, split: str, text_key: str,
     yield None
 
 
-def _tfds_texts(name, data_dir, split, text_key) -> Iterator[bytes]:
-    try:
-        import tensorflow_datasets as tfds  # heavy; only on this path
-    except ImportError:
-        raise UserError("--tfds needs tensorflow_datasets, which is not installed; run "
-                        "`pip install tensorflow-datasets tensorflow-cpu` or pass --input text files"
-                        ) from None
-    try:
-        ds = tfds.load(name, split=split, data_dir=data_dir, download=False)
-    except Exception as e:  # tfds raises many types for a missing local dataset
-        raise UserError(f"tfds dataset {name} (split {split}) not found under --data_dir={data_dir} "
-                        f"({type(e).__name__}); prepare it there first or fix --tfds/--data_dir") from None
-    for ex in tfds.as_numpy(ds):
+def _tfds_texts(source, name, text_key) -> Iterator[bytes]:
+    """The `text_key` field of each example of a tfds data source (`tfds_source`)."""
+    for ex in tfds_source.iter_examples(source):
         if text_key not in ex:
             raise UserError(f"tfds dataset {name} has no field {text_key!r} (fields: "
                             f"{', '.join(sorted(ex))}); pass --tfds_text_key=<field>")
@@ -415,6 +406,7 @@ def prepare_corpus(
     seq_len: int,
     tokenizer_path: str | None = None,
     train_vocab_size: int = 0,
+    vocab_type: str = "sentencepiece",
     add_sep: bool = False,
     packing: str = "document",
     workers: int | None = None,
@@ -430,7 +422,11 @@ def prepare_corpus(
 
     `text_files`: files or globs (a list, or one comma-separated string); or None with
     `tfds_name`. Exactly one of `tokenizer_path` (a .model or BERT vocab.txt) and
-    `train_vocab_size` (train a SentencePiece model on the input) must be given.
+    `train_vocab_size` (train a vocabulary of that size on the input) must be given;
+    `vocab_type` is what is trained: "sentencepiece" (unigram `tokenizer.model`) or
+    "wordpiece" (BERT `vocab.txt`, normalised as `lowercase` says: BERT uncased
+    lowercases and strips accents, cased does neither). `tfds_name` is read without
+    TensorFlow (`sas_jax.data.tfds_source`).
     `packing`: "document" (rows inside documents, the tail row padded) or "stream"
     (one token stream; see the module docstring).
     `progress` shows a tqdm bar on stderr; a one-line summary (rows, tokens,
@@ -448,15 +444,23 @@ def prepare_corpus(
         raise UserError(f"max_rows={max_rows} must be positive; pass --max_rows >= 1 or leave it out")
     if bool(tokenizer_path) == bool(train_vocab_size):
         raise UserError("pass exactly one of --tokenizer=<.model or vocab.txt> and --train_vocab=<size>")
+    if vocab_type not in VOCAB_TYPES:
+        raise UserError(f"vocab_type={vocab_type!r} is unknown; pass --vocab_type=sentencepiece "
+                        "or --vocab_type=wordpiece")
     if tfds_name and text_files:
         raise UserError("pass either --input or --tfds, not both")
-    if tfds_name:
+    if tfds_name:  # read without TensorFlow; a missing package/dataset/split fails here
         files: list[str] = []
         sources = [f"tfds:{tfds_name}/{tfds_split}"]
         total_bytes = None
+        tfds_examples = tfds_source.open_split(tfds_name, tfds_data_dir, tfds_split)
+        fields = tfds_source.feature_names(tfds_examples)
+        if fields and tfds_text_key not in fields:
+            raise UserError(f"tfds dataset {tfds_name} has no field {tfds_text_key!r} (fields: "
+                            f"{', '.join(fields)}); pass --tfds_text_key=<field>")
 
         def chunks():
-            return _tfds_chunks(tfds_name, tfds_data_dir, tfds_split, tfds_text_key, _CHUNK_BYTES)
+            return _tfds_chunks(tfds_examples, tfds_name, tfds_text_key, _CHUNK_BYTES)
     else:
         files = resolve_inputs(text_files or [])
         sources = [os.path.abspath(p) for p in files]
@@ -487,18 +491,23 @@ def prepare_corpus(
     try:
         # ---- tokenizer: copied (or trained) into the output dir
         if train_vocab_size:
-            prefix = os.path.join(output_dir, "tokenizer" + _PARTIAL)
-            partials.extend([prefix + ".model", prefix + ".vocab"])
             lines = _lines_of(chunks())
             first = next(lines, None)
             if first is None:
                 raise UserError(f"the corpus is empty: no text lines in {', '.join(sources)}; "
                                 "pass text files with content")
-            tokenizer_lib.train_sentencepiece(None, train_vocab_size, prefix,
-                                              sentences=itertools.chain([first], lines))
-            tok_name = "tokenizer.model"
-            tok_tmp = prefix + ".model"
-            os.remove(prefix + ".vocab")  # a human-readable listing; the .model has it all
+            sentences = itertools.chain([first], lines)
+            if vocab_type == "wordpiece":
+                tok_name = "vocab.txt"
+                tok_tmp = partial(tok_name)
+                tokenizer_lib.train_wordpiece(sentences, train_vocab_size, tok_tmp, lowercase=lowercase)
+            else:
+                prefix = os.path.join(output_dir, "tokenizer" + _PARTIAL)
+                partials.extend([prefix + ".model", prefix + ".vocab"])
+                tokenizer_lib.train_sentencepiece(None, train_vocab_size, prefix, sentences=sentences)
+                tok_name = "tokenizer.model"
+                tok_tmp = prefix + ".model"
+                os.remove(prefix + ".vocab")  # a human-readable listing; the .model has it all
         else:
             tok_name = "tokenizer.model" if tokenizer_path.endswith(".model") else "vocab.txt"
             tok_tmp = partial(tok_name)

@@ -202,6 +202,48 @@ def train_sentencepiece(
     return model_prefix + ".model"
 
 
+def train_wordpiece(
+    sentences: Iterable[str],
+    vocab_size: int,
+    vocab_path: str,
+    *,
+    lowercase: bool = True,
+    min_frequency: int = 2,
+) -> str:
+    """Trains a BERT WordPiece vocabulary with Hugging Face `tokenizers` and writes it
+    to `vocab_path` (a `vocab.txt`, one piece per line, id = line number); returns it.
+
+    Ids are fixed as for SentencePiece: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+    The pipeline is `WordPieceTokenizer`'s (BertNormalizer, BertPreTokenizer, `##`
+    continuation pieces), so the vocabulary is learnt on exactly the text that it
+    will encode: `lowercase` (BERT uncased: lowercase and strip accents) or cased
+    (neither). Load it with the same `lowercase` (a prepared corpus records it).
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import normalizers, pre_tokenizers, trainers
+    from tokenizers.models import WordPiece
+
+    if vocab_size < len(SPECIAL_PIECES) + 1:
+        raise UserError(f"vocabulary size {vocab_size} is too small; pass --train_vocab >= 8 "
+                        "(a few thousand is usual)")
+    tok = HFTokenizer(WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=bool(lowercase))
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
+                                        special_tokens=list(SPECIAL_PIECES), show_progress=False,
+                                        continuing_subword_prefix="##")
+    tok.train_from_iterator(iter(sentences), trainer=trainer)
+    vocab = tok.get_vocab(with_added_tokens=True)
+    pieces = sorted(vocab, key=vocab.__getitem__)
+    if [vocab[p] for p in pieces] != list(range(len(pieces))) or tuple(pieces[:5]) != SPECIAL_PIECES:
+        raise RuntimeError(f"WordPiece training gave unexpected ids: {pieces[:8]}")  # a bug, not input
+    os.makedirs(os.path.dirname(os.path.abspath(vocab_path)), exist_ok=True)
+    with open(vocab_path, "w", encoding="utf-8") as f:
+        f.write("".join(p + "\n" for p in pieces))
+    return vocab_path
+
+
 def decoded_lines(raw_lines: Iterable[bytes]) -> Iterable[str]:
     """Non-blank, strictly UTF-8 decodable lines (undecodable ones are skipped)."""
     for raw in raw_lines:

@@ -158,20 +158,14 @@ def _tfds_split(split: str) -> str:
 
 
 def read_tfds_split(spec: TaskSpec, data_dir: str, split: str) -> GlueSplit:
-    """One split of `glue/<task>` from a local tfds `data_dir` (never downloads)."""
-    try:
-        import tensorflow_datasets as tfds  # noqa: PLC0415 (optional, heavy)
-    except ImportError:
-        raise UserError("tensorflow-datasets is not installed; `pip install tensorflow-datasets` "
-                        "or pass --glue_dir with the GLUE TSV files instead") from None
-    try:
-        ds = tfds.load(spec.tfds_name, split=_tfds_split(split), data_dir=data_dir, download=False)
-        examples = list(tfds.as_numpy(ds))
-    except Exception as e:  # noqa: BLE001 (tfds raises many types; one line is what the user needs)
-        msg = " ".join(str(e).split())[:200]
-        raise UserError(f"{spec.tfds_name} split {_tfds_split(split)} could not be read from "
-                        f"{data_dir} ({type(e).__name__}: {msg}); prepare it there with tfds first "
-                        "or use --glue_dir") from None
+    """One split of `glue/<task>` from a local tfds `data_dir`, prepared as ArrayRecord;
+    read without TensorFlow and never downloaded (`sas_jax.data.tfds_source`)."""
+    from sas_jax.data import tfds_source  # noqa: PLC0415
+
+    source = tfds_source.open_split(spec.tfds_name, data_dir, _tfds_split(split))
+    examples = list(tfds_source.iter_examples(source))
+    if examples and all("idx" in ex for ex in examples):  # tfds stores examples shuffled
+        examples.sort(key=lambda ex: int(ex["idx"]))  # → the GLUE files' row order
     ka, kb = spec.tfds_keys
     text_a = [_text(ex[ka]) for ex in examples]
     text_b = [_text(ex[kb]) for ex in examples] if kb else None

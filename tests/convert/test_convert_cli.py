@@ -45,25 +45,25 @@ def corpus_lines(n=300):
 
 @pytest.fixture(scope="module")
 def wordpiece_corpora(tmp_path_factory):
-    """{lowercase: corpus dir}: WordPiece vocabularies (cased and uncased; [PAD] is id 3,
-    not 0) trained on the demo poems, and corpora prepared with them."""
+    """{lowercase: corpus dir} of the demo poems: uncased, a WordPiece vocabulary the project
+    trains (`prepare --train_vocab=400 --vocab_type=wordpiece`, [PAD] id 0); cased, one made
+    by stock `BertWordPieceTokenizer` with the specials elsewhere ([PAD] id 3, not 0)."""
     from tokenizers import BertWordPieceTokenizer
 
     root = tmp_path_factory.mktemp("wp")
     text = root / "text.txt"
     text.write_bytes(open(os.path.join(ROOT, "data", "demo", "poems.txt"), "rb").read()[:150_000])
-    out = {}
-    for lowercase in (True, False):
-        wp = BertWordPieceTokenizer(lowercase=lowercase)
-        wp.train([str(text)], vocab_size=400, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
-                 show_progress=False)
-        d = root / f"vocab_{lowercase}"
-        d.mkdir()
-        wp.save_model(str(d))
-        corpus = root / f"corpus_{lowercase}"
-        prepare_lib.prepare_corpus([str(text)], str(corpus), seq_len=32, tokenizer_path=str(d / "vocab.txt"),
-                                   lowercase=lowercase, progress=False)
-        out[lowercase] = str(corpus)
+    out = {True: str(root / "corpus_True"), False: str(root / "corpus_False")}
+    prepare_lib.prepare_corpus([str(text)], out[True], seq_len=32, train_vocab_size=400, vocab_type="wordpiece",
+                               lowercase=True, progress=False)
+    wp = BertWordPieceTokenizer(lowercase=False)
+    wp.train([str(text)], vocab_size=400, special_tokens=["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"],
+             show_progress=False)
+    d = root / "vocab_False"
+    d.mkdir()
+    wp.save_model(str(d))
+    prepare_lib.prepare_corpus([str(text)], out[False], seq_len=32, tokenizer_path=str(d / "vocab.txt"),
+                               lowercase=False, progress=False)
     return out
 
 
@@ -190,7 +190,7 @@ def assert_restores_in_trainer(workdir, config):
     assert step == 0 and int(restored.step) == 0 and meta["imported_from"]
 
 
-@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+@pytest.mark.parametrize("lowercase", [True, False], ids=["trained_uncased", "handmade_cased"])
 def test_wordpiece_bert_export(tmp_path, wordpiece_corpora, lowercase):
     corpus = wordpiece_corpora[lowercase]
     workdir, config, _ = make_checkpoint(tmp_path / "run", "bert_small", corpus)
@@ -199,14 +199,43 @@ def test_wordpiece_bert_export(tmp_path, wordpiece_corpora, lowercase):
     folder = str(out)
     assert json.load(open(os.path.join(folder, "config.json")))["architectures"] == ["BertForMaskedLM"]
     tok = tokenizer_lib.load_tokenizer(os.path.join(corpus, "vocab.txt"), lowercase=lowercase)
-    assert tok.pad_id == 3
-    assert json.load(open(os.path.join(folder, "config.json")))["pad_token_id"] == 3
+    assert tok.pad_id == (0 if lowercase else 3)
+    assert json.load(open(os.path.join(folder, "config.json")))["pad_token_id"] == tok.pad_id
     tc = json.load(open(os.path.join(folder, "tokenizer_config.json")))
     assert tc["do_lower_case"] is lowercase and tc["model_max_length"] == config.model.max_position_embeddings
     hf = assert_same_ids(folder, tok, corpus_lines())
     assert (hf("The KING")["input_ids"] == [tok.cls_id] + tok.encode("the king")) is lowercase
     model = transformers.AutoModelForMaskedLM.from_pretrained(folder)
     assert type(model).__name__ == "BertForMaskedLM"
+    assert_same_fill_mask(folder, workdir)
+
+
+def test_trained_wordpiece_sas_export(tmp_path, wordpiece_corpora):
+    """The whole WordPiece path: a vocabulary the project trains, a tiny SAS trained two steps
+    by the trainer on rows of it, exported; stock AutoTokenizer gives the project's ids on the
+    bundled corpus and AutoModelForMaskedLM (via fill-mask) the project's top-k."""
+    from sas_jax import train
+
+    from conftest import make_config
+
+    corpus = wordpiece_corpora[True]
+    config = make_config("sas_small", "tiny", **{
+        "data.corpus_dir": corpus, "model.vocab_size": -1, "num_train_steps": 2, "model.mlm_layer_norm_eps": 1e-12,
+        "ckpt.every_steps": 2, "ckpt.async_save": False, "log.every_steps": 1, "log.tensorboard": False})
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(config, workdir)
+    out = tmp_path / "hf"
+    assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
+    assert sorted(os.listdir(out)) == ["discriminator", "generator"]
+    folder = str(out / "generator")
+    assert {"tokenizer.json", "vocab.txt", "config.json", "model.safetensors"} <= set(os.listdir(folder))
+    tok = tokenizer_lib.load_tokenizer(os.path.join(corpus, "vocab.txt"), lowercase=True)
+    assert json.load(open(os.path.join(corpus, "meta.json")))["tokenizer_kind"] == "wordpiece"
+    hf = assert_same_ids(folder, tok, corpus_lines())
+    assert hf("The KING")["input_ids"] == [tok.cls_id] + tok.encode("the king")
+    model = transformers.AutoModelForMaskedLM.from_pretrained(folder)
+    assert json.load(open(os.path.join(folder, "config.json")))["pad_token_id"] == tok.pad_id == 0
+    assert model.config.vocab_size == tok.vocab_size == 400
     assert_same_fill_mask(folder, workdir)
 
 

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -390,44 +389,6 @@ def test_output_dir_holding_a_corpus(tmp_path, inputs):
     assert open(tmp_path / "o" / "rows.bin", "rb").read() == before
 
 
-def test_tfds_without_tensorflow_datasets(tmp_path, inputs, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import raises ImportError
-    _, vocab = inputs
-    with pytest.raises(UserError, match=r"--tfds needs tensorflow_datasets.*pip install tensorflow-datasets"):
-        prepare_lib.prepare_corpus(None, str(tmp_path / "o"), seq_len=4, tokenizer_path=vocab,
-                                   tfds_name="wikipedia", workers=1, progress=False)
-
-
-def test_tfds_source(tmp_path, inputs, monkeypatch):
-    """Each example is one document, even with blank lines inside it."""
-    examples = [{"text": b"the man played.\n\n  \nthe dog played.\n", "title": b"x"},
-                {"text": b"un dog is a man"}, {"text": b"a dog\xff"}]
-
-    class FakeTfds(types.ModuleType):
-        def load(self, name, split, data_dir, download):
-            assert (name, split, data_dir, download) == ("toy", "train", "/d", False)
-            return examples
-
-        def as_numpy(self, ds):
-            return iter(ds)
-
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", FakeTfds("tensorflow_datasets"))
-    _, vocab = inputs
-    meta = prepare_lib.prepare_corpus(None, str(tmp_path / "o"), seq_len=3, tokenizer_path=vocab,
-                                      tfds_name="toy", tfds_data_dir="/d", add_sep=True, workers=1,
-                                      progress=False)
-    assert meta["sources"] == ["tfds:toy/train"] and meta["skipped_lines"] == 1
-    rows = load_rows(str(tmp_path / "o"), meta)
-    tok = tokenizer_lib.load_tokenizer(vocab)
-    docs = [tok.encode("the man played. the dog played.") + [3], tok.encode("un dog is a man") + [3]]
-    np.testing.assert_array_equal(rows, expected_document_rows(tok, docs, 3, add_sep=True))
-    with pytest.raises(UserError, match=r"tfds dataset toy has no field 'body' \(fields: text, title\); "
-                                        r"pass --tfds_text_key=<field>"):
-        prepare_lib.prepare_corpus(None, str(tmp_path / "o2"), seq_len=3, tokenizer_path=vocab,
-                                   tfds_name="toy", tfds_data_dir="/d", tfds_text_key="body",
-                                   workers=1, progress=False)
-
-
 # ---------------------------------------------------------------- CLI
 
 
@@ -475,3 +436,35 @@ def test_cli_success(tmp_path, inputs):
     assert meta["packing"] == "stream" and meta["pad_tokens"] == 0
     np.testing.assert_array_equal(load_rows(str(tmp_path / "s"), meta)[:, 1:].ravel(),
                                   stream[: meta["num_rows"] * 4])
+
+
+@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+def test_cli_trains_a_wordpiece_vocab(tmp_path, lowercase):
+    """--train_vocab --vocab_type=wordpiece: a BERT vocab.txt in the corpus, the rows its ids."""
+    src = tmp_path / "in.txt"
+    src.write_bytes(open(DEMO, "rb").read()[:60_000])
+    out = tmp_path / "o"
+    res = cli(f"--input={src}", "--train_vocab=400", "--vocab_type=wordpiece",
+              "--lowercase" if lowercase else "--no_lowercase", "--seq_len=16", f"--output={out}", "--no_progress")
+    assert res.returncode == 0, res.stderr
+    meta = json.load(open(out / "meta.json"))
+    assert meta["tokenizer_file"] == "vocab.txt" and meta["tokenizer_kind"] == "wordpiece"
+    assert meta["tokenizer_lowercase"] is lowercase and meta["vocab_size"] == 400
+    assert meta["special_ids"] == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+    assert sorted(os.listdir(out)) == ["meta.json", "rows.bin", "unigram_counts.npy", "vocab.txt"]
+    tok = tokenizer_lib.load_tokenizer(str(out / "vocab.txt"), lowercase=lowercase)
+    assert tok.fingerprint == meta["tokenizer_fingerprint"]
+    docs = expected_docs(tok, [src.read_bytes()], add_sep=False)
+    np.testing.assert_array_equal(load_rows(str(out), meta), expected_document_rows(tok, docs, 16, False))
+
+
+def test_vocab_type_errors(tmp_path, inputs, capsys):
+    from sas_jax import prepare as prepare_cli
+
+    files, vocab = inputs
+    assert prepare_cli.main([f"--input={files[0]}", f"--tokenizer={vocab}", "--vocab_type=wordpiece",
+                             f"--output={tmp_path}/o"]) == 2
+    assert capsys.readouterr().err.startswith("error: --vocab_type says what --train_vocab trains; pass")
+    with pytest.raises(UserError, match=r"vocab_type='bpe' is unknown; pass --vocab_type=sentencepiece or"):
+        run(files, tmp_path / "o", train_vocab_size=100, vocab_type="bpe")
+    assert not os.path.exists(tmp_path / "o")

@@ -159,3 +159,37 @@ def test_message_is_one_line(tmp_path):
     with pytest.raises(UserError) as info:
         tokenizer_lib.load_tokenizer(str(tmp_path / "nope.txt"))
     assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- WordPiece training
+
+
+@pytest.mark.parametrize("lowercase", [True, False], ids=["uncased", "cased"])
+def test_wordpiece_training(tmp_path, lowercase):
+    """Fixed special ids, `##` continuations, BERT uncased/cased normalisation, and the
+    loader reads the vocab.txt back with the ids the trainer gave."""
+    from tokenizers import BertWordPieceTokenizer  # noqa: PLC0415
+
+    lines = list(tokenizer_lib.iter_text_lines([DEMO]))[:4000]
+    path = tokenizer_lib.train_wordpiece(lines + ["Café CAFÉ café"] * 3, 600, str(tmp_path / "v" / "vocab.txt"),
+                                         lowercase=lowercase)
+    pieces = open(path, encoding="utf-8").read().split("\n")[:-1]
+    assert tuple(pieces[:5]) == tokenizer_lib.SPECIAL_PIECES and len(pieces) == len(set(pieces)) == 600
+    assert any(p.startswith("##") for p in pieces)
+    tok = tokenizer_lib.load_tokenizer(path, lowercase=lowercase)
+    assert tok.kind == "wordpiece" and tok.vocab_size == 600
+    assert tok.special_ids == {"pad": 0, "unk": 1, "cls": 2, "sep": 3, "mask": 4}
+    text = "".join(pieces[5:])
+    if lowercase:  # learnt on lowercased text without accents, as BERT uncased
+        assert text == text.lower() and "é" not in text and "É" not in text
+        assert tok.encode("CAFÉ") == tok.encode("cafe") and tok.unk_id not in tok.encode("CAFÉ")
+    else:
+        assert text != text.lower() and "é" in text and "É" in text
+        assert tok.encode("CAFÉ") != tok.encode("café") and tok.unk_id not in tok.encode("CAFÉ")
+    # The vocab.txt is a BERT vocabulary: stock BertWordPieceTokenizer encodes as the loader does.
+    bert = BertWordPieceTokenizer(path, lowercase=lowercase)
+    for line in lines[:300]:
+        assert tok.encode(line) == bert.encode(line, add_special_tokens=False).ids, line
+    with pytest.raises(UserError, match=r"vocabulary size 5 is too small"):
+        tokenizer_lib.train_wordpiece(lines, 5, str(tmp_path / "x.txt"))
+

@@ -1,43 +1,12 @@
-"""GLUE loading from the TSV layouts and from (a fake) tfds, and BERT-style encoding."""
-import sys
-
+"""GLUE loading from the TSV layouts, and BERT-style encoding (from tfds, read without
+TensorFlow: tests/data/test_tfds_source.py, on real ArrayRecord datasets)."""
 import glue_fixtures as gf
 import numpy as np
 import pytest
 
 from sas_jax.errors import UserError
 from sas_jax.glue import data
-from sas_jax.glue.tasks import SPECS, TASKS, get_task, parse_tasks
-
-
-@pytest.fixture
-def fake_tfds(monkeypatch):
-    mod = gf.fake_tfds()
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", mod)
-    return mod
-
-
-@pytest.mark.parametrize("task", TASKS)
-def test_tsv_and_tfds_give_the_same_rows(task, glue_dir, fake_tfds):
-    spec = SPECS[task]
-    splits = ("train", *spec.dev_splits, *spec.test_splits)
-    from_tsv = data.load_task(task, glue_dir=str(glue_dir), splits=splits)
-    from_tfds = data.load_task(task, tfds_data_dir="/nowhere", splits=splits)
-    expected = gf.task_rows(task)
-    for split in splits:
-        a, b = from_tsv[split], from_tfds[split]
-        rows = expected[split]
-        assert a.text_a == b.text_a == [r[0] for r in rows]
-        if spec.tsv_b is None:
-            assert a.text_b is None and b.text_b is None
-        else:
-            assert a.text_b == b.text_b == [r[1] for r in rows]
-        np.testing.assert_allclose(a.labels, [r[2] for r in rows], rtol=1e-6)
-        np.testing.assert_allclose(b.labels, a.labels, rtol=1e-6)
-        assert a.labels.dtype == b.labels.dtype == (np.float32 if task == "stsb" else np.int32)
-        assert a.has_labels == (not split.startswith("test"))
-    assert all(c[3] is False for c in fake_tfds.calls)  # never downloads
-    assert {c[1] for c in fake_tfds.calls} >= {s.replace("dev", "validation") for s in splits}
+from sas_jax.glue.tasks import TASKS, get_task, parse_tasks
 
 
 def test_layout_quirks(glue_dir):
@@ -51,7 +20,7 @@ def test_layout_quirks(glue_dir):
     assert mrpc.labels.tolist()[:4] == [0, 1, 0, 1]
 
 
-def test_bad_input_is_one_line_user_error(glue_dir, tmp_path, monkeypatch):
+def test_bad_input_is_one_line_user_error(glue_dir, tmp_path):
     with pytest.raises(UserError, match=r"unknown GLUE task 'wnli'"):
         data.load_task("wnli", glue_dir=str(glue_dir))
     with pytest.raises(UserError, match=r"CoLA/train.tsv not found.*--glue_dir"):
@@ -60,13 +29,6 @@ def test_bad_input_is_one_line_user_error(glue_dir, tmp_path, monkeypatch):
         data.load_task("cola")
     with pytest.raises(UserError, match=r"has no split 'dev_matched'"):
         data.load_task("rte", glue_dir=str(glue_dir), splits=["dev_matched"])
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails as if not installed
-    with pytest.raises(UserError, match=r"pip install tensorflow-datasets") as e:
-        data.load_task("cola", tfds_data_dir=str(tmp_path))
-    assert "\n" not in str(e.value)
-    monkeypatch.setitem(sys.modules, "tensorflow_datasets", gf.fake_tfds(["rte"]))
-    with pytest.raises(UserError, match=r"glue/cola split train could not be read"):
-        data.load_task("cola", tfds_data_dir=str(tmp_path))
     assert parse_tasks("all") == TASKS and parse_tasks("RTE,sst-2,rte") == ("sst2", "rte")
     assert get_task("STS-B").is_regression and get_task("mnli").num_labels == 3
 
