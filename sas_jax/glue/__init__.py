@@ -9,6 +9,7 @@
 | `metrics` | numpy MCC, F1, Pearson, Spearman, per-task scores, GLUE score, mean ± std |
 | `finetune` | one run: pure jitted step, per-epoch dev evaluation, best-epoch selection |
 | `sweep` | grid × seeds with resume, tables, GLUE-vs-steps curves, the CLI |
+| `predict` | test-set files for the GLUE server from a sweep's best runs (`glue predict`) |
 | `results`, `plots` | score tables; GLUE figures (task scores, GLUE vs pre-training steps) |
 
 Checkpoints are read by `sas_jax.checkpointing`; probing, pre-training logs and

@@ -1,4 +1,5 @@
-"""`python -m sas_jax.glue {sweep,curve,table} ...`: see `sas_jax/glue/sweep.py`."""
+"""`python -m sas_jax.glue {sweep,curve,table,predict} ...`: see `sas_jax/glue/sweep.py`
+(predict: `sas_jax/glue/predict.py`)."""
 import sys
 
 from sas_jax.glue.sweep import main

@@ -126,7 +126,9 @@ def read_tsv_split(spec: TaskSpec, glue_dir: str, split: str) -> GlueSplit:
     b_ref = spec.tsv_test_b if (is_test and spec.tsv_test_b is not None) else spec.tsv_b
     ca, cb = _column(a_ref, header, path), _column(b_ref, header, path)
     cl = None if is_test else _column(spec.tsv_label, header, path)
-    ci = header.index("index") if header and "index" in header else None
+    # The row id the GLUE server matches predictions on: `index` (QQP's test file calls it `id`).
+    id_col = "index" if header and "index" in header else ("id" if is_test and header and "id" in header else None)
+    ci = header.index(id_col) if id_col else None
     need = max(c for c in (ca, cb, cl, ci) if c is not None) + 1
     text_a, text_b, labels, idx, skipped = [], [], [], [], 0
     for n, row in enumerate(rows):

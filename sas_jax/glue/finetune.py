@@ -201,23 +201,16 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def write_predictions(path: str, spec, data: data_lib.EncodedSplit, preds) -> None:
-    """GLUE submission format: `index<TAB>prediction` (label names; STS-B scores)."""
-    with open(path, "w") as f:
-        f.write("index\tprediction\n")
-        for i, p in zip(data.idx, preds):
-            f.write(f"{int(i)}\t{float(p):.4f}\n" if spec.is_regression else f"{int(i)}\t{spec.labels[int(p)]}\n")
-
-
 # ----------------------------------------------------------------------------- run
 def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: dict | None = None,
-             result_path: str | None = None, log=print) -> dict:
+             result_path: str | None = None, log=print, return_model: bool = False):
     """Fine-tunes per `config` (a `configs/glue.py:task=<task>` ConfigDict); returns the result.
 
     `pretrained` (default: `model.load_pretrained(config.init_from)`) and `data`
     ({split: GlueSplit or EncodedSplit}; default: loaded from `config.data`) let a
     sweep load both once. With `result_path` the result JSON is written there
-    atomically at the end.
+    atomically at the end. With `return_model`, returns (result, (runner, best-epoch
+    params)) so the caller can predict other splits (`glue.predict`).
     """
     t0 = time.time()
     spec = get_task(config.task)
@@ -306,19 +299,7 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
         "config": config.to_dict() if hasattr(config, "to_dict") else dict(config),
         "seconds": time.time() - t0, "devices": runner.num_shards,
     }
-    if config.predict_test and result_path:
-        result["test_predictions"] = _predict_tests(config, spec, pre, runner, params, result_path, ebs)
     log(f"{tag}: best epoch {best['epoch']}, dev score {dev['score']:.4f}")
     if result_path:
         _write_json(result_path, result)
-    return result
-
-
-def _predict_tests(config, spec, pre, runner, params, result_path, ebs) -> dict:
-    data = load_data(config, pre.tokenizer, splits=spec.test_splits)
-    out = {}
-    for split, d in data.items():
-        path = os.path.splitext(result_path)[0] + f".{split}.tsv"
-        write_predictions(path, spec, d, runner.predict(params, d, ebs))
-        out[split] = path
-    return out
+    return (result, (runner, params)) if return_model else result

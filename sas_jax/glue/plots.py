@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from sas_jax.analysis.plots import pyplot, save
-from sas_jax.glue.tasks import SPECS, TASKS
+from sas_jax.glue import results
+from sas_jax.glue.tasks import SPECS
 
 
 def plot_glue_vs_steps(curves: dict, path: str) -> str:
@@ -35,20 +36,39 @@ def plot_glue_vs_steps(curves: dict, path: str) -> str:
     return save(fig, path)
 
 
+def task_score_bars(rows: list) -> tuple:
+    """(column titles, [(row name, means ×100, std ×100 or None)]) of `plot_task_scores`:
+    only the tasks some row has (and GLUE if some row has all 8), no NaN gaps for tasks
+    not run; a std only where n > 1 (None draws no error bar: one seed has no spread)."""
+    tasks, glue = results.tasks_run(rows), results.has_glue(rows)
+    names = [SPECS[t].title for t in tasks] + (["GLUE"] if glue else [])
+    series = []
+    for r in rows:
+        entries = [r["tasks"].get(t) or {} for t in tasks] + ([r["glue"]] if glue else [])
+        mean = [np.nan if e.get("mean") is None else 100 * e["mean"] for e in entries]
+        err = [100 * e["std"] if e.get("std") is not None and e.get("n", 0) > 1 else None for e in entries]
+        series.append((r["name"], mean, err))
+    return names, series
+
+
 def plot_task_scores(rows: list, path: str) -> str:
-    """Grouped bars: the eight task scores and GLUE (×100) of each table row, with std bars."""
+    """Grouped bars: the task scores and GLUE (×100) of each table row, with std bars where
+    n > 1; tasks no row has are left out (`task_score_bars`)."""
     plt = pyplot()
-    names = [SPECS[t].title for t in TASKS] + ["GLUE"]
+    names, series = task_score_bars(rows)
     x = np.arange(len(names))
-    width = 0.8 / max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(10, 3.8))
-    for i, r in enumerate(rows):
-        entries = [r["tasks"].get(t) or {} for t in TASKS] + [r["glue"]]
-        mean = [np.nan if e.get("mean") is None else 100 * e["mean"] for e in entries]  # no bar if missing
-        err = [100 * (e.get("std") or 0.0) for e in entries]
-        ax.bar(x + i * width - 0.4 + width / 2, mean, width, yerr=err, label=r["name"], capsize=2)
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(4, 1.1 * len(names) + 1), 3.8))
+    for i, (name, mean, err) in enumerate(series):
+        pos = x + i * width - 0.4 + width / 2
+        ax.bar(pos, mean, width, label=name)
+        with_err = [j for j, e in enumerate(err) if e is not None]
+        if with_err:
+            ax.errorbar(pos[with_err], [mean[j] for j in with_err], yerr=[err[j] for j in with_err],
+                        fmt="none", ecolor="black", capsize=2, elinewidth=1)
     ax.set_xticks(x, names)
     ax.set(ylabel="dev score ×100", title="GLUE dev scores")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend()
+    if series:
+        ax.legend()
     return save(fig, path)

@@ -67,7 +67,6 @@ def task_config(task: str, *, base: bool = False, tiny: bool = False) -> ml_coll
     c.attention_dropout_rate = 0.1
     c.num_devices = -1  # data-parallel devices of this host; -1 = all
     c.log_every_steps = 0  # > 0: print train loss every K steps (else once per epoch)
-    c.predict_test = False  # also write test-set predictions of the best epoch (test TSVs needed)
 
     if tiny:
         c.data.max_seq_length = 32

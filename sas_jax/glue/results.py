@@ -6,7 +6,9 @@ dev score over seeds is kept, and the row reports that mean ± std over the seed
 Across pre-training runs (`aggregate_rows`) each run contributes its own per-task
 score (its best grid point, mean over seeds); the table shows mean ± std over the
 runs, for every task and for the GLUE score (the mean of the eight tasks). Stds
-are sample stds (ddof = 1). Scores are dev scores, shown ×100 as in the paper.
+are sample stds (ddof = 1), shown only for n > 1. Scores are dev scores, shown ×100
+as in the paper. Tables and plots leave out tasks no row has (and GLUE unless a row
+has all eight): no empty columns.
 """
 from __future__ import annotations
 
@@ -106,32 +108,51 @@ def _cell(entry: dict | None) -> str:
     return s
 
 
-def columns() -> list:
-    return [SPECS[t].title for t in TASKS] + ["GLUE"]
+def tasks_run(rows: list) -> tuple:
+    """The tasks (paper order) with a score in at least one row: the only ones tables and plots show."""
+    return tuple(t for t in TASKS if any(t in r["tasks"] for r in rows))
+
+
+def has_glue(rows: list) -> bool:
+    """Whether some row has a GLUE score (all 8 tasks run); otherwise the GLUE column is left out."""
+    return any(r["glue"].get("mean") is not None for r in rows)
+
+
+def columns(rows: list | None = None) -> list:
+    """Column titles: every task and GLUE, or (with `rows`) only the tasks run and GLUE if any row has it."""
+    if rows is None:
+        return [SPECS[t].title for t in TASKS] + ["GLUE"]
+    return [SPECS[t].title for t in tasks_run(rows)] + (["GLUE"] if has_glue(rows) else [])
 
 
 def markdown(rows: list) -> str:
-    """The paper's Table 1 layout, then a details table (F1, Pearson/Spearman, MNLI m/mm)."""
-    head = ["Model", *columns()]
+    """The paper's Table 1 layout, then a details table (F1, Pearson/Spearman, MNLI m/mm).
+
+    Tasks no row has are left out (no empty columns); so is GLUE unless a row has all 8."""
+    tasks, glue = tasks_run(rows), has_glue(rows)
+    head = ["Model", *columns(rows)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [_cell(r["tasks"].get(t)) for t in TASKS] + [_cell(r["glue"])]
+        cells = [_cell(r["tasks"].get(t)) for t in tasks] + ([_cell(r["glue"])] if glue else [])
         lines.append("| " + " | ".join([r["name"], *cells]) + " |")
-    det_head = ["Model"] + [f"{SPECS[t].title} {title}" for t in TASKS for title in DETAILS[t].values()
-                            if len(DETAILS[t]) > 1]
-    lines += ["", "| " + " | ".join(det_head) + " |", "|" + "---|" * len(det_head)]
-    for r in rows:
-        cells = []
-        for t in TASKS:
-            if len(DETAILS[t]) > 1:
+    det_tasks = [t for t in tasks if len(DETAILS[t]) > 1]
+    if det_tasks:
+        det_head = ["Model"] + [f"{SPECS[t].title} {title}" for t in det_tasks for title in DETAILS[t].values()]
+        lines += ["", "| " + " | ".join(det_head) + " |", "|" + "---|" * len(det_head)]
+        for r in rows:
+            cells = []
+            for t in det_tasks:
                 d = r["tasks"].get(t, {}).get("details", {})
                 cells += [f"{100 * d[k]:.1f}" if k in d else "–" for k in DETAILS[t]]
-        lines.append("| " + " | ".join([r["name"], *cells]) + " |")
-    n = {t: max((r["tasks"][t]["n"] for r in rows if t in r["tasks"]), default=0) for t in TASKS}
+            lines.append("| " + " | ".join([r["name"], *cells]) + " |")
+    n = {t: max((r["tasks"][t]["n"] for r in rows if t in r["tasks"]), default=0) for t in tasks}
+    not_run = [SPECS[t].title for t in TASKS if t not in tasks]
     lines += ["", "Dev scores ×100: CoLA MCC, STS-B mean of Pearson and Spearman, MNLI mean of matched and "
               "mismatched accuracy, others accuracy; GLUE = mean of the 8. mean ± sample std over "
-              f"{'pre-training runs' if any(len(r['sources']) > 1 for r in rows) else 'fine-tuning seeds'} "
-              f"(n per task: {', '.join(f'{SPECS[t].title} {n[t]}' for t in TASKS)})."]
+              f"{'pre-training runs' if any(len(r['sources']) > 1 for r in rows) else 'fine-tuning seeds'}, "
+              "no ± for n = 1 "
+              f"(n per task: {', '.join(f'{SPECS[t].title} {n[t]}' for t in tasks) or 'none'})."
+              + (f" Not run: {', '.join(not_run)}" + ("; no GLUE score." if not glue else ".") if not_run else "")]
     return "\n".join(lines) + "\n"
 
 
@@ -142,17 +163,19 @@ def write_table(rows: list, out_prefix: str) -> dict:
     with open(paths["md"], "w") as f:
         f.write(markdown(rows))
     with open(paths["json"], "w") as f:
-        json.dump({"columns": columns(), "rows": rows}, f, indent=2)
+        json.dump({"columns": columns(rows), "rows": rows}, f, indent=2)
+    tasks = tasks_run(rows)
     with open(paths["csv"], "w", newline="") as f:
         w = csv.writer(f)
-        det = [(t, k) for t in TASKS for k in DETAILS[t]]
-        w.writerow(["model"] + [f"{c}{s}" for c in columns() for s in ("", "_std", "_n")]
+        det = [(t, k) for t in tasks for k in DETAILS[t]]
+        w.writerow(["model"] + [f"{c}{s}" for c in columns(rows) for s in ("", "_std", "_n")]
                    + [f"{SPECS[t].title}_{k}" for t, k in det])
         for r in rows:
-            entries = [r["tasks"].get(t) or {} for t in TASKS] + [r["glue"]]
+            entries = [r["tasks"].get(t) or {} for t in tasks] + ([r["glue"]] if has_glue(rows) else [])
             vals = []
-            for e in entries:
-                vals += [_num(e.get("mean")), _num(e.get("std")), e.get("n", 0)]
+            for e in entries:  # no std for n = 1 (one seed / one run)
+                std = e.get("std") if e.get("n", 0) > 1 else None
+                vals += [_num(e.get("mean")), _num(std), e.get("n", 0)]
             vals += [_num(r["tasks"].get(t, {}).get("details", {}).get(k)) for t, k in det]
             w.writerow([r["name"], *vals])
     return paths

@@ -7,6 +7,8 @@ score tables, and GLUE-vs-pre-training-steps curves.
         --model ELECTRA=/ckpt/el_s1/glue --out=results/table1
     python -m sas_jax.glue curve --checkpoint_dir=/ckpt/sas_small --steps=all \
         --glue_dir=/data/glue --out=/ckpt/sas_small/glue_curve --label=SAS
+    python -m sas_jax.glue predict --sweep_dir=/ckpt/sas_small/glue --glue_dir=/data/glue \
+        --out=/ckpt/sas_small/glue_submission        # test-set files for the GLUE server (predict.py)
 
 The task configs are `configs/glue.py:task=<task>` (`--config=` picks another file
 or a variant, e.g. `--config=configs/glue.py:tiny`); any field is overridden as in
@@ -304,6 +306,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--model", action="append", required=True, metavar="NAME=DIR[,DIR...]",
                    help="a model and its sweep dirs (one per pre-training run)")
     t.add_argument("--out", required=True, help="output prefix: writes .md, .json, .csv and .png")
+    r = sub.add_parser("predict", help="test-set predictions of each task's best run, as the GLUE server "
+                                       "wants them (CoLA.tsv, ..., submission.zip)")
+    r.add_argument("--sweep_dir", required=True, help="the --out of a sweep")
+    r.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
+    r.add_argument("--glue_dir", default="", help="GLUE TSV folder with the test files")
+    r.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
+    r.add_argument("--tasks", default="all", help="comma-separated (default: every task of the sweep)")
     return p
 
 
@@ -314,8 +323,8 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_threefry_partitionable", True)
     overrides = config_overrides(extra)
-    if overrides and a.command == "table":
-        raise UserError("table takes no --config.* overrides (it only reads finished sweeps)")
+    if overrides and a.command in ("table", "predict"):
+        raise UserError(f"{a.command} takes no --config.* overrides (it uses the configs of the sweep's runs)")
     if a.command == "sweep":
         init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
                      "tokenizer": a.tokenizer}
@@ -328,6 +337,10 @@ def main(argv=None) -> int:
                           also=_key_values(a.also, "--also"), tokenizer=a.tokenizer,
                           **_sweep_kwargs(a, overrides))
         print(f"wrote {curve['png']}")
+    elif a.command == "predict":
+        from sas_jax.glue import predict as predict_lib  # noqa: PLC0415
+
+        predict_lib.predict(a.sweep_dir, a.out, glue_dir=a.glue_dir, tfds_data_dir=a.tfds_data_dir, tasks=a.tasks)
     else:
         models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}
         rows = build_table(models, a.out)

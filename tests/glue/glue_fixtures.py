@@ -4,7 +4,8 @@ Every task's label is readable from its words (sets of 'positive' and 'negative'
 Shakespeare words the demo tokenizer knows), so a tiny encoder can learn it. The
 TSV files follow the real GLUE layouts (CoLA without header, MRPC with a BOM,
 STS-B score in column 9, MNLI with its parse columns and quotes, QQP with a broken
-row), and `fake_tfds()` serves the rows with tfds' field names.
+row; test files as GLUE's, QQP's `id` column, WNLI's and the diagnostic set's
+too), and `fake_tfds()` serves the rows with tfds' field names.
 
 The session fixtures built on these (`glue_dir`, `tiny_curve`, and the pre-training
 workdir `tiny_workdir`) are in tests/conftest.py.
@@ -96,7 +97,22 @@ def write_glue_dir(root, tasks=None) -> pathlib.Path:
             test = split.startswith("test")
             header, out = _layout(task, split, test, rows)
             _write(folder / f"{split}.tsv", header, out, bom=(task == "mrpc" and split == "train"))
+    if tasks is None:
+        write_extras(root)
     return root
+
+
+EXTRA_TEST = {"WNLI": ("WNLI/test.tsv", 6), "AX": ("diagnostic/diagnostic.tsv", 10)}
+
+
+def write_extras(root) -> None:
+    """The two test-only files of a GLUE download: `WNLI/test.tsv` and the diagnostic set
+    `diagnostic/diagnostic.tsv` (AX), both `index, sentence1, sentence2` as the real ones."""
+    root = pathlib.Path(root)
+    for name, (rel, n) in EXTRA_TEST.items():
+        rng = np.random.default_rng([7, len(name)])
+        rows = [[i, _sentence(rng, i % 2), _sentence(rng, (i + 1) % 2)] for i in range(n)]
+        _write(root / rel, ["index", "sentence1", "sentence2"], rows)
 
 
 def _layout(task, split, test, rows):

@@ -190,10 +190,18 @@ def test_cli_sweep_and_table(tmp_path, capsys, tiny_workdir, glue_dir):
     argv = ["sweep", f"--checkpoint_dir={workdir}", "--step=2", f"--glue_dir={glue_dir}", "--tasks=rte",
             "--config=glue:tiny", "--seeds=1", "--config.num_epochs=1", f"--out={out}", "--name=tiny"]
     assert sweep.main(argv) == 0
-    assert "| tiny | – | – | – | – | – | – | – |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| Model | RTE |\n|---|---|\n" in printed  # only the task run: no empty columns
+    assert re.search(r"^\| tiny \| \d+\.\d \|$", printed, re.M)
     run = json.load(open(os.path.join(out, "runs", "rte", "lr0.005_bs8_seed0.json")))
     assert run["num_epochs"] == 1 and run["init_from"]["step"] == 2 and run["config"]["init_from"]["step"] == 2
     assert sweep.main(["table", f"--model=tiny={out}", f"--out={tmp_path}/t"]) == 0
+    # The test-set files of the sweep: its encoder is loaded again from the checkpoint (sweep.json).
+    assert sweep.main(["predict", f"--sweep_dir={out}", f"--glue_dir={glue_dir}", f"--out={tmp_path}/sub"]) == 0
+    assert sorted(os.listdir(tmp_path / "sub")) == ["RTE.tsv", "WNLI.tsv", "predict.json", "submission.zip"]
+    assert "not in the sweep, skipped: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI" in capsys.readouterr().out
+    state = json.load(open(tmp_path / "sub" / "predict.json"))
+    assert state["tasks"]["rte"]["refinetuned_score"] == run["score"]
     assert os.path.getsize(tmp_path / "t.png") > 0 and (tmp_path / "t.md").read_text().startswith("| Model |")
 
 
