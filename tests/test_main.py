@@ -80,10 +80,13 @@ def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path, tin
 def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, tmp_path, tiny_on):
     train.train_and_evaluate(tiny_on(prepared_corpus), str(tmp_path))
     before = sorted(os.listdir(tmp_path / "checkpoints"))
+    record = (tmp_path / "config.json").read_text()
     with pytest.raises(UserError, match=r"another model shape: .*intermediate'\]\['bias'\] is \(64,\) in the "
                                         r"checkpoint, \(128,\) in this config \(\+5 more\); use a new --workdir"):
         train.train_and_evaluate(tiny_on(prepared_corpus, **{"model.intermediate_size": 128}), str(tmp_path))
     assert sorted(os.listdir(tmp_path / "checkpoints")) == before
+    assert (tmp_path / "config.json").read_text() == record  # the refused config is recorded nowhere
+    assert not list(tmp_path.glob("config.*.json"))
 
 
 def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, tmp_path, monkeypatch, tiny_on):
