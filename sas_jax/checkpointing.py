@@ -65,6 +65,30 @@ class _OneLineErrors(logging.Filter):
         return not (record.levelno >= logging.ERROR and record.exc_info and "orbax" in (record.pathname or ""))
 
 
+_QUIET = []
+
+
+def _quiet_closed_event_loop() -> None:
+    """When a save fails, tensorstore's callbacks of the writes still in flight meet orbax's
+    closed event loop and print "RuntimeError: Event loop is closed" tracebacks through the
+    interpreter's hooks, around the one-line error. Those (only those) are dropped; installed
+    once per process, by the first Checkpointer."""
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    if _QUIET:
+        return
+    _QUIET.append(True)
+
+    def closed_loop(exc) -> bool:
+        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+    hook, thread_hook, unraisable = sys.excepthook, threading.excepthook, sys.unraisablehook
+    sys.excepthook = lambda t, v, tb: None if closed_loop(v) else hook(t, v, tb)
+    threading.excepthook = lambda a: None if closed_loop(a.exc_value) else thread_hook(a)
+    sys.unraisablehook = lambda u: None if closed_loop(u.exc_value) else unraisable(u)
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
@@ -136,6 +160,7 @@ class Checkpointer:
         self.store_rows_missing = 0  # of the last restore: owned rows absent from the checkpoint
         self._filter = _OneLineErrors()
         logging.getLogger("absl").addFilter(self._filter)
+        _quiet_closed_event_loop()
 
     def _remove_unfinished(self) -> None:
         """Removes the temporary folders of saves that never completed (process 0)."""

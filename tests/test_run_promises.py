@@ -102,10 +102,13 @@ def test_another_corpus_is_refused_for_sas(finished, tmp_path, tiny_on, prepared
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints
-def _truncate_largest(folder):
-    files = sorted((p for p in pathlib.Path(folder).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-    with open(files[-1], "r+b") as f:
-        f.truncate(files[-1].stat().st_size // 3)
+def _truncate_data_files(folder):
+    """Every array data file of the state (orbax's OCDBT `d/` folders) cut to a third."""
+    files = [p for p in pathlib.Path(folder).rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert files
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(path.stat().st_size // 3)
 
 
 @pytest.mark.parametrize("damage", ["state truncated", "meta deleted", "store truncated", "store deleted"])
@@ -113,7 +116,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(finished, tmp_
     workdir = copy_of(finished, tmp_path)
     step4 = workdir / "checkpoints" / "4"
     if damage == "state truncated":
-        _truncate_largest(step4 / "state")
+        _truncate_data_files(step4 / "state")
     elif damage == "meta deleted":
         shutil.rmtree(step4 / "meta")
     elif damage == "store truncated":
