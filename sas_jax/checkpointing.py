@@ -71,8 +71,9 @@ _QUIET = []
 def _quiet_closed_event_loop() -> None:
     """When a save fails, tensorstore's callbacks of the writes still in flight meet orbax's
     closed event loop and print "RuntimeError: Event loop is closed" tracebacks through the
-    interpreter's hooks, around the one-line error. Those (only those) are dropped; installed
-    once per process, by the first Checkpointer."""
+    interpreter's hooks, and the other fragments' write errors are logged by asyncio, around
+    the one-line error. Those (only those) are dropped; installed once per process, by the
+    first Checkpointer."""
     import sys  # noqa: PLC0415
     import threading  # noqa: PLC0415
 
@@ -83,6 +84,10 @@ def _quiet_closed_event_loop() -> None:
     def closed_loop(exc) -> bool:
         return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
+    # The write errors of the failed save's other fragments, garbage-collected unretrieved,
+    # reach asyncio's logger ("... exception was never retrieved"): the one line said it.
+    logging.getLogger("asyncio").addFilter(
+        lambda r: not (r.exc_info and r.exc_info[1] is not None and is_write_error(r.exc_info[1])))
     hook, thread_hook, unraisable = sys.excepthook, threading.excepthook, sys.unraisablehook
     sys.excepthook = lambda t, v, tb: None if closed_loop(v) else hook(t, v, tb)
     threading.excepthook = lambda a: None if closed_loop(a.exc_value) else thread_hook(a)
