@@ -49,11 +49,12 @@ def open_corpus(config, workdir: str, *, prepare_here: bool = False):
     if prep.tokenizer and not os.path.exists(prep.tokenizer):
         raise UserError(f"data.prepare.tokenizer={prep.tokenizer!r} does not exist; give the path of a "
                         "SentencePiece .model or a WordPiece vocab.txt")
-    if prep.text_files and not prepare_here and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
-        raise UserError(f"data.corpus_dir={config.data.corpus_dir} holds no prepared corpus; this config prepares "
-                        f"its corpus only at its default data.corpus_dir={config_lib.DEMO_CORPUS_DIR} (inside the "
-                        "workdir): drop the override, or prepare one there with `python -m sas_jax.prepare`")
-    if prep.text_files and prepare_here and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
+    if prep.text_files and not os.path.exists(os.path.join(corpus_dir, "meta.json")):
+        if not prepare_here:
+            raise UserError(f"data.corpus_dir={config.data.corpus_dir} holds no prepared corpus; this config "
+                            f"prepares its corpus only at its default data.corpus_dir={config_lib.DEMO_CORPUS_DIR} "
+                            "(inside the workdir): drop the override, or prepare one there with "
+                            "`python -m sas_jax.prepare`")
         from sas_jax.data.prepare import prepare_corpus  # noqa: PLC0415
 
         files = sorted(f for pat in prep.text_files.split(",") for f in glob.glob(pat.strip()))
@@ -175,6 +176,8 @@ class Trainer:
         self.writer = None  # opened by `run`
         self.ckpt = None
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
+        self.corpus_print = run_identity.corpus_fingerprint(self.corpus)  # hashed once, saved in every meta
+        self._changes: dict = {}  # the differences from the checkpoint's run allowed on purpose
         self.mesh = sharding.make_mesh(config.mesh, devices)
         self.rules = sharding.logical_rules(config.mesh)
         check_config(config, self.corpus, self.mesh.size, sharding.num_batch_shards(self.mesh))
@@ -244,7 +247,7 @@ class Trainer:
             summary = meta.get("summary", {})
             self.epoch_hit_rates = {int(e): tuple(v) for e, v in summary.get("epoch_hit_rates", {}).items()}
             self.eval_history = {int(s): v for s, v in summary.get("eval_history", {}).items()}
-            for key, (was, now) in getattr(self, "_changes", {}).items():
+            for key, (was, now) in self._changes.items():
                 say(f"note: resuming with {key} changed from {was!r} to {now!r} (allowed: not the uninterrupted run)")
             if self.ckpt.store_rows_missing:
                 print(f"note: process {jax.process_index()}: {self.ckpt.store_rows_missing:,} rows of this run's "
@@ -254,7 +257,7 @@ class Trainer:
         return self.step
 
     def identity(self) -> dict:
-        return run_identity.identity(self.config.to_dict(), run_identity.corpus_fingerprint(self.corpus))
+        return run_identity.identity(self.config.to_dict(), self.corpus_print)
 
     def check_identity(self, meta: dict) -> None:
         """Refuses (one line) a checkpoint of another run; notes the changes allowed on purpose."""
@@ -407,7 +410,7 @@ class Trainer:
         """The checkpoint's meta item: the run's config and identity (checked on resume), the
         data position, shapes, and the log window and summary so far (so a resumed run logs
         the same figures as an uninterrupted one)."""
-        return {"config": self.config.to_dict(), "corpus": run_identity.corpus_fingerprint(self.corpus),
+        return {"config": self.config.to_dict(), "corpus": self.corpus_print,
                 "data": self.order.state(step), "max_predictions": self.config.sas.max_predictions,
                 "param_shapes": checkpointing.param_shapes(self.state.params),
                 "process_count": jax.process_count(), "log_window": self.window,
