@@ -8,6 +8,8 @@ import time
 
 import jax
 
+from sas_jax import files
+
 # Namespaces for TensorBoard; anything not listed goes under train/.
 _NAMESPACE = {"hit_rate": "sas", "mlm_slots": "sas", "replaced_rate": "sas", "rtd_lambda": "sas",
               "tokens_per_sec": "perf", "steps_per_sec": "perf", "mfu": "perf",
@@ -37,9 +39,8 @@ def keep_up_to(path: str, step: int) -> None:
         except (ValueError, KeyError):
             continue  # a line torn by a kill mid-write
     if len(kept) != len(lines):
-        with open(path + ".tmp", "w") as f:
+        with files.atomic_open(path, "w") as f:
             f.writelines(kept)
-        os.replace(path + ".tmp", path)
 
 
 class MetricWriter:

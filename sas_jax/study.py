@@ -50,7 +50,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sas_jax import cli, config_lib
+from sas_jax import cli, config_lib, files
 from sas_jax.errors import UserError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -179,15 +179,7 @@ def check_manifest(out: str, manifest: dict) -> None:
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
         manifest = {**manifest, "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
-    _write_json(path, manifest)
-
-
-def _write_json(path: str, obj) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    files.write_json(path, manifest)
 
 
 def _read_json(path: str) -> dict | None:
@@ -350,7 +342,7 @@ def run_one(run: Run, corpus, entropy: float, ds: Downstream | None, cache: dict
         result.update(downstream_task=ds.task, downstream_score=float(ft["score"]),
                       downstream_metric=ft.get("selection_metric"))
         say(f"{run.row}/seed{run.seed}: {ds.task} dev {ft.get('selection_metric', 'score')} {ft['score']:.4f}")
-    _write_json(path, result)
+    files.write_json(path, result)
     return result
 
 
@@ -386,7 +378,7 @@ def write_table(results: list, out: str, *, budget: float, task: str | None) -> 
              "downstream_task": task, "columns": list(COLUMNS),
              "runs": [{k: r.get(k) for k in (*COLUMNS, "flops_per_step", "curve")} for r in results],
              "summary": summary}
-    _write_json(os.path.join(out, TABLE + ".json"), table)
+    files.write_json(os.path.join(out, TABLE + ".json"), table)
     with open(os.path.join(out, TABLE + ".csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(COLUMNS)

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from sas_jax import files as files_lib
 from sas_jax.errors import UserError
 
 FOLDER = "WordOrder"  # the task's folder in a GLUE-style TSV directory (glue/tasks.py)
@@ -145,15 +146,10 @@ def build_word_order_task(text_files: Sequence[str] | str, out_dir: str, *, trai
     os.makedirs(folder, exist_ok=True)
     for n, (split, split_lines) in enumerate(splits.items()):
         rows = word_order_examples(split_lines, seed=seed * 2 + n + 1, avoid=everything)
-        tmp = os.path.join(folder, f"{split}.tsv.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with files_lib.atomic_open(os.path.join(folder, f"{split}.tsv"), "w", encoding="utf-8") as f:
             f.write("\t".join(HEADER) + "\n")
             for text, label, _ in rows:
                 f.write(f"{text}\t{label}\n")
-        os.replace(tmp, os.path.join(folder, f"{split}.tsv"))
     meta["num_lines_available"] = len(lines)
-    tmp = meta_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-    os.replace(tmp, meta_path)
+    files_lib.write_json(meta_path, meta)
     return meta

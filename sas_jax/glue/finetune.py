@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
 import time
 
 import flax
@@ -28,7 +26,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from sas_jax import optim, sharding
+from sas_jax import files, optim, sharding
 from sas_jax.errors import UserError
 from sas_jax.glue import data as data_lib
 from sas_jax.glue import metrics as metrics_lib
@@ -192,15 +190,6 @@ def load_data(config, tokenizer, splits=None) -> dict:
     return {k: data_lib.encode_split(v, tokenizer, int(config.data.max_seq_length)) for k, v in raw.items()}
 
 
-def _write_json(path: str, obj) -> None:
-    """Atomic: a reader (or a resumed sweep) sees the whole file or none."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-
-
 # ----------------------------------------------------------------------------- run
 def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: dict | None = None,
              result_path: str | None = None, log=print, return_model: bool = False):
@@ -301,5 +290,5 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
     }
     log(f"{tag}: best epoch {best['epoch']}, dev score {dev['score']:.4f}")
     if result_path:
-        _write_json(result_path, result)
+        files.write_json(result_path, result)
     return (result, (runner, params)) if return_model else result

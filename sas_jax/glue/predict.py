@@ -38,6 +38,7 @@ import zipfile
 import ml_collections
 import numpy as np
 
+from sas_jax import files
 from sas_jax.errors import UserError
 from sas_jax.glue import data as data_lib
 from sas_jax.glue import finetune as finetune_lib
@@ -87,21 +88,17 @@ def format_prediction(spec, value) -> str:
 
 def write_tsv(path: str, idx, labels) -> None:
     """`index<TAB>prediction` rows, atomically (a killed run leaves no half file)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", newline="") as f:
+    with files.atomic_open(path, "w", newline="") as f:
         f.write("index\tprediction\n")
         for i, label in zip(idx, labels):
             f.write(f"{int(i)}\t{label}\n")
-    os.replace(tmp, path)
 
 
 def write_zip(out_dir: str, names: list) -> str:
     path = os.path.join(out_dir, ZIP_NAME)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with files.atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
         for name in names:
             z.write(os.path.join(out_dir, name), arcname=name)  # flat: the server wants no folder
-    os.replace(tmp, path)
     return path
 
 

@@ -1,0 +1,42 @@
+"""Atomic file writes: a reader, a resumed run or a kill sees the whole file or the old one.
+
+Every writer of a result file (sweep/study manifests, GLUE prediction files, the metrics log's
+cut-back, downstream task files, prepared corpora) goes through `atomic_open`: it writes to a
+temporary file beside the target and renames it into place, so a process killed mid-write
+leaves no half file under the real name.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "w", **kwargs):
+    """`open(path, mode)` whose content appears under `path` only when the block ends cleanly.
+
+    The parent folder is created. On an exception the temporary file is removed and `path` is
+    left as it was.
+    """
+    if not any(m in mode for m in "wx"):
+        raise ValueError(f"atomic_open writes a whole file; mode {mode!r} is not a write mode")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        with open(tmp, mode.replace("x", "w"), **kwargs) as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str, encoding: str = "utf-8") -> None:
+    with atomic_open(path, "w", encoding=encoding) as f:
+        f.write(text)
+
+
+def write_json(path: str, obj, *, indent: int | None = 2, sort_keys: bool = True) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent, sort_keys=sort_keys)
