@@ -14,11 +14,10 @@ workdir under --out); the table (markdown) is printed at the end and written to
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
-from sas_jax import config_lib, train
+from sas_jax import config_lib, metrics_log, train
 from sas_jax.data.synthetic import markov_corpus
 
 # name -> (what changes, config overrides, markov_corpus keyword changes)
@@ -59,7 +58,7 @@ def run(name: str, out: str, steps: int) -> dict:
     def evals():
         if not os.path.exists(metrics):
             return {}
-        rows = [json.loads(line) for line in open(metrics)]
+        rows = metrics_log.read_records(metrics)
         return {d["step"]: d for d in rows if "eval/mlm_loss" in d}
 
     if steps not in evals():

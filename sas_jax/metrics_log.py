@@ -27,17 +27,34 @@ def _fmt_eta(seconds: float) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
+def _record(line: str) -> dict | None:
+    """One metrics.jsonl line as a dict holding `step`; None for a blank line or one torn by a
+    kill mid-write (cut short: not JSON, or, glued to the next write, not one record)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and "step" in record else None
+
+
+def read_records(path: str) -> list:
+    """The records of a metrics.jsonl in file order (a resumed run's repeated steps included;
+    readers keep the later one). A torn line, the last one cut short by a kill or one in the
+    middle, is skipped: every reader of the log goes through here, so all skip the same lines."""
+    with open(path) as f:
+        return [r for r in map(_record, f) if r is not None]
+
+
 def keep_up_to(path: str, step: int) -> None:
-    """Cuts a metrics.jsonl back to the lines of steps <= `step` (atomically: write, then rename)."""
+    """Cuts a metrics.jsonl back to the lines of steps <= `step` (atomically: write, then rename);
+    torn lines are dropped (`read_records`' rule)."""
     with open(path) as f:
         lines = f.readlines()
     kept = []
     for line in lines:
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
-        except (ValueError, KeyError):
-            continue  # a line torn by a kill mid-write
+        record = _record(line)
+        if record is not None and record["step"] <= step:
+            kept.append(line if line.endswith("\n") else line + "\n")
     if len(kept) != len(lines):
         with files.atomic_open(path, "w") as f:
             f.writelines(kept)

@@ -256,26 +256,23 @@ def finetune(run: Run, ds: Downstream, cache: dict) -> dict:
         cache.clear()  # one task's data held at a time
         cache[key] = finetune_lib.load_data(config, pre.tokenizer)
     return finetune_lib.finetune(config, pretrained=pre, data=cache[key], result_path=path,
-                                 log=lambda m: say(f"  {run.row}/seed{run.seed} {m}"))
+                                 log=lambda m: say(f"  {run.row}/seed{run.seed} {m}")).result
 
 
 # ----------------------------------------------------------------------------- runs
 def read_eval(workdir: str) -> dict:
     """{step: {metric: value}} of the `eval/*` lines of `<workdir>/metrics.jsonl` (a step
-    logged twice, as after a resume, keeps the later line)."""
+    logged twice, as after a resume, keeps the later line; a torn line is skipped)."""
+    from sas_jax import metrics_log  # noqa: PLC0415 (keeps the CLI's argument checks free of JAX)
+
     out: dict = {}
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.isfile(path):
         return out
-    with open(path) as f:
-        for line in f:
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            ev = {k[len("eval/"):]: float(v) for k, v in d.items() if k.startswith("eval/")}
-            if ev and "step" in d:
-                out.setdefault(int(d["step"]), {}).update(ev)
+    for d in metrics_log.read_records(path):
+        ev = {k[len("eval/"):]: float(v) for k, v in d.items() if k.startswith("eval/")}
+        if ev:
+            out.setdefault(int(d["step"]), {}).update(ev)
     return out
 
 

@@ -15,7 +15,7 @@ import sys
 
 import ml_collections
 
-from sas_jax import cli, flops
+from sas_jax import cli, flops, metrics_log
 from sas_jax.analysis import study_plots
 from sas_jax.errors import UserError
 
@@ -38,12 +38,10 @@ def held_out_curve(workdir: str) -> tuple:
         raise UserError(f"{workdir} has no metrics.jsonl; give the workdir of a finished pre-training run")
     per_step = flops_per_step(workdir)
     points, unigram_ce = {}, None
-    with open(path) as f:
-        for line in f:
-            d = json.loads(line)
-            if "eval/mlm_loss" in d:
-                points[d["step"]] = d["eval/mlm_loss"]
-                unigram_ce = d.get("eval/unigram_ce", unigram_ce)
+    for d in metrics_log.read_records(path):
+        if "eval/mlm_loss" in d:
+            points[d["step"]] = d["eval/mlm_loss"]
+            unigram_ce = d.get("eval/unigram_ce", unigram_ce)
     steps = sorted(points)
     return [s * per_step for s in steps], [points[s] for s in steps], unigram_ce
 

@@ -13,11 +13,11 @@ value.
 from __future__ import annotations
 
 import glob
-import json
 import os
 
 import numpy as np
 
+from sas_jax import metrics_log
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import tag as tag_of
 
@@ -53,15 +53,12 @@ def read_event_scalars(paths) -> dict:
 
 
 def read_jsonl_scalars(path: str) -> dict:
+    """{tag: (steps, values)} of a metrics.jsonl (`metrics_log.read_records`: torn lines skipped)."""
     values: dict = {}
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            d = json.loads(line)
-            step = int(d.pop("step"))
-            for k, v in d.items():
-                values.setdefault(tag_of(k), {})[step] = float(v)
+    for d in metrics_log.read_records(path):
+        step = int(d.pop("step"))
+        for k, v in d.items():
+            values.setdefault(tag_of(k), {})[step] = float(v)
     return _arrays(values)
 
 

@@ -24,6 +24,7 @@ import shutil
 
 import numpy as np
 
+from sas_jax import metrics_log
 from sas_jax.convert import hf_export, hf_tokenizer
 from sas_jax.errors import UserError
 
@@ -74,15 +75,10 @@ def _eval_figures(checkpoint_dir: str, step: int) -> dict:
         path = os.path.join(root, "metrics.jsonl")
         if os.path.isfile(path):
             best = {}
-            with open(path) as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    evals = {k: v for k, v in row.items() if k.startswith("eval/")}
-                    if evals and int(row.get("step", 0)) <= step:
-                        best = {"step": row.get("step"), **evals}
+            for row in metrics_log.read_records(path):
+                evals = {k: v for k, v in row.items() if k.startswith("eval/")}
+                if evals and int(row["step"]) <= step:
+                    best = {"step": row["step"], **evals}
             return best
     return {}
 
