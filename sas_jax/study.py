@@ -123,7 +123,7 @@ def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: fl
          out: str, *, eval_rows: int | None = None, evals: int = 8, corpora: dict | None = None) -> tuple:
     """([Run], {corpus dir: Corpus}): every run's config, with the corpora opened (prepared if the
     config says so). Bad rows, overrides or budgets fail here, before any training."""
-    from sas_jax import train  # noqa: PLC0415
+    from sas_jax.data import corpus as corpus_lib  # noqa: PLC0415
 
     if budget <= 0:
         raise UserError(f"--flops={budget} must be a positive number of training FLOPs, e.g. 1.27e18")
@@ -139,7 +139,8 @@ def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: fl
     for name, config in configs.items():
         config.data.corpus_dir = resolve_corpus_dir(config, out)
         if config.data.corpus_dir not in corpora:
-            corpora[config.data.corpus_dir] = train.open_corpus(config, out, prepare_here=bool(config.data.prepare.text_files))
+            corpora[config.data.corpus_dir] = corpus_lib.open_corpus(
+                config, out, prepare_here=bool(config.data.prepare.text_files))
         corpus = corpora[config.data.corpus_dir]
         vocab = int(corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size)
         steps, per_step = steps_for_budget(config, budget, vocab)

@@ -15,22 +15,21 @@ import sys
 import ml_collections
 
 from sas_jax import checkpointing, cli, evaluation, objectives, sharding
+from sas_jax.data import corpus as corpus_lib
 from sas_jax.errors import UserError
 
 
 def evaluate_run(checkpoint_dir: str, steps=None, *, eval_rows: int | None = None, corpus=None) -> dict:
     """{step: held-out figures} of the run's checkpoints (`steps`: all when None)."""
-    from sas_jax import train  # noqa: PLC0415 (the corpus rules of a run)
-
     cfg = ml_collections.ConfigDict(checkpointing.read_step_meta(checkpoint_dir)["config"])
     rows = int(cfg.data.eval_rows if eval_rows is None else eval_rows)
     if rows <= 0:
         raise UserError(f"the run in {checkpoint_dir} held out no rows (data.eval_rows=0); pass --eval_rows=N "
                         "(rows that run also trained on, so the figures are not held-out ones)")
     workdir = checkpoint_dir.rstrip("/").removesuffix("/checkpoints")
-    corpus = corpus if corpus is not None else train.open_corpus(cfg, workdir)
+    corpus = corpus if corpus is not None else corpus_lib.open_corpus(cfg, workdir)
     vocab = int(corpus.vocab_size if cfg.model.vocab_size == -1 else cfg.model.vocab_size)
-    model = objectives.make_model(cfg, vocab)
+    model = objectives.build(cfg, vocab).model
     mesh = sharding.make_mesh(cfg.mesh)
     held = evaluation.HeldOut(cfg, corpus, vocab_size=vocab, model=model, mesh=mesh,
                               rules=sharding.logical_rules(cfg.mesh),

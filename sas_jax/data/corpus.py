@@ -8,6 +8,7 @@ each process touches only the rows it reads.
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -183,3 +184,41 @@ class Corpus:
         out = np.empty((ids.size, self.seq_len), np.int32)
         out[order] = self._rows[ids[order]]
         return out
+
+
+# ----------------------------------------------------------------------------- a run's corpus
+def open_corpus(config, workdir: str, *, prepare_here: bool = False):
+    """The prepared corpus named by `data.corpus_dir`.
+
+    A config with `data.prepare.text_files` (the demo) prepares it on first use, but only at
+    its default place, `<workdir>/demo_corpus` (or where the caller says, `prepare_here`, as
+    the study tool does for its shared corpus): a mistyped `data.corpus_dir` is refused like
+    in every other config instead of silently preparing a new corpus there."""
+    from sas_jax import config_lib  # noqa: PLC0415
+
+    corpus_dir = config.data.corpus_dir
+    prepare_here = prepare_here or corpus_dir == config_lib.DEMO_CORPUS_DIR
+    if not corpus_dir:
+        raise UserError("data.corpus_dir is empty; prepare a corpus with `python -m sas_jax.prepare` "
+                        "and pass --config.data.corpus_dir=<dir>")
+    if not os.path.isabs(corpus_dir):
+        corpus_dir = os.path.join(workdir, corpus_dir)
+    prep = config.data.prepare
+    if prep.tokenizer and not os.path.exists(prep.tokenizer):
+        raise UserError(f"data.prepare.tokenizer={prep.tokenizer!r} does not exist; give the path of a "
+                        "SentencePiece .model or a WordPiece vocab.txt")
+    if prep.text_files and not prepare_lib.holds_corpus(corpus_dir):
+        if not prepare_here:
+            raise UserError(f"data.corpus_dir={config.data.corpus_dir} holds no prepared corpus; this config "
+                            f"prepares its corpus only at its default data.corpus_dir={config_lib.DEMO_CORPUS_DIR} "
+                            "(inside the workdir): drop the override, or prepare one there with "
+                            "`python -m sas_jax.prepare`")
+        files = sorted(f for pat in prep.text_files.split(",") for f in glob.glob(pat.strip()))
+        if not files:
+            raise UserError(f"data.prepare.text_files={prep.text_files!r} matches no file; "
+                            "run from the repository root or give absolute paths")
+        prepare_lib.prepare_corpus(files, corpus_dir, seq_len=config.seq_len, tokenizer_path=prep.tokenizer or None,
+                                   train_vocab_size=prep.vocab_size, max_rows=prep.max_rows or None,
+                                   packing=prep.packing)
+    # A tokenizer named in the config must be the one the corpus was prepared with.
+    return Corpus.open(corpus_dir, tokenizer=prep.tokenizer or None)

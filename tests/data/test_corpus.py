@@ -104,3 +104,18 @@ def test_wrong_format_version(prepared):
         json.dump(meta, f)
     with pytest.raises(UserError, match=r"format_version 99, this code reads 1"):
         Corpus.open(out)
+
+
+def test_open_corpus_prepares_the_demo_only_at_its_default_place(tmp_path, config_factory, prepared):
+    """`open_corpus` (data.corpus, no trainer needed): a mistyped corpus dir of the demo is refused
+    and not created; a prepared one is opened, a relative one under the workdir."""
+    from sas_jax.data.corpus import open_corpus  # noqa: PLC0415
+
+    cfg = config_factory("sas_demo", "smoke", **{"data.corpus_dir": str(tmp_path / "demo_corpsu")})
+    with pytest.raises(UserError, match=r"holds no prepared corpus; this config prepares its corpus only at "
+                                        r"its default data.corpus_dir=demo_corpus"):
+        open_corpus(cfg, str(tmp_path / "w"))
+    assert not (tmp_path / "demo_corpsu").exists()
+    out = prepared[0]
+    cfg = config_factory("sas_small", "tiny", **{"data.corpus_dir": os.path.relpath(out, tmp_path)})
+    assert open_corpus(cfg, str(tmp_path)).num_rows == Corpus.open(out).num_rows
