@@ -52,13 +52,13 @@ import optax
 
 from sas_jax import sharding
 from sas_jax.corruption import keyed_random, masking
+from sas_jax.corruption.batch import BATCH_KEYS, assemble
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.data import pipeline
 from sas_jax.errors import UserError
 
 EVAL_SEED = 0x5E7A1  # not config.seed: every run sees the same held-out rows and corruption
 AUC_BINS = 2048
-EVAL_KEYS = ("input_ids", "input_mask", "mlm_positions", "mlm_targets", "mlm_weights", "rtd_labels")
 
 
 def held_out_ids(num_rows: int, eval_rows: int) -> np.ndarray:
@@ -82,7 +82,7 @@ def unigram_entropy(unigram_counts, special_table) -> float:
 
 def corrupt(rows_BxL, example_ids, *, tokenizer, sampler: ColdStartSampler, mask_rate: float,
             max_predictions: int) -> dict:
-    """{'masked': batch, 'replaced': batch} of held-out rows (numpy, `EVAL_KEYS`)."""
+    """{'masked': batch, 'replaced': batch} of held-out rows (numpy, the step's `BATCH_KEYS`)."""
     x = np.asarray(rows_BxL, np.int32)
     length = x.shape[1]
     streams = keyed_random.Streams(EVAL_SEED, 0, example_ids)
@@ -94,18 +94,8 @@ def corrupt(rows_BxL, example_ids, *, tokenizer, sampler: ColdStartSampler, mask
                                                                                  bool)[x], eligible, n)
     positions, valid = masking.positions_from_mask(selected, max_predictions)
     replacements = sampler.tokens(streams.uniform(1, length), step=sampler.warmup_steps)  # plain unigram
-    out = {}
-    for name, tokens in (("masked", np.full_like(x, tokenizer.mask_id)), ("replaced", replacements)):
-        inputs = np.where(selected, tokens, x).astype(np.int32)
-        out[name] = {
-            "input_ids": inputs,
-            "input_mask": input_mask.astype(np.int32),
-            "mlm_positions": positions.astype(np.int32),
-            "mlm_targets": np.take_along_axis(x, positions, axis=1).astype(np.int32),
-            "mlm_weights": valid.astype(np.float32),
-            "rtd_labels": (inputs != x).astype(np.int32),
-        }
-    return out
+    return {name: assemble(x, np.where(selected, tokens, x).astype(np.int32), input_mask, positions, valid)
+            for name, tokens in (("masked", np.full_like(x, tokenizer.mask_id)), ("replaced", replacements))}
 
 
 def batch_sums(params, masked, replaced, *, model, temperature: float = 1.0) -> dict:
@@ -197,14 +187,9 @@ class HeldOut:
         hits = sum(float((sampler.probs[b["masked"]["mlm_targets"]] * b["masked"]["mlm_weights"]).sum())
                    for b in self.batches)
         self.unigram_hit = self._global_mean(hits, slots)  # P(a unigram draw equals the original token)
-        self.shardings = {k: sharding.batch_sharding(mesh) for k in EVAL_KEYS}
+        self.shardings = sharding.batch_shardings(mesh, BATCH_KEYS)
         fn = functools.partial(batch_sums, model=model, temperature=float(config.sas.temperature))
-
-        def traced(params, masked, replaced):
-            with sharding.activation_rules(mesh, rules):
-                return fn(params, masked, replaced)
-
-        self._fn = jax.jit(traced, out_shardings=sharding.replicated(mesh))
+        self._fn = sharding.jit_with_rules(fn, mesh, rules, out_shardings=sharding.replicated(mesh))
         # Placed once, as global arrays (each process gives its rows), so an evaluation inside the
         # trainer's no-implicit-transfer loop moves nothing but the summed figures back.
         self.device_batches = [(pipeline.to_global(b["masked"], self.shardings),
@@ -275,13 +260,13 @@ def fill_mask_line(model, params, corpus, example_id: int, position: int, *, mes
     rep = sharding.replicated(mesh)
 
     def fn(p, x, m, q):
-        with sharding.activation_rules(mesh, rules):
-            return model.apply({"params": p}, x, m, q, deterministic=True)["mlm_logits"][0, 0]
+        return model.apply({"params": p}, x, m, q, deterministic=True)["mlm_logits"][0, 0]
 
     # Replicated global arrays built from the same host values on every process.
     args = [jax.make_array_from_callback(a.shape, rep, lambda index, a=a: a[index])
             for a in (ids, (ids != tok.pad_id).astype(np.int32), np.asarray([[pos]], np.int32))]
-    logits = np.asarray(jax.device_get(jax.jit(fn, out_shardings=rep)(params, *args)), np.float64)
+    logits = np.asarray(jax.device_get(sharding.jit_with_rules(fn, mesh, rules, out_shardings=rep)(params, *args)),
+                        np.float64)
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     best = np.argsort(-probs)[:top_k]

@@ -72,6 +72,11 @@ def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     return NamedSharding(mesh, P(BATCH_AXES, *([None] * (ndim - 1))))
 
 
+def batch_shardings(mesh: Mesh, keys) -> dict:
+    """{key: `batch_sharding(mesh)`} for a batch dict of [B, ...] rows (the step's and the held-out batches)."""
+    return {k: batch_sharding(mesh) for k in keys}
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
@@ -87,6 +92,16 @@ def activation_rules(mesh: Mesh, rules):
     """Context in which the model's `with_logical_constraint`s take effect."""
     with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(rules):
         yield
+
+
+def jit_with_rules(fn, mesh: Mesh, rules, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` traced under `activation_rules(mesh, rules)`: the one way a
+    model function is jitted on the mesh (the train step, held-out sums, the fill-mask line)."""
+    def traced(*args):
+        with activation_rules(mesh, rules):
+            return fn(*args)
+
+    return jax.jit(traced, **jit_kwargs)
 
 
 def num_batch_shards(mesh: Mesh) -> int:

@@ -25,8 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from sas_jax import losses, objectives, optim, sharding
-
-BATCH_KEYS = ("input_ids", "input_mask", "mlm_positions", "mlm_targets", "mlm_weights", "rtd_labels")
+from sas_jax.corruption.batch import BATCH_KEYS  # noqa: F401 (the step's batch: the builders' keys)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,15 +159,9 @@ def jit_train_step(*, model, tx, lr_schedule, settings, mesh, rules, state_shard
     """
     step_fn = functools.partial(train_step, model=model, tx=tx, lr_schedule=lr_schedule,
                                 settings=settings)
-
-    def traced(state, batch, rng):
-        with sharding.activation_rules(mesh, rules):
-            return step_fn(state, batch, rng)
-
-    batch_shardings = {k: sharding.batch_sharding(mesh) for k in BATCH_KEYS}
-    return jax.jit(
-        traced,
-        in_shardings=(state_shardings, batch_shardings, sharding.replicated(mesh)),
+    return sharding.jit_with_rules(
+        step_fn, mesh, rules,
+        in_shardings=(state_shardings, sharding.batch_shardings(mesh, BATCH_KEYS), sharding.replicated(mesh)),
         out_shardings=(state_shardings, sharding.replicated(mesh), sharding.batch_sharding(mesh)),
         donate_argnums=(0,),
     )

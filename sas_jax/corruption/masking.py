@@ -15,6 +15,16 @@ def target_counts(input_mask_BxL: np.ndarray, rate: float) -> np.ndarray:
     return np.maximum(1, np.round(rate * input_mask_BxL.sum(axis=1))).astype(np.int32)
 
 
+def bert_replacements(u, u_random, original, *, mask_id: int, vocab_size: int, mask_rate: float,
+                      random_rate: float) -> np.ndarray:
+    """BERT's split of the selected tokens (flat arrays of uniforms and original ids): [MASK] where
+    `u < mask_rate`, a uniform id over the *full* vocabulary (from `u_random`) where
+    `u < mask_rate + random_rate`, else unchanged. The `bert` corruption and SAS's `mlm` cold start."""
+    random_ids = np.minimum((u_random * vocab_size).astype(np.int64), vocab_size - 1).astype(np.int32)
+    return np.where(u < mask_rate, mask_id,
+                    np.where(u < mask_rate + random_rate, random_ids, original)).astype(np.int32)
+
+
 def word_ids(starts_BxL: np.ndarray, eligible_BxL: np.ndarray) -> np.ndarray:
     """0-based word index of each eligible token in its row; -1 elsewhere."""
     prev = np.zeros_like(eligible_BxL)

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 
 from sas_jax.corruption import masking
-from sas_jax.corruption.batch import BatchBuilder
+from sas_jax.corruption.batch import BatchBuilder, assemble
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.corruption.store import SampleStore
 
@@ -68,11 +68,9 @@ class SasBatchBuilder(BatchBuilder):
             return np.full(int(fresh_BxL.sum()), self.mask_id, np.int32)
         u = streams.uniform(1, length)[fresh_BxL]
         if self.cold_start == "mlm":
-            random_ids = np.minimum((streams.uniform(2, length)[fresh_BxL] * self.vocab_size).astype(np.int64),
-                                    self.vocab_size - 1).astype(np.int32)
-            return np.where(u < MLM_COLD_MASK_RATE, self.mask_id,
-                            np.where(u < MLM_COLD_MASK_RATE + MLM_COLD_RANDOM_RATE, random_ids,
-                                     x_BxL[fresh_BxL])).astype(np.int32)
+            return masking.bert_replacements(u, streams.uniform(2, length)[fresh_BxL], x_BxL[fresh_BxL],
+                                             mask_id=self.mask_id, vocab_size=self.vocab_size,
+                                             mask_rate=MLM_COLD_MASK_RATE, random_rate=MLM_COLD_RANDOM_RATE)
         return self.sampler.tokens(u, step)
 
     def build(self, rows_BxL: np.ndarray, example_ids: np.ndarray, step: int):
@@ -114,7 +112,7 @@ class SasBatchBuilder(BatchBuilder):
 
         inputs = np.where(mlm, repl, x)
         positions, valid = masking.positions_from_mask(mlm, self.max_predictions)
-        batch = self.assemble(x, inputs, input_mask, positions, valid)
+        batch = assemble(x, inputs, input_mask, positions, valid)
         return batch, PendingWrite(np.asarray(example_ids), positions, valid)
 
     def write_back(self, pending: PendingWrite, sampled_BxP: np.ndarray) -> None:

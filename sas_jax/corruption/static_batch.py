@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from sas_jax.corruption import masking
-from sas_jax.corruption.batch import BatchBuilder
+from sas_jax.corruption.batch import BatchBuilder, assemble
 from sas_jax.corruption.cold_start import ColdStartSampler
 
 STATIC_KINDS = ("bert", "unigram", "uniform")
@@ -69,17 +69,16 @@ class StaticBatchBuilder(BatchBuilder):
         n = masking.target_counts(input_mask, self.mask_rate)
         selected = masking.select_whole_words(streams.uniform(0, length), self.word_start_table[x], eligible, n)
         if self.kind == "bert":
-            u = streams.uniform(1, length)[selected]
-            random_ids = np.minimum((streams.uniform(2, length)[selected] * self.vocab_size).astype(np.int64),
-                                    self.vocab_size - 1).astype(np.int32)
-            tokens = np.where(u < self.mask_token_rate, self.mask_id,
-                              np.where(u < self.mask_token_rate + self.random_token_rate, random_ids, x[selected]))
+            tokens = masking.bert_replacements(streams.uniform(1, length)[selected],
+                                               streams.uniform(2, length)[selected], x[selected],
+                                               mask_id=self.mask_id, vocab_size=self.vocab_size,
+                                               mask_rate=self.mask_token_rate, random_rate=self.random_token_rate)
         else:
             tokens = self.sampler.tokens(streams.uniform(1, length)[selected], step)
         inputs = x.copy()
         inputs[selected] = tokens
         positions, valid = masking.positions_from_mask(selected, self.max_predictions)
-        return self.assemble(x, inputs, input_mask, positions, valid), None
+        return assemble(x, inputs, input_mask, positions, valid), None
 
 
 class ElectraBatchBuilder(BatchBuilder):
@@ -117,4 +116,4 @@ class ElectraBatchBuilder(BatchBuilder):
         positions = np.zeros((b, self.max_predictions), np.int32)
         weights = np.zeros((b, self.max_predictions), bool)
         positions[:, :budget], weights[:, :budget] = slots, valid
-        return self.assemble(x, inputs, input_mask, positions, weights), None
+        return assemble(x, inputs, input_mask, positions, weights), None
