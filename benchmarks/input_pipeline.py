@@ -17,9 +17,8 @@ import time
 
 import jax
 import numpy as np
-from sas_jax import config_lib, optim, sharding, train, train_state, train_step
+from sas_jax import config_lib, objectives, optim, sharding, train, train_state, train_step
 from sas_jax.data.corpus import Corpus
-from sas_jax.models import ModelConfig, PretrainingModel
 
 
 
@@ -47,7 +46,8 @@ def main():
     corpus = Corpus.open(args.corpus)
     config.seq_len = corpus.seq_len
     vocab = corpus.vocab_size
-    order, builder = train.build_inputs(config, corpus, vocab)
+    objective = objectives.build(config, vocab)
+    order, builder = train.build_inputs(config, corpus, objective)
     steps = min(args.steps, order.steps_per_epoch)
     first_visit = time_builds(builder, order, corpus, steps, 0)
     for step in range(steps, order.steps_per_epoch):  # finish epoch 0 so every row has samples
@@ -58,14 +58,14 @@ def main():
 
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.logical_rules(config.mesh)
-    model = PretrainingModel(ModelConfig.from_config(config.model, vocab_size=vocab))
+    model = objective.model
     tx = optim.make_optimizer(config.opt, config.num_train_steps)
     state, shardings = train_state.create_sharded_state(
         jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=config.seq_len,
         max_predictions=config.sas.max_predictions)
     step_fn = train_step.jit_train_step(
         model=model, tx=tx, lr_schedule=optim.learning_rate_schedule(config.opt, config.num_train_steps),
-        settings=train_step.StepSettings.from_config(config, order.steps_per_epoch), mesh=mesh,
+        settings=objective.step_settings(order.steps_per_epoch), mesh=mesh,
         rules=rules, state_shardings=shardings)
     ids = order.batch_ids(0)
     batch, _ = builder.build(corpus.read(ids), ids, 0)

@@ -166,8 +166,9 @@ def dot_census(lowered_text: str, num_layers: int) -> dict:
     }
 
 
-def encoder_forwards_from_flops(config, vocab: int) -> int:
-    return sum(k.endswith("encoder_matmuls") for k in flops.model_flops_components(config, vocab_size=vocab))
+def encoder_forwards_from_flops(config, model_cfg) -> int:
+    """Encoder stacks charged by `flops.model_flops_components` for the row's (resolved) model config."""
+    return sum(k.endswith("encoder_matmuls") for k in flops.model_flops_components(config, model_cfg=model_cfg))
 
 
 # ----------------------------------------------------------------------------- machine facts
@@ -351,7 +352,7 @@ class ConfigBench:
         config, row = self.config, self.row
         b, s = int(config.batch_size), int(config.seq_len)
         step_s = statistics.median(self.plain)
-        flops_per_step = flops.model_flops_per_step(config, vocab_size=row.vocab)
+        flops_per_step = row.flops_per_step  # the trainer's own (flops.model_flops_per_step)
         out = {
             "config": self.name,
             "objective": str(config.objective.corruption),
@@ -375,7 +376,7 @@ class ConfigBench:
             "dots": self.census,
             "compiled_dot_ops": self.compiled_dots,
             "encoder_forwards": self.census["encoder_forwards"],
-            "encoder_forwards_from_flops": encoder_forwards_from_flops(config, row.vocab),
+            "encoder_forwards_from_flops": encoder_forwards_from_flops(config, row.objective.model_config),
             "notes": self.notes,
         }
         if self.with_store:

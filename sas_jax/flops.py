@@ -32,6 +32,7 @@ import dataclasses
 import re
 from typing import Mapping, Optional
 
+from sas_jax import objectives
 from sas_jax.errors import UserError
 from sas_jax.models import disentangled
 from sas_jax.models.config import ModelConfig
@@ -176,11 +177,9 @@ def model_config(config, vocab_size: Optional[int] = None) -> ModelConfig:
     return ModelConfig.from_config(config.model, vocab_size=v)
 
 
-def _objective(config):
-    o = config.get("objective") if hasattr(config, "get") else getattr(config, "objective", None)
-    if o is None:
-        return "sas", True, True
-    return str(o.corruption), bool(o.mlm), bool(o.rtd)
+def _model_config(config, vocab_size: Optional[int], model_cfg: Optional[ModelConfig]) -> ModelConfig:
+    """`model_cfg` when the caller has it (built once, e.g. `objectives.Objective.model_config`), else built."""
+    return model_cfg if model_cfg is not None else model_config(config, vocab_size)
 
 
 def _encoder_components(cfg: ModelConfig, seq_len: int, prefix: str, *, layer_norm_fix: bool,
@@ -198,8 +197,8 @@ def _encoder_components(cfg: ModelConfig, seq_len: int, prefix: str, *, layer_no
     ]
 
 
-def forward_components(config, *, vocab_size: Optional[int] = None, output_frac: float = OUTPUT_FRAC,
-                       layer_norm_fix: bool = True, da_allowance: bool = True,
+def forward_components(config, *, vocab_size: Optional[int] = None, model_cfg: Optional[ModelConfig] = None,
+                       output_frac: float = OUTPUT_FRAC, layer_norm_fix: bool = True, da_allowance: bool = True,
                        da_project_relative: bool = False) -> list:
     """The forward pass of `config`'s pre-training model as a list of `Component`s.
 
@@ -215,15 +214,17 @@ def forward_components(config, *, vocab_size: Optional[int] = None, output_frac:
       charged as one layer; the absolute position lookup is already in the
       embedding's charge (the BERT-style rule), the addition (h) is not charged.
 
-    The keyword options switch single rules away from the paper's convention
-    (for tests and what-ifs); the defaults are the paper's.
+    `model_cfg`, the resolved `ModelConfig` of `config.model` where the caller has it,
+    is used instead of building it again (`vocab_size` is then unused). The other
+    keyword options switch single rules away from the paper's convention (for tests
+    and what-ifs); the defaults are the paper's.
     """
-    cfg = model_config(config, vocab_size)
+    cfg = _model_config(config, vocab_size, model_cfg)
     s = int(config.seq_len)
-    corruption, mlm, rtd = _objective(config)
+    heads = objectives.heads(config)
+    mlm, rtd, electra = heads.mlm, heads.rtd, heads.generator
     opts = dict(layer_norm_fix=layer_norm_fix, da_allowance=da_allowance,
                 da_project_relative=da_project_relative)
-    electra = corruption == "electra"
     prefix = "discriminator." if electra else ""
     comps = _encoder_components(cfg, s, prefix, **opts)
     if mlm and not electra and cfg.enhanced_mask_decoder:
@@ -302,18 +303,20 @@ def _live_mlm(cfg: ModelConfig, predictions: int, seq_len: int) -> float:
     return 6 * (cfg.hidden_size * cfg.embedding_size + cfg.embedding_size * cfg.vocab_size) * predictions / seq_len
 
 
-def model_flops_components(config, *, vocab_size: Optional[int] = None) -> dict:
+def model_flops_components(config, *, vocab_size: Optional[int] = None,
+                           model_cfg: Optional[ModelConfig] = None) -> dict:
     """Live MFU convention: named model FLOPs per token (fwd + bwd, matmuls only).
 
     The MLM head is charged at the static slots `P = config.sas.max_predictions`
     per row (every objective gathers that many, valid or not), spread over `s`;
     `mlm_emd` (with `model.enhanced_mask_decoder`) two more layer passes per token.
+    `model_cfg` as in `forward_components`.
     """
-    cfg = model_config(config, vocab_size)
+    cfg = _model_config(config, vocab_size, model_cfg)
     s = int(config.seq_len)
     p = int(config.sas.max_predictions)
-    corruption, mlm, rtd = _objective(config)
-    electra = corruption == "electra"
+    heads = objectives.heads(config)
+    mlm, rtd, electra = heads.mlm, heads.rtd, heads.generator
     prefix = "discriminator." if electra else ""
     out = _live_encoder(cfg, s, prefix)
     if mlm and not electra and cfg.enhanced_mask_decoder:
@@ -329,14 +332,17 @@ def model_flops_components(config, *, vocab_size: Optional[int] = None) -> dict:
     return {k: float(v) for k, v in out.items()}
 
 
-def model_flops_per_token(config, *, vocab_size: Optional[int] = None) -> float:
+def model_flops_per_token(config, *, vocab_size: Optional[int] = None,
+                          model_cfg: Optional[ModelConfig] = None) -> float:
     """Live MFU convention: `6·N_mm + 12·n_layers·s·kqv + heads` (+ generator, + DA terms)."""
-    return float(sum(model_flops_components(config, vocab_size=vocab_size).values()))
+    return float(sum(model_flops_components(config, vocab_size=vocab_size, model_cfg=model_cfg).values()))
 
 
-def model_flops_per_step(config, *, vocab_size: Optional[int] = None) -> float:
+def model_flops_per_step(config, *, vocab_size: Optional[int] = None,
+                         model_cfg: Optional[ModelConfig] = None) -> float:
     """Live MFU convention: model FLOPs of one optimizer step (global batch × seq_len tokens)."""
-    return model_flops_per_token(config, vocab_size=vocab_size) * int(config.batch_size) * int(config.seq_len)
+    return (model_flops_per_token(config, vocab_size=vocab_size, model_cfg=model_cfg)
+            * int(config.batch_size) * int(config.seq_len))
 
 
 # Dense bf16 peaks per device (never the structured-sparsity figures). V100 has no
@@ -406,8 +412,9 @@ def _fmt(x: float) -> str:
 def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = False, name: str = "") -> str:
     """The CLI's text; its last line is `train FLOPs (paper convention): <x.xxxe+NN>`."""
     v, note = resolve_vocab_size(config, vocab_size)
-    cfg = model_config(config, v)
-    corruption, mlm, rtd = _objective(config)
+    cfg = model_config(config, v)  # built once, passed to every rule below
+    heads = objectives.heads(config)
+    corruption, mlm, rtd = heads.corruption, heads.mlm, heads.rtd
     s, b, steps = int(config.seq_len), int(config.batch_size), int(config.num_train_steps)
     lines = []
     if name:
@@ -416,14 +423,14 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
     lines.append(f"shape: layers={cfg.num_layers} h={cfg.hidden_size} f={cfg.intermediate_size} "
                  f"heads={cfg.num_heads} kqv={cfg.kqv_size} e={cfg.embedding_size} V={cfg.vocab_size}; "
                  f"batch={b} seq={s} steps={steps}")
-    if corruption == "electra":
+    if heads.generator:
         g = generator_config(cfg)
         lines.append(f"generator: layers={g.num_layers} h={g.hidden_size} f={g.intermediate_size} "
                      f"heads={g.num_heads} (ratio {cfg.generator_ratio:g})")
     if note:
         lines.append(f"note: {note}")
 
-    comps = forward_components(config, vocab_size=v)
+    comps = forward_components(config, model_cfg=cfg)
     total = sum(c.per_token for c in comps)
     lines.append("")
     lines.append("Paper convention: forward FLOPs per token (ELECTRA's rules, docs/reference.md §12)")
@@ -435,10 +442,10 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
             for k, x in c.terms.items():
                 lines.append(f"      {k:<30}{_fmt(x):>16}")
     lines.append(f"  {'forward per token':<26}{'':>16}  {'':<10}{_fmt(total):>18}{100:>8.2f}%")
-    train = train_flops(config, vocab_size=v)
+    train = train_flops(config, model_cfg=cfg)
     lines.append(f"  train = {TRAIN_FACTOR} x {b} x {steps} x {s} x forward = {train:.5e}")
 
-    live = model_flops_components(config, vocab_size=v)
+    live = model_flops_components(config, model_cfg=cfg)
     live_total = sum(live.values())
     lines.append("")
     lines.append("Live MFU convention: model FLOPs per token, fwd+bwd, matmuls only "
@@ -446,7 +453,7 @@ def format_report(config, *, vocab_size: Optional[int] = None, terms: bool = Fal
     for k, x in live.items():
         lines.append(f"  {k:<34}{_fmt(x):>18}{100 * x / live_total:>8.2f}%")
     lines.append(f"  {'model FLOPs per token':<34}{_fmt(live_total):>18}")
-    lines.append(f"  {'model FLOPs per step':<34}{model_flops_per_step(config, vocab_size=v):>18.4e}"
+    lines.append(f"  {'model FLOPs per step':<34}{model_flops_per_step(config, model_cfg=cfg):>18.4e}"
                  f"  ({b} x {s} tokens)")
     lines.append("")
     lines.append(f"train FLOPs (paper convention): {train:.3e}")

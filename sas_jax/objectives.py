@@ -1,4 +1,10 @@
-"""What `config.objective` means: the one home of the model and batch-builder factories.
+"""What `config.objective` means: the one chooser of the model, batch builder and step settings.
+
+`build(config, vocab_size) -> Objective` makes every choice a run needs in one call
+(as nanodo's `get_model_and_loss`): `objective.model` (and its `model_config`),
+`objective.make_builder(corpus, example_ids, steps_per_epoch)` and
+`objective.step_settings(steps_per_epoch)`; `heads(config)` is the part of it
+that `flops.py` costs. Nothing else reads `config.objective` to choose.
 
 Every system of the paper is a setting of `config.objective` (corruption, heads),
 `config.sas` (cold start, λ schedule, position budget) and `config.model`
@@ -11,18 +17,24 @@ Every system of the paper is a setting of `config.objective` (corruption, heads)
 | `electra` | `ElectraBatchBuilder` | `ElectraModel` | generator → Gumbel-max → discriminator |
 
 `objective.mlm` / `objective.rtd` decide which heads (and losses) exist; the
-step's metrics carry exactly those losses (`train_step.StepSettings`).
+step's metrics carry exactly those losses (`train_step.StepSettings`, filled here).
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
 import numpy as np
 
+from sas_jax.corruption.batch import BatchBuilder
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.corruption.sas_batch import COLD_STARTS, SasBatchBuilder
 from sas_jax.corruption.static_batch import STATIC_KINDS, ElectraBatchBuilder, StaticBatchBuilder, electra_budget
 from sas_jax.corruption.store import SampleStore
 from sas_jax.errors import UserError
 from sas_jax.models import ElectraModel, ModelConfig, PretrainingModel
+from sas_jax.train_step import StepSettings
 
 CORRUPTIONS = ("sas", *STATIC_KINDS, "electra")
 
@@ -67,36 +79,93 @@ def check_objective(config) -> None:
                             f"int((mask_rate+0.005)*seq_len)={need}; raise sas.max_predictions")
 
 
-def make_model(config, vocab_size: int):
-    """The Flax module of the row: `ElectraModel` for electra, else `PretrainingModel` with its heads."""
+@dataclasses.dataclass(frozen=True)
+class Heads:
+    """Which networks and losses a row trains: read by the model, the step and `flops.py`."""
+
+    corruption: str = "sas"
+    mlm: bool = True  # MLM head and loss (ELECTRA: the generator's)
+    rtd: bool = True  # RTD head and loss (ELECTRA: the discriminator's)
+
+    @property
+    def generator(self) -> bool:
+        """ELECTRA: a generator network feeds the discriminator on the device."""
+        return self.corruption == "electra"
+
+    @property
+    def sample(self) -> bool:
+        """SAS: the step samples the MLM head for the store."""
+        return self.corruption == "sas"
+
+
+def heads(config) -> Heads:
+    """The `Heads` of `config.objective` (a config without one, e.g. an old run's: SAS's)."""
+    o = config.get("objective") if hasattr(config, "get") else getattr(config, "objective", None)
+    if o is None:
+        return Heads()
+    return Heads(str(o.corruption), bool(o.mlm), bool(o.rtd))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Objective:
+    """What a run of `config` trains, chosen once by `build`: the model, its batch builder and
+    its step settings (the last two need the data order's `steps_per_epoch`)."""
+
+    config: Any  # the run's ConfigDict; read only here
+    heads: Heads
+    model_config: ModelConfig  # vocabulary resolved
+    model: nn.Module  # `ElectraModel` for electra, else `PretrainingModel` with the row's heads
+    builder_class: type[BatchBuilder]  # `SasBatchBuilder`, `StaticBatchBuilder` or `ElectraBatchBuilder`
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model_config.vocab_size
+
+    def make_builder(self, corpus, example_ids, steps_per_epoch: int = 1) -> BatchBuilder:
+        """The row's batch builder for the example ids this process owns.
+
+        Only `sas` keeps samples: its builder's `store` holds a row per owned example;
+        every other builder's `store` is None.
+        """
+        config, vocab_size = self.config, self.vocab_size
+        o, s, tok = config.objective, config.sas, corpus.tokenizer
+        common = dict(word_start_table=tok.word_start_table, special_table=tok.special_table, pad_id=tok.pad_id,
+                      mask_id=tok.mask_id, vocab_size=vocab_size, mask_rate=s.mask_rate,
+                      max_predictions=s.max_predictions, seed=config.seed)
+        if self.builder_class is SasBatchBuilder:
+            store = SampleStore(example_ids, max_predictions=s.max_predictions, seq_len=config.seq_len,
+                                vocab_size=vocab_size)
+            sampler = (cold_start_sampler(s.cold_start, config, corpus, vocab_size)
+                       if s.cold_start in ("unigram", "uniform") else None)
+            return SasBatchBuilder(store=store, sampler=sampler, policy=s.position_policy, cold_start=s.cold_start,
+                                   cold_start_steps=cold_start_steps(config, steps_per_epoch), **common)
+        if self.builder_class is ElectraBatchBuilder:
+            return ElectraBatchBuilder(mask_token_rate=o.mask_token_rate, **common)
+        sampler = None if o.corruption == "bert" else cold_start_sampler(o.corruption, config, corpus, vocab_size)
+        return StaticBatchBuilder(kind=o.corruption, sampler=sampler, mask_token_rate=o.mask_token_rate,
+                                  random_token_rate=o.random_token_rate, **common)
+
+    def step_settings(self, steps_per_epoch: int) -> StepSettings:
+        """The static pieces of the row bound into the jitted step."""
+        config, h = self.config, self.heads
+        num_epochs = max(1, -(-int(config.num_train_steps) // int(steps_per_epoch)))
+        s = config.sas
+        return StepSettings(use_mlm=h.mlm, use_rtd=h.rtd, sample=h.sample, generator=h.generator,
+                            temperature=float(s.temperature), lambda_schedule=s.lambda_schedule,
+                            lambda_start=float(s.lambda_start), lambda_end=float(s.lambda_end),
+                            steps_per_epoch=int(steps_per_epoch), num_epochs=num_epochs,
+                            rtd_off_steps=rtd_off_steps(config, steps_per_epoch))
+
+
+def build(config, vocab_size: int) -> Objective:
+    """The one chooser of `config.objective`: model (and its `ModelConfig`), builder class, heads."""
+    h = heads(config)
     cfg = ModelConfig.from_config(config.model, vocab_size=vocab_size)
-    if config.objective.corruption == "electra":
-        return ElectraModel(cfg)
-    return PretrainingModel(cfg, use_mlm=bool(config.objective.mlm), use_rtd=bool(config.objective.rtd))
-
-
-def make_batch_builder(config, corpus, vocab_size: int, example_ids, steps_per_epoch: int = 1):
-    """The row's batch builder for the example ids this process owns.
-
-    Only `sas` keeps samples: its builder's `store` holds a row per owned example;
-    every other builder's `store` is None.
-    """
-    o, s, tok = config.objective, config.sas, corpus.tokenizer
-    common = dict(word_start_table=tok.word_start_table, special_table=tok.special_table, pad_id=tok.pad_id,
-                  mask_id=tok.mask_id, vocab_size=vocab_size, mask_rate=s.mask_rate,
-                  max_predictions=s.max_predictions, seed=config.seed)
-    if o.corruption == "sas":
-        store = SampleStore(example_ids, max_predictions=s.max_predictions, seq_len=config.seq_len,
-                            vocab_size=vocab_size)
-        sampler = (cold_start_sampler(s.cold_start, config, corpus, vocab_size)
-                   if s.cold_start in ("unigram", "uniform") else None)
-        return SasBatchBuilder(store=store, sampler=sampler, policy=s.position_policy, cold_start=s.cold_start,
-                               cold_start_steps=cold_start_steps(config, steps_per_epoch), **common)
-    if o.corruption == "electra":
-        return ElectraBatchBuilder(mask_token_rate=o.mask_token_rate, **common)
-    sampler = None if o.corruption == "bert" else cold_start_sampler(o.corruption, config, corpus, vocab_size)
-    return StaticBatchBuilder(kind=o.corruption, sampler=sampler, mask_token_rate=o.mask_token_rate,
-                              random_token_rate=o.random_token_rate, **common)
+    if h.generator:
+        return Objective(config, h, cfg, ElectraModel(cfg), ElectraBatchBuilder)
+    model = PretrainingModel(cfg, use_mlm=h.mlm, use_rtd=h.rtd)
+    builder_class = SasBatchBuilder if h.corruption == "sas" else StaticBatchBuilder
+    return Objective(config, h, cfg, model, builder_class)
 
 
 def cold_start_steps(config, steps_per_epoch: int) -> int:

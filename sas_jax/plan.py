@@ -24,8 +24,8 @@ load_config = config_lib.load_config
 
 
 def param_count(config, vocab: int) -> int:
-    """Parameters of the model the trainer builds for `config` (`objectives.make_model`), from shapes only."""
-    model = objectives.make_model(config, vocab)
+    """Parameters of the model the trainer builds for `config` (`objectives.build`), from shapes only."""
+    model = objectives.build(config, vocab).model
     ids, mask, pos = train_state.dummy_inputs(1, config.seq_len, config.sas.max_predictions)
     shapes = jax.eval_shape(
         lambda r: model.init({"params": r, "dropout": r}, ids, mask, pos, deterministic=True)["params"],

@@ -84,14 +84,14 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def build_inputs(config, corpus, vocab: int, held_out=()):
+def build_inputs(config, corpus, objective: objectives.Objective, held_out=()):
     """(ExampleOrder, batch builder) for this process; the builder (and its store, SAS only)
-    follows `config.objective.corruption` (`objectives.make_batch_builder`). The
-    `held_out` ids are never in the order."""
+    is the objective's (`objectives.Objective.make_builder`). The `held_out` ids are never
+    in the order."""
     order = pipeline.ExampleOrder(corpus.num_rows, config.batch_size, seed=config.seed,
                                   shuffle=config.data.shuffle, process_index=jax.process_index(),
                                   process_count=jax.process_count(), held_out=held_out)
-    return order, objectives.make_batch_builder(config, corpus, vocab, order.example_ids, order.steps_per_epoch)
+    return order, objective.make_builder(corpus, order.example_ids, order.steps_per_epoch)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -144,14 +144,15 @@ class Trainer:
         check_config(config, self.corpus, self.mesh.size, sharding.num_batch_shards(self.mesh))
         vocab = config.model.vocab_size
         self.vocab = int(self.corpus.vocab_size if vocab == -1 else vocab)
-        self.model = objectives.make_model(config, self.vocab)
+        self.objective = objectives.build(config, self.vocab)  # model, builder and step settings of the row
+        self.model = self.objective.model
         self.total_steps = int(config.num_train_steps)
 
         # --- data order, batch builder (+ store), held-out rows --------------------------
         held_out = evaluation.held_out_ids(self.corpus.num_rows, int(config.data.eval_rows))
-        self.order, self.builder = build_inputs(config, self.corpus, self.vocab, held_out)
-        self.settings = train_step.StepSettings.from_config(config, self.order.steps_per_epoch)
-        self.batch_shardings = {k: sharding.batch_sharding(self.mesh) for k in train_step.BATCH_KEYS}
+        self.order, self.builder = build_inputs(config, self.corpus, self.objective, held_out)
+        self.settings = self.objective.step_settings(self.order.steps_per_epoch)
+        self.batch_shardings = sharding.batch_shardings(self.mesh, train_step.BATCH_KEYS)
 
         # --- model, optimizer, state, step ---------------------------------------------
         self.tx = optim.make_optimizer(config.opt, self.total_steps)
@@ -165,7 +166,7 @@ class Trainer:
         # Made by a jitted function so it is a global array on every process's devices.
         self.step_key = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.seed), 1),
                                 out_shardings=sharding.replicated(self.mesh))()
-        self.flops_per_step = flops.model_flops_per_step(config, vocab_size=self.vocab)
+        self.flops_per_step = flops.model_flops_per_step(config, model_cfg=self.objective.model_config)
         self.held_out = None
         if held_out.size:
             self.held_out = evaluation.HeldOut(config, self.corpus, vocab_size=self.vocab, model=self.model,

@@ -24,13 +24,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sas_jax import losses, objectives, optim, sharding
+from sas_jax import losses, optim, sharding
 from sas_jax.corruption.batch import BATCH_KEYS  # noqa: F401 (the step's batch: the builders' keys)
 
 
 @dataclasses.dataclass(frozen=True)
 class StepSettings:
-    """Static (hashable) pieces of the objective, bound into the step."""
+    """Static (hashable) pieces of the objective, bound into the step; filled by
+    `objectives.Objective.step_settings` (this module never reads the config)."""
 
     use_mlm: bool = True
     use_rtd: bool = True
@@ -43,17 +44,6 @@ class StepSettings:
     steps_per_epoch: int = 1
     num_epochs: int = 1
     rtd_off_steps: int = 0  # steps with λ = 0 (SAS's `mlm` cold phase has no replaced-token task)
-
-    @classmethod
-    def from_config(cls, config, steps_per_epoch: int) -> "StepSettings":
-        num_epochs = max(1, -(-int(config.num_train_steps) // int(steps_per_epoch)))
-        s, o = config.sas, config.objective
-        return cls(use_mlm=bool(o.mlm), use_rtd=bool(o.rtd), sample=o.corruption == "sas",
-                   generator=o.corruption == "electra",
-                   temperature=float(s.temperature), lambda_schedule=s.lambda_schedule,
-                   lambda_start=float(s.lambda_start), lambda_end=float(s.lambda_end),
-                   steps_per_epoch=int(steps_per_epoch), num_epochs=num_epochs,
-                   rtd_off_steps=objectives.rtd_off_steps(config, steps_per_epoch))
 
     def rtd_weight(self, step):
         lam = optim.rtd_weight(step, schedule=self.lambda_schedule, start=self.lambda_start,

@@ -134,16 +134,17 @@ def setup_row(name, num_steps=3):
     corpus = markov_corpus(2 * cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
     mesh = sharding.make_mesh(cfg.mesh, jax.devices()[:1])
     rules = sharding.logical_rules(cfg.mesh)
-    model = objectives.make_model(cfg, cfg.model.vocab_size)
+    objective = objectives.build(cfg, cfg.model.vocab_size)
+    model = objective.model
     tx = optim.make_optimizer(cfg.opt, num_steps)
     state, shardings = train_state.create_sharded_state(
         jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=cfg.seq_len,
         max_predictions=cfg.sas.max_predictions)
-    settings = train_step.StepSettings.from_config(cfg, steps_per_epoch=2)
+    settings = objective.step_settings(steps_per_epoch=2)
     lr_schedule = optim.learning_rate_schedule(cfg.opt, num_steps)
     step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=lr_schedule, settings=settings, mesh=mesh,
                                      rules=rules, state_shardings=shardings)
-    builder = objectives.make_batch_builder(cfg, corpus, cfg.model.vocab_size, np.arange(corpus.num_rows))
+    builder = objective.make_builder(corpus, np.arange(corpus.num_rows))
     store = builder.store
     return cfg, model, state, step, settings, store, builder, corpus
 

@@ -79,7 +79,7 @@ def test_unigram_entropy_ignores_special_tokens():
 def test_held_out_figures_equal_a_direct_computation(name):
     cfg = load_config(name, "tiny")
     corpus = markov_corpus(96, cfg.seq_len, cfg.model.vocab_size)
-    model = objectives.make_model(cfg, cfg.model.vocab_size)
+    model = objectives.build(cfg, cfg.model.vocab_size).model
     mesh = sharding.make_mesh(cfg.mesh)
     rules = sharding.logical_rules(cfg.mesh)
     ids = evaluation.held_out_ids(corpus.num_rows, 16)

@@ -84,7 +84,7 @@ def test_shapes_and_columns(report):
 
 
 def test_hf_peers_have_the_parameters_of_our_models(report):
-    """Same shapes: each HF peer's parameter count is that of `objectives.make_model` for the config."""
+    """Same shapes: each HF peer's parameter count is that of `objectives.build(...).model` for the config."""
     from sas_jax import plan  # noqa: PLC0415
 
     for r in report["results"]:

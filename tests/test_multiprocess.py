@@ -178,13 +178,13 @@ def _real_param_count(config, vocab):
     from sas_jax import objectives, train_state  # noqa: PLC0415
 
     ids, mask, pos = train_state.dummy_inputs(1, config.seq_len, config.sas.max_predictions)
-    params = objectives.make_model(config, vocab).init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
+    params = objectives.build(config, vocab).model.init({"params": jax.random.key(0), "dropout": jax.random.key(0)},
                                                        ids, mask, pos, deterministic=True)["params"]
     return train_state.param_count(params)
 
 
 def test_plan_counts_the_model_the_trainer_builds():
-    """BERT (and the other rows) have exactly the parameters of `objectives.make_model`; SAS adds the RTD head."""
+    """BERT (and the other rows) have exactly the parameters of `objectives.build(...).model`; SAS adds the RTD head."""
     vocab = 300
     counts = {}
     for name in ("bert_small", "unig_mlm", "sas_small", "electra_small"):

@@ -1,18 +1,22 @@
-"""Objective plumbing: the ELECTRA step's generator → Gumbel-max → discriminator path,
-slot scatter with repeated positions, the Gumbel-max law, and objective validation."""
+"""Objective plumbing: the one chooser (`objectives.build`) of every config's model, builder and
+step settings, the ELECTRA step's generator → Gumbel-max → discriminator path, slot scatter with
+repeated positions, the Gumbel-max law, and objective validation."""
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import load_config
+from conftest import ROOT, load_config
 from scipy import stats
 from test_configs import setup_row
 
 from sas_jax import losses, objectives, train_step
-from sas_jax.data.synthetic import MASK
+from sas_jax.corruption.sas_batch import SasBatchBuilder
+from sas_jax.corruption.static_batch import ElectraBatchBuilder, StaticBatchBuilder
+from sas_jax.data.synthetic import MASK, markov_corpus
 from sas_jax.errors import UserError
+from sas_jax.models import ElectraModel, ModelConfig, PretrainingModel
 
 
 def first_slot_map(positions, valid, tokens, base):
@@ -94,8 +98,78 @@ def test_step_settings_follow_the_objective():
                                               ("unig_mlm_rtd", False, False, True, True),
                                               ("bert_small", False, False, True, False),
                                               ("electra_small", False, True, True, True)]:
-        s = train_step.StepSettings.from_config(load_config(name, "tiny"), steps_per_epoch=4)
+        cfg = load_config(name, "tiny")
+        s = objectives.build(cfg, cfg.model.vocab_size).step_settings(steps_per_epoch=4)
         assert (s.sample, s.generator, s.use_mlm, s.use_rtd) == (sample, generator, mlm, rtd), name
+
+
+E, C = "epochwise", "constant"
+# Every pre-training row of configs/: what `objectives.build` chooses for it.
+#   row: (model class, builder class, corruption, mlm, rtd, λ schedule, cold-start epochs of λ = 0)
+CHOSEN = {
+    "bert_base": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
+    "bert_small": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
+    "bert_small_1_5x": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
+    "deberta_base": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
+    "deberta_small": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
+    "electra_base": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
+    "electra_small": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
+    "sas_base": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "sas_demo": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 1),  # the `mlm` cold start
+    "sas_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "sasc_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 0),
+    "sasda_base": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "sasda_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "unif_sas": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "unif_sasc": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 0),
+    "unig_mlm": (PretrainingModel, StaticBatchBuilder, "unigram", True, False, E, 0),
+    "unig_mlm_rtd": (PretrainingModel, StaticBatchBuilder, "unigram", True, True, E, 0),
+    "unig_mlm_rtdc": (PretrainingModel, StaticBatchBuilder, "unigram", True, True, C, 0),
+    "unig_mlm_sas": (PretrainingModel, SasBatchBuilder, "sas", True, False, E, 0),
+}
+
+
+def test_every_pretraining_config_has_a_chosen_row():
+    assert set(CHOSEN) == {p.stem for p in (ROOT / "configs").glob("*.py")} - {"glue"}
+
+
+@pytest.mark.parametrize("name", sorted(CHOSEN))
+def test_build_chooses_the_rows_model_builder_and_step_settings(name):
+    model_class, builder_class, corruption, mlm, rtd, schedule, rtd_off_epochs = CHOSEN[name]
+    cfg = load_config(name, "tiny")
+    vocab = cfg.model.vocab_size
+    objective = objectives.build(cfg, vocab)
+    assert objective.heads == objectives.Heads(corruption, mlm, rtd) == objectives.heads(cfg)
+    assert (objective.heads.sample, objective.heads.generator) == (corruption == "sas", corruption == "electra")
+    assert type(objective.model) is model_class and objective.builder_class is builder_class
+    assert objective.model.cfg is objective.model_config
+    assert objective.model_config == ModelConfig.from_config(cfg.model, vocab_size=vocab)
+    assert objective.vocab_size == vocab
+    if model_class is PretrainingModel:
+        assert (objective.model.use_mlm, objective.model.use_rtd) == (mlm, rtd)
+
+    corpus = markov_corpus(8, cfg.seq_len, vocab)
+    builder = objective.make_builder(corpus, np.arange(8), steps_per_epoch=4)
+    assert type(builder) is builder_class
+    assert (builder.vocab_size, builder.seed, builder.max_predictions) == (vocab, cfg.seed, cfg.sas.max_predictions)
+    assert (builder.store is not None) == (corruption == "sas")
+    if corruption == "sas":
+        assert builder.store.example_ids.tolist() == list(range(8))
+        assert (builder.cold_start, builder.policy) == (cfg.sas.cold_start, cfg.sas.position_policy)
+        assert builder.cold_start_steps == 4 * cfg.sas.cold_start_epochs == 4
+    elif corruption == "electra":
+        assert builder.mask_token_rate == 0.85
+    else:
+        assert builder.kind == corruption
+        assert (builder.mask_token_rate, builder.random_token_rate) == ((0.8, 0.1) if corruption == "bert" else
+                                                                        (0.8, 0.0))
+
+    settings = objective.step_settings(steps_per_epoch=4)
+    assert settings == train_step.StepSettings(
+        use_mlm=mlm, use_rtd=rtd, sample=corruption == "sas", generator=corruption == "electra",
+        temperature=float(cfg.sas.temperature), lambda_schedule=schedule, lambda_start=float(cfg.sas.lambda_start),
+        lambda_end=float(cfg.sas.lambda_end), steps_per_epoch=4, num_epochs=-(-cfg.num_train_steps // 4),
+        rtd_off_steps=4 * rtd_off_epochs)
 
 
 @pytest.mark.parametrize("edit,message", [

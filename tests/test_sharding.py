@@ -11,7 +11,7 @@ def sharded_params(rules: str, **mesh):
     c = config_lib.load_config("sas_small:tiny", overrides)
     m = sharding.make_mesh(c.mesh)
     state, _ = train_state.create_sharded_state(
-        jax.random.key(0), model=objectives.make_model(c, 128), tx=optim.make_optimizer(c.opt, 10), mesh=m,
+        jax.random.key(0), model=objectives.build(c, 128).model, tx=optim.make_optimizer(c.opt, 10), mesh=m,
         rules=sharding.logical_rules(c.mesh), seq_len=c.seq_len, max_predictions=c.sas.max_predictions)
     return m, {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(state.params)[0]}
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import load_config
 
-from sas_jax import losses, optim, sharding, train_state, train_step
+from sas_jax import losses, objectives, optim, sharding, train_state, train_step
 from sas_jax.corruption.cold_start import ColdStartSampler
 from sas_jax.corruption.sas_batch import SasBatchBuilder
 from sas_jax.corruption.store import SampleStore
@@ -19,12 +19,13 @@ def setup(cfg, devices, rules_name):
         cfg.mesh.data, cfg.mesh.fsdp = 1, -1
     mesh = sharding.make_mesh(cfg.mesh, devices)
     rules = sharding.logical_rules(cfg.mesh)
-    model = PretrainingModel(ModelConfig.from_config(cfg.model))
+    objective = objectives.build(cfg, cfg.model.vocab_size)
+    model = objective.model
     tx = optim.make_optimizer(cfg.opt, cfg.num_train_steps)
     state, shardings = train_state.create_sharded_state(
         jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=cfg.seq_len,
         max_predictions=cfg.sas.max_predictions)
-    settings = train_step.StepSettings.from_config(cfg, steps_per_epoch=4)
+    settings = objective.step_settings(steps_per_epoch=4)
     step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=optim.learning_rate_schedule(cfg.opt, cfg.num_train_steps),
                                      settings=settings, mesh=mesh, rules=rules, state_shardings=shardings)
     return model, state, step, mesh, settings

@@ -290,7 +290,7 @@ def import_to_workdir(hf_folder: str, workdir: str, *, config: str = "", tokeniz
     run.data.prepare.tokenizer = tok_copy
     run.data.prepare.vocab_size = 0  # the tokenizer is given: never train another one
 
-    model = objectives.make_model(run, cfg.vocab_size)
+    model = objectives.build(run, cfg.vocab_size).model
     if not electra:  # heads the row has and the folder lacks start fresh; extra heads are dropped
         import flax.linen as nn  # noqa: PLC0415
 

@@ -75,7 +75,7 @@ def make_checkpoint(workdir, row, corpus_dir, **model):
     config.model.vocab_size = corpus_meta["vocab_size"]
     for k, v in model.items():
         config.model[k] = v
-    net = objectives.make_model(config, config.model.vocab_size)
+    net = objectives.build(config, config.model.vocab_size).model
     ids = jax.numpy.zeros((1, config.seq_len), jax.numpy.int32)
     import flax.linen as nn
 
@@ -177,7 +177,7 @@ def assert_restores_in_trainer(workdir, config):
     from sas_jax.corruption.store import SampleStore
 
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-    model = objectives.make_model(config, config.model.vocab_size)
+    model = objectives.build(config, config.model.vocab_size).model
     tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
     state, _ = train_state.create_sharded_state(jax.random.key(1), model=model, tx=tx, mesh=mesh,
                                                 rules=sharding.logical_rules(config.mesh), seq_len=config.seq_len,
@@ -261,7 +261,7 @@ def test_every_row_is_lossless_or_refused():
         elif row not in ("sas_small", "sasda_small"):  # measuring the gap costs an init: two rows do it
             decided[row] = "refused"
         else:
-            net = objectives.make_model(config, 64)
+            net = objectives.build(config, 64).model
             ids = jax.numpy.zeros((1, 8), jax.numpy.int32)
             params = net.init(jax.random.key(0), ids, jax.numpy.ones_like(ids),
                               jax.numpy.zeros((1, 2), jax.numpy.int32))["params"]
