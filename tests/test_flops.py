@@ -165,6 +165,22 @@ def test_vocab_from_tokenizer_needs_a_size():
     assert flops.resolve_vocab_size(c, 1000) == (1000, None)
 
 
+@pytest.mark.parametrize("make", [bert_small, electra_small, deberta_small])
+def test_a_resolved_model_config_is_passed_down_not_rebuilt(make, monkeypatch):
+    c = make()
+    cfg = flops.model_config(c, 32000)
+    assert flops.train_flops(c, model_cfg=cfg) == flops.train_flops(c, vocab_size=32000)
+    assert flops.model_flops_per_step(c, model_cfg=cfg) == flops.model_flops_per_step(c, vocab_size=32000)
+    report = flops.format_report(c, vocab_size=32000)
+    built = []
+    real = ModelConfig.from_config
+    monkeypatch.setattr(ModelConfig, "from_config", lambda *a, **k: built.append(1) or real(*a, **k))
+    assert flops.format_report(c, vocab_size=32000) == report
+    assert len(built) == 1  # the report's components, train FLOPs and live figures share one ModelConfig
+    flops.model_flops_per_step(c, model_cfg=cfg)
+    assert len(built) == 1
+
+
 # ------------------------------------------------------------------ live MFU
 
 
