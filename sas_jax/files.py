@@ -3,7 +3,7 @@
 Every writer of a result file (sweep/study manifests, GLUE prediction files, the metrics log's
 cut-back, downstream task files, prepared corpora) goes through `atomic_open`: it writes to a
 temporary file beside the target and renames it into place, so a process killed mid-write
-leaves no half file under the real name.
+leaves no half file under the real name. `atomic_dir` does the same for a folder.
 """
 from __future__ import annotations
 
@@ -30,6 +30,45 @@ def atomic_open(path: str, mode: str = "w", **kwargs):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str):
+    """A folder written whole: yields a temporary folder beside `path`; when the block ends
+    cleanly it replaces `path` (an old `path` is moved aside first, then removed), so a
+    reader sees the old folder or the new one, never a half-written one. On an exception
+    the temporary folder is removed and `path` is left as it was. A kill between the two
+    renames leaves the old folder as `<path>.old.<pid>`, which `recover_dir` puts back."""
+    import shutil  # noqa: PLC0415
+
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp, old = f"{path}.tmp.{os.getpid()}", f"{path}.old.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        if os.path.isdir(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def recover_dir(path: str) -> str | None:
+    """`path` if it exists; else the old folder an interrupted `atomic_dir` left aside,
+    renamed back to `path`; else None."""
+    import glob  # noqa: PLC0415
+
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        return path
+    for old in sorted(glob.glob(f"{glob.escape(path)}.old.*")):
+        if os.path.isdir(old):
+            os.replace(old, path)
+            return path
+    return None
 
 
 def write_text(path: str, text: str, encoding: str = "utf-8") -> None:

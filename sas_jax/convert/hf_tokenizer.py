@@ -52,11 +52,12 @@ def _special_tokens(tok):
             for i in sorted({tok.pad_id, tok.unk_id, tok.cls_id, tok.sep_id, tok.mask_id})]
 
 
-def _post_processor(tok):
+def _post_processor(tok, single_sep: bool = False):
     from tokenizers import processors
 
     cls, sep = tok.id_to_piece(tok.cls_id), tok.id_to_piece(tok.sep_id)
-    return processors.TemplateProcessing(single=f"{cls} $A", pair=f"{cls} $A {sep} $B:1 {sep}:1",
+    single = f"{cls} $A {sep}" if single_sep else f"{cls} $A"
+    return processors.TemplateProcessing(single=single, pair=f"{cls} $A {sep} $B:1 {sep}:1",
                                          special_tokens=[(cls, tok.cls_id), (sep, tok.sep_id)])
 
 
@@ -106,8 +107,9 @@ def wordpiece_to_hf(tok: tokenizer_lib.WordPieceTokenizer):
     return out
 
 
-def to_hf_tokenizer(tok: tokenizer_lib.Tokenizer):
-    """The `tokenizers.Tokenizer` of an export: model + specials + post-processor."""
+def to_hf_tokenizer(tok: tokenizer_lib.Tokenizer, *, single_sep: bool = False):
+    """The `tokenizers.Tokenizer` of an export: model + specials + post-processor (one
+    sequence `[CLS] a`, as pre-training rows; `single_sep`: `[CLS] a [SEP]`, as GLUE inputs)."""
     if tok.kind == "sentencepiece":
         out = sentencepiece_to_hf(tok)
     elif tok.kind == "wordpiece":
@@ -115,7 +117,7 @@ def to_hf_tokenizer(tok: tokenizer_lib.Tokenizer):
     else:
         raise ValueError(f"tokenizer kind {tok.kind!r} cannot be exported")
     out.add_special_tokens(_special_tokens(tok))
-    out.post_processor = _post_processor(tok)
+    out.post_processor = _post_processor(tok, single_sep)
     return out
 
 
@@ -130,12 +132,13 @@ def mismatches(tok: tokenizer_lib.Tokenizer, hf, lines: Iterable[str], limit: in
 
 
 def write_hf_tokenizer(tok: tokenizer_lib.Tokenizer, out_dir: str, *, model_max_length: int,
-                       sample_lines: Sequence[str] = ()) -> dict:
+                       sample_lines: Sequence[str] = (), single_sep: bool = False) -> dict:
     """Writes tokenizer.json, tokenizer_config.json, special_tokens_map.json and the
     project's tokenizer file (`PROJECT_FILE`) into `out_dir`; returns the
     tokenizer_config dict. Raises ValueError if the HF tokenizer differs from `tok`
-    on `sample_lines` or `PROBE_LINES`."""
-    hf = to_hf_tokenizer(tok)
+    on `sample_lines` or `PROBE_LINES`. `single_sep`: one sequence is `[CLS] a [SEP]` (a
+    fine-tuned classifier's input) instead of pre-training's `[CLS] a`."""
+    hf = to_hf_tokenizer(tok, single_sep=single_sep)
     _, bad = mismatches(tok, hf, [*PROBE_LINES, *sample_lines])
     if bad:
         raise ValueError(f"the Hugging Face tokenizer built from {tok.path} differs from it on "

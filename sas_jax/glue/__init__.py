@@ -10,6 +10,8 @@
 | `finetune` | one run: pure jitted step, per-epoch dev evaluation, best-epoch selection |
 | `sweep` | grid × seeds with resume, tables, GLUE-vs-steps curves, the CLI |
 | `predict` | test-set files for the GLUE server from a sweep's best runs (`glue predict`) |
+| `kept_model` | the fine-tuned weights a sweep keeps (`models/<task>/best/`): format, selection, loading, `Predictor` |
+| `predict_file` | labels a text/TSV/CSV/JSONL file with a kept model (`glue predict_file`) |
 | `results`, `plots` | score tables; GLUE figures (task scores, GLUE vs pre-training steps) |
 
 Checkpoints are read by `sas_jax.checkpointing`; probing, pre-training logs and

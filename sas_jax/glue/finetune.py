@@ -1,4 +1,5 @@
-"""One GLUE fine-tuning run: `finetune(config, ...) -> result dict`.
+"""One GLUE fine-tuning run: `finetune(config, ...) -> Finetuned` (the result dict, the
+best epoch's params and the task spec it trained on).
 
 The recipe is the reference's: AdamW with linear warm-up (int(0.1 · total) steps)
 and linear decay to 0, gradient clip 1.0, dropout 0.1 — the pre-training optimizer
@@ -191,15 +192,27 @@ def load_data(config, tokenizer, splits=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- run
+@dataclasses.dataclass
+class Finetuned:
+    """What one fine-tuning run gives back: its `result` (the dict written as the run's
+    JSON), the best epoch's `params` (host numpy), the `runner` that can predict other
+    splits with them, and the task `spec` it trained on (labels, regression)."""
+
+    result: dict
+    params: dict
+    runner: Runner
+    spec: object
+
+
 def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: dict | None = None,
-             result_path: str | None = None, log=print, return_model: bool = False):
-    """Fine-tunes per `config` (a `configs/glue.py:task=<task>` ConfigDict); returns the result.
+             result_path: str | None = None, log=print) -> Finetuned:
+    """Fine-tunes per `config` (a `configs/glue.py:task=<task>` ConfigDict).
 
     `pretrained` (default: `model.load_pretrained(config.init_from)`) and `data`
     ({split: GlueSplit or EncodedSplit}; default: loaded from `config.data`) let a
     sweep load both once. With `result_path` the result JSON is written there
-    atomically at the end. With `return_model`, returns (result, (runner, best-epoch
-    params)) so the caller can predict other splits (`glue.predict`).
+    atomically at the end. The returned `Finetuned` holds the best epoch's params,
+    so a caller can keep them (`glue.kept_model`) or predict other splits (`glue.predict`).
     """
     t0 = time.time()
     spec = get_task(config.task)
@@ -291,4 +304,4 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
     log(f"{tag}: best epoch {best['epoch']}, dev score {dev['score']:.4f}")
     if result_path:
         files.write_json(result_path, result)
-    return (result, (runner, params)) if return_model else result
+    return Finetuned(result, best_params, runner, spec)

@@ -3,16 +3,18 @@
     python -m sas_jax.glue predict --sweep_dir=/ckpt/sas_small/glue --glue_dir=/data/glue \
         --out=/ckpt/sas_small/glue_submission
 
-For each task of the sweep, the run that predicts is the sweep's best: the grid point
-(learning rate, batch size) the table reports (best mean dev score over seeds,
-`results.summarize_task`), and in it the seed with the best dev score (ties: the
-lowest seed). A sweep keeps no fine-tuned weights (one model per run would be
-hundreds of MB each), so that run is fine-tuned again from its recorded config:
-the same encoder (`sweep.json`), data, config and seed give the same model — the
-data order, head init and dropout keys all derive from the seed. On CPU this is
-bit-exact; on GPUs a few reductions may be nondeterministic, so the re-fine-tuned
-dev score is compared with the sweep's, and a difference is reported (and kept in
-`predict.json`), never hidden. The best epoch's weights predict the test split(s).
+For each task of the sweep, the run that predicts is the sweep's selected run: the
+best dev score of the task's runs (ties: the lowest seed, then learning rate, then batch
+size; `kept_model.selection_key`), the run whose weights the sweep keeps in
+`models/<task>/best/` (`glue sweep --keep=best`, the default). Those kept weights
+predict the test split(s): nothing is fine-tuned again. A sweep without them (run
+with `--keep=none`, or written before weights were kept) falls back to fine-tuning
+that run again from its recorded config: the same encoder (`sweep.json`), data,
+config and seed give the same model — the data order, head init and dropout keys
+all derive from the seed. On CPU this is bit-exact; on GPUs a few reductions may be
+nondeterministic, so the re-fine-tuned dev score is compared with the sweep's, and a
+difference is reported (and kept in `predict.json`), never hidden. Each task's line
+of output and its `predict.json` entry (`weights`: kept or refinetuned) say which.
 
 Written into --out, in test-file row order with the test file's `index` column
 (header `index<TAB>prediction`): CoLA.tsv, SST-2.tsv, MRPC.tsv, QQP.tsv (0/1),
@@ -35,6 +37,7 @@ import json
 import os
 import zipfile
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -42,6 +45,7 @@ from sas_jax import files
 from sas_jax.errors import UserError
 from sas_jax.glue import data as data_lib
 from sas_jax.glue import finetune as finetune_lib
+from sas_jax.glue import kept_model
 from sas_jax.glue import model as model_lib
 from sas_jax.glue import results
 from sas_jax.glue.tasks import SPECS, TASKS, parse_tasks
@@ -63,14 +67,9 @@ STSB_RANGE = (0.0, 5.0)
 
 # ----------------------------------------------------------------------------- choosing the run
 def best_run(runs: list) -> dict | None:
-    """The run that predicts for one task: the seed with the best dev score at the grid
-    point the table reports (`results.summarize_task`); ties → the lowest seed."""
-    summary = results.summarize_task(runs)
-    if summary is None:
-        return None
-    point = [r for r in runs if (r["learning_rate"], r["batch_size"]) == (summary["learning_rate"],
-                                                                          summary["batch_size"])]
-    return max(point, key=lambda r: (r["score"], -int(r["seed"])))
+    """The run that predicts for one task: the best dev score (`kept_model.selection_key`:
+    ties → the lowest seed, learning rate, batch size), the one a sweep keeps."""
+    return max(runs, key=kept_model.selection_key) if runs else None
 
 
 def run_id(run: dict) -> str:
@@ -206,37 +205,53 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
 
     for t, run in best.items():
         spec = SPECS[t]
-        files = list(FILES[t].values()) + ([AX_FILE] if t == "mnli" and ax is not None else [])
-        ident = {"run": run_id(run), "sweep_score": run["score"], "files": files}
+        outputs = list(FILES[t].values()) + ([AX_FILE] if t == "mnli" and ax is not None else [])
+        ident = {"run": run_id(run), "sweep_score": run["score"], "files": outputs}
         old = entries.get(t, {})
-        if {k: old.get(k) for k in ident} == ident and all(os.path.isfile(os.path.join(out_dir, f)) for f in files):
-            log(f"{spec.title}: {', '.join(files)} already written for {ident['run']}; skipped")
+        if {k: old.get(k) for k in ident} == ident and all(os.path.isfile(os.path.join(out_dir, f)) for f in outputs):
+            log(f"{spec.title}: {', '.join(outputs)} already written for {ident['run']}; skipped")
             continue
-        if loaded["pre"] is None:
-            loaded["pre"] = _load_pretrained(sweep_dir, manifest)
-        pre = loaded["pre"]
         config = ml_collections.ConfigDict(run["config"])
         config.data.glue_dir, config.data.tfds_data_dir = glue_dir or "", tfds_data_dir or ""
-        tests = finetune_lib.load_data(config, pre.tokenizer, splits=spec.test_splits)  # fails before training
-        log(f"{spec.title}: fine-tuning {ident['run']} again (the sweep's best, dev {run['score']:.4f})")
-        result, (runner, params) = finetune_lib.finetune(config, pretrained=pre, log=log, return_model=True)
-        ebs = int(config.eval_batch_size)
+        folder = kept_model.find(sweep_dir, t, ident["run"])
+        if folder is not None:  # the sweep kept this run's weights: predict with them
+            kept = kept_model.load(folder)
+            tokenizer, result = kept.tokenizer, None
+            tests = finetune_lib.load_data(config, tokenizer, splits=spec.test_splits)
+            log(f"{spec.title}: predicting with the kept weights of {ident['run']} in {folder} "
+                f"(dev {run['score']:.4f}; not fine-tuned again)")
+            predictor = kept_model.Predictor(kept, int(config.eval_batch_size))
+            predict_split = predictor.predict
+        else:  # an old sweep, or --keep=none: fine-tune the run again
+            if loaded["pre"] is None:
+                loaded["pre"] = _load_pretrained(sweep_dir, manifest)
+            tokenizer = loaded["pre"].tokenizer
+            tests = finetune_lib.load_data(config, tokenizer, splits=spec.test_splits)  # fails before training
+            log(f"{spec.title}: no kept weights of {ident['run']} in {sweep_dir}; fine-tuning it again "
+                f"(the sweep's best, dev {run['score']:.4f})")
+            tuned = finetune_lib.finetune(config, pretrained=loaded["pre"], log=log)
+            result, ebs = tuned.result, int(config.eval_batch_size)
+            params = jax.device_put(tuned.params, tuned.runner.replicated)
+            predict_split = lambda enc, tuned=tuned, params=params, ebs=ebs: tuned.runner.predict(params, enc, ebs)  # noqa: E731
         if t == "mnli" and ax is not None:
-            tests["ax"] = data_lib.encode_split(ax, pre.tokenizer, int(config.data.max_seq_length))
+            tests["ax"] = data_lib.encode_split(ax, tokenizer, int(config.data.max_seq_length))
         for split, enc in tests.items():
             name = AX_FILE if split == "ax" else FILES[t][split]
-            preds = runner.predict(params, enc, ebs)
+            preds = predict_split(enc)
             write_tsv(os.path.join(out_dir, name), enc.idx, [format_prediction(spec, p) for p in preds])
         entry = {**ident, "learning_rate": run["learning_rate"], "batch_size": run["batch_size"],
-                 "seed": run["seed"], "refinetuned_score": result["score"],
-                 "rows": {FILES[t].get(s, AX_FILE): len(e) for s, e in tests.items()}}
-        if abs(result["score"] - run["score"]) > 1e-6:
+                 "seed": run["seed"], "rows": {FILES[t].get(s, AX_FILE): len(e) for s, e in tests.items()}}
+        if result is None:
+            entry.update(weights="kept", model=folder)
+        else:
+            entry.update(weights="refinetuned", refinetuned_score=result["score"])
+        if result is not None and abs(result["score"] - run["score"]) > 1e-6:
             entry["note"] = (f"{spec.title}: the re-fine-tuned dev score {result['score']:.4f} differs from the "
                              f"sweep's {run['score']:.4f} (nondeterministic ops on this backend); its "
                              "predictions are the re-fine-tuned model's")
             log(entry["note"])
         entries[t] = entry
-        finetune_lib._write_json(state_path, state)  # this task is finished: a re-run skips it
+        files.write_json(state_path, state)  # this task is finished: a re-run skips it
 
     for t in list(entries):
         if t not in best:  # no longer in the selection: its files are not part of this submission
@@ -252,7 +267,7 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
         notes.append(f"WNLI skipped: {wnli_where}")
     notes += [e["note"] for t, e in entries.items() if t != "wnli" and "note" in e]
     state["notes"] = notes
-    finetune_lib._write_json(state_path, state)
+    files.write_json(state_path, state)
     written = {f for e in entries.values() for f in e["files"]}
     names = [f for f in ORDER if f in written]
     zip_path = write_zip(out_dir, names)

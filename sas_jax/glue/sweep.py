@@ -9,6 +9,8 @@ score tables, and GLUE-vs-pre-training-steps curves.
         --glue_dir=/data/glue --out=/ckpt/sas_small/glue_curve --label=SAS
     python -m sas_jax.glue predict --sweep_dir=/ckpt/sas_small/glue --glue_dir=/data/glue \
         --out=/ckpt/sas_small/glue_submission        # test-set files for the GLUE server (predict.py)
+    python -m sas_jax.glue predict_file --model=/ckpt/sas_small/glue/models/sst2/best \
+        --input=new.txt --output=preds.tsv           # label new texts (predict_file.py)
 
 The task configs are `configs/glue.py:task=<task>` (`--config=` picks another file
 or a variant, e.g. `--config=configs/glue.py:tiny`); any field is overridden as in
@@ -17,7 +19,8 @@ or a variant, e.g. `--config=configs/glue.py:tiny`); any field is overridden as 
 Each fine-tuning run writes its result JSON atomically when it finishes; a sweep
 re-run with the same --out skips those and runs the rest, so an interrupted sweep
 resumes. The pre-trained encoder and each task's data are loaded once, and only
-if some run is left. A sweep records what it fine-tunes (`sweep.json`) and refuses
+if some run is left. The selected run of each task keeps its weights in
+`<out>/models/<task>/best/` (`--keep`, `kept_model.py`). A sweep records what it fine-tunes (`sweep.json`) and refuses
 to mix results of another checkpoint into the same --out.
 """
 from __future__ import annotations
@@ -30,9 +33,10 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from sas_jax import checkpointing, cli, config_lib
+from sas_jax import checkpointing, cli, config_lib, files
 from sas_jax.errors import UserError
 from sas_jax.glue import finetune as finetune_lib
+from sas_jax.glue import kept_model
 from sas_jax.glue import model as model_lib
 from sas_jax.glue import plots, results
 from sas_jax.glue.tasks import parse_tasks
@@ -78,7 +82,7 @@ def _check_manifest(out_dir: str, source: dict, tokenizer: str) -> None:
             raise UserError(f"{out_dir} holds results of {old.get('source')}, not {source}; "
                             "use another --out for this checkpoint")
         return
-    finetune_lib._write_json(path, manifest)
+    files.write_json(path, manifest)
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -101,14 +105,17 @@ def plan(tasks, *, config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (), 
 def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "", tfds_data_dir: str = "",
               config: str = DEFAULT_CONFIG, overrides: Sequence[str] = (),
               learning_rates=None, batch_sizes=None, num_seeds=None, name: str | None = None,
-              pretrained=None, log=print) -> dict:
+              pretrained=None, keep: str = "best", log=print) -> dict:
     """Runs every missing run of the grid into `out_dir`; writes and returns the table row.
 
     `init_from`: {"checkpoint_dir", "step"} or {"hf_folder"} (+ optional "tokenizer").
     `config`: the task config file and variant (default `configs/glue.py`); `overrides`:
     "a.b=v" strings, as `--config.a.b=v` on the command line. `pretrained` (a
-    `model.Pretrained`) skips loading, e.g. a random-init baseline.
+    `model.Pretrained`) skips loading, e.g. a random-init baseline. `keep`: which
+    fine-tuned weights to keep in `out_dir/models/` (`glue.kept_model`): "best" (the
+    selected run of each task), "all" or "none".
     """
+    kept_model.check_keep(keep)
     if bool(glue_dir) == bool(tfds_data_dir):
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir>")
@@ -133,7 +140,9 @@ def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "",
         run.learning_rate, run.batch_size, run.seed = lr, bs, seed
         if run.task not in loaded["data"]:
             loaded["data"] = {run.task: finetune_lib.load_data(run, pre.tokenizer)}  # one task held
-        finetune_lib.finetune(run, pretrained=pre, data=loaded["data"][run.task], result_path=path, log=log)
+        tuned = finetune_lib.finetune(run, pretrained=pre, data=loaded["data"][run.task], result_path=path,
+                                      log=log)
+        kept_model.offer(out_dir, tuned, pre.tokenizer, keep=keep, log=log)
         done += 1
     log(f"sweep {out_dir}: {done} runs done now, {skipped} already finished")
     row = results.sweep_row(name or _default_name(source), out_dir)
@@ -184,13 +193,14 @@ def run_curve(checkpoint_dir: str, out_dir: str, *, steps=None, label: str | Non
                         f"{', '.join(map(str, available))} (keep more with --config.ckpt.keep when pre-training)")
     label = label or os.path.basename(os.path.abspath(checkpoint_dir))
     tokenizer = sweep_kwargs.pop("tokenizer", "")
+    sweep_kwargs.setdefault("keep", "none")  # a curve is for scores: no weights per step unless asked
     points = []
     for step in steps:
         row = run_sweep({"checkpoint_dir": checkpoint_dir, "step": step, "tokenizer": tokenizer},
                         os.path.join(out_dir, f"step_{step}"), name=f"{label}@{step}", log=log, **sweep_kwargs)
         points.append(curve_point(step, row))
     curve = {"label": label, "checkpoint_dir": os.path.abspath(checkpoint_dir), "points": points}
-    finetune_lib._write_json(os.path.join(out_dir, "curve.json"), curve)
+    files.write_json(os.path.join(out_dir, "curve.json"), curve)
     with open(os.path.join(out_dir, "curve.csv"), "w") as f:
         f.write("step,glue,mean_score,mnli_m\n")
         for p in points:
@@ -296,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     _add_sweep_args(s)
     s.add_argument("--step", type=int, default=-1, help="checkpoint step (-1 = latest)")
     s.add_argument("--name", default="", help="row name in the table")
+    s.add_argument("--keep", default="best", choices=kept_model.KEEP_CHOICES,
+                   help="fine-tuned weights kept in <out>/models/<task>/: best (default: the selected run "
+                        "of each task, in best/), all (also every run), none")
     c = sub.add_parser("curve", help="sweep several checkpoint steps; plot GLUE and MNLI vs steps")
     _add_sweep_args(c)
     c.add_argument("--steps", default="all", help="comma-separated steps, or all")
@@ -313,6 +326,17 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--glue_dir", default="", help="GLUE TSV folder with the test files")
     r.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
     r.add_argument("--tasks", default="all", help="comma-separated (default: every task of the sweep)")
+    f = sub.add_parser("predict_file", help="label a file of new texts with a kept fine-tuned model "
+                                            "(<sweep --out>/models/<task>/best)")
+    f.add_argument("--model", required=True, help="a kept model folder: <sweep --out>/models/<task>/best")
+    f.add_argument("--input", required=True, help="one text per line, or a .tsv/.csv/.jsonl with a header")
+    f.add_argument("--output", required=True, help="predictions: .tsv, .csv or .jsonl (row, prediction, p_<class>)")
+    f.add_argument("--text_column", default="", help="the text's column of a table (default: the task's, "
+                                                     "or text/sentence/sentence1/question/...)")
+    f.add_argument("--text_b_column", default="", help="the second text's column, for a model of text pairs")
+    f.add_argument("--format", default="auto", choices=("auto", "text", "tsv", "csv", "jsonl"),
+                   help="input format (default: by extension; other extensions: text)")
+    f.add_argument("--batch_size", type=int, default=0, help="rows per batch (default: the run's eval_batch_size)")
     return p
 
 
@@ -323,12 +347,12 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_threefry_partitionable", True)
     overrides = config_overrides(extra)
-    if overrides and a.command in ("table", "predict"):
+    if overrides and a.command in ("table", "predict", "predict_file"):
         raise UserError(f"{a.command} takes no --config.* overrides (it uses the configs of the sweep's runs)")
     if a.command == "sweep":
         init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
                      "tokenizer": a.tokenizer}
-        row = run_sweep(init_from, a.out, name=a.name or None, **_sweep_kwargs(a, overrides))
+        row = run_sweep(init_from, a.out, name=a.name or None, keep=a.keep, **_sweep_kwargs(a, overrides))
         print(results.markdown([row]))
     elif a.command == "curve":
         if not a.checkpoint_dir:
@@ -341,6 +365,11 @@ def main(argv=None) -> int:
         from sas_jax.glue import predict as predict_lib  # noqa: PLC0415
 
         predict_lib.predict(a.sweep_dir, a.out, glue_dir=a.glue_dir, tfds_data_dir=a.tfds_data_dir, tasks=a.tasks)
+    elif a.command == "predict_file":
+        from sas_jax.glue import predict_file as predict_file_lib  # noqa: PLC0415
+
+        predict_file_lib.predict_file(a.model, a.input, a.output, fmt=a.format, text_column=a.text_column,
+                                      text_b_column=a.text_b_column, batch_size=a.batch_size or None)
     else:
         models = {k: [d for d in v.split(",") if d] for k, v in _key_values(a.model, "--model").items()}
         rows = build_table(models, a.out)

@@ -78,7 +78,7 @@ def test_finetuning_uses_the_pretraining_optimizer_and_schedule(tiny_config):
 def test_finetune_learns_a_separable_task(prepared_corpus, tmp_path, tiny_config):
     pre = gf.random_encoder(prepared_corpus)
     config = tiny_config("sst2", num_epochs=8)
-    result = finetune_lib.finetune(config, pretrained=pre, result_path=str(tmp_path / "r.json"), log=quiet)
+    result = finetune_lib.finetune(config, pretrained=pre, result_path=str(tmp_path / "r.json"), log=quiet).result
     accs = [e["train_accuracy"] for e in result["epochs"]]
     assert accs[0] < 0.75 and max(accs[-2:]) > 0.9, accs
     assert result["score"] > 0.9 and result["dev"]["accuracy"] == result["score"]
@@ -104,7 +104,7 @@ def test_best_epoch_is_kept_and_evaluated_again(prepared_corpus, monkeypatch, ti
 
     monkeypatch.setattr(finetune_lib, "evaluate", fake_evaluate)
     result = finetune_lib.finetune(tiny_config("rte", num_epochs=3),
-                                   pretrained=gf.random_encoder(prepared_corpus), log=quiet)
+                                   pretrained=gf.random_encoder(prepared_corpus), log=quiet).result
     assert [e["dev"]["selection"] for e in result["epochs"]] == [0.5, 0.9, 0.6]
     assert result["best_epoch"] == 2
     assert len(seen) == 4

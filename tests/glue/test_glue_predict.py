@@ -1,5 +1,6 @@
-"""`glue predict`: the GLUE server's test files from a sweep's best runs (re-fine-tuned with
-their seed), resuming; and tables/plots that leave out tasks not run and n = 1 error bars."""
+"""`glue predict`: the GLUE server's test files from a sweep's best runs (here a sweep that kept
+no weights: re-fine-tuned with their seed; kept weights: test_kept_model.py), resuming; and
+tables/plots that leave out tasks not run and n = 1 error bars."""
 import csv
 import json
 import os
@@ -54,12 +55,12 @@ def reversed_glue_dir(glue_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predicted(prepared_corpus, reversed_glue_dir, tmp_path_factory):
-    """A tiny 7-task sweep (random encoder, 1 epoch, 1 seed) and its `predict`."""
+    """A tiny 7-task sweep (random encoder, 1 epoch, 1 seed, no kept weights) and its `predict`."""
     pre = gf.random_encoder(prepared_corpus)
     root = tmp_path_factory.mktemp("predict")
     sweep_dir, out = str(root / "sweep"), str(root / "submission")
     sweep.run_sweep({}, sweep_dir, tasks=",".join(SWEPT), glue_dir=str(reversed_glue_dir), config="glue:tiny",
-                    overrides=["num_epochs=1"], pretrained=pre, log=quiet)
+                    overrides=["num_epochs=1"], pretrained=pre, keep="none", log=quiet)
     summary = predict_lib.predict(sweep_dir, out, glue_dir=str(reversed_glue_dir), pretrained=pre, log=quiet)
     return {"sweep": sweep_dir, "out": out, "summary": summary, "pre": pre, "glue": reversed_glue_dir}
 
@@ -88,7 +89,7 @@ def test_predict_writes_the_glue_server_files(predicted):
     state = json.load(open(os.path.join(out, "predict.json")))
     for t in SWEPT:  # the best run fine-tuned again with its seed is the same model (CPU: bit-exact)
         assert state["tasks"][t]["refinetuned_score"] == state["tasks"][t]["sweep_score"], t
-        assert "note" not in state["tasks"][t]
+        assert state["tasks"][t]["weights"] == "refinetuned" and "note" not in state["tasks"][t]
     assert state["tasks"]["mnli"]["files"] == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
 
 
@@ -119,7 +120,9 @@ def test_best_run_is_the_best_seed_of_the_tables_grid_point():
         return {"task": "rte", "learning_rate": lr, "batch_size": 32, "seed": seed, "score": score,
                 "dev": {"accuracy": score}}
     runs = [run(1e-4, 0, 0.9), run(1e-4, 1, 0.5), run(5e-5, 0, 0.7), run(5e-5, 1, 0.72), run(5e-5, 2, 0.72)]
-    best = predict_lib.best_run(runs)  # grid point 5e-5 (mean 0.713 > 0.7), its best seed (tie → lowest)
+    best = predict_lib.best_run(runs)  # the best dev score (not the table's grid point, 5e-5: mean 0.713 > 0.7)
+    assert (best["learning_rate"], best["seed"]) == (1e-4, 0)
+    best = predict_lib.best_run(runs[1:])  # a tie → the lowest seed
     assert (best["learning_rate"], best["seed"]) == (5e-5, 1)
     assert predict_lib.best_run([]) is None
     assert predict_lib.format_prediction(SPECS["stsb"], 5.7) == "5.000"

@@ -200,8 +200,9 @@ def test_cli_sweep_and_table(tmp_path, capsys, tiny_workdir, glue_dir):
     assert sweep.main(["predict", f"--sweep_dir={out}", f"--glue_dir={glue_dir}", f"--out={tmp_path}/sub"]) == 0
     assert sorted(os.listdir(tmp_path / "sub")) == ["RTE.tsv", "WNLI.tsv", "predict.json", "submission.zip"]
     assert "not in the sweep, skipped: CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI" in capsys.readouterr().out
-    state = json.load(open(tmp_path / "sub" / "predict.json"))
-    assert state["tasks"]["rte"]["refinetuned_score"] == run["score"]
+    state = json.load(open(tmp_path / "sub" / "predict.json"))  # from the weights the sweep kept
+    assert state["tasks"]["rte"]["weights"] == "kept" and state["tasks"]["rte"]["sweep_score"] == run["score"]
+    assert os.path.isfile(os.path.join(out, "models", "rte", "best", "params.npz"))
     assert os.path.getsize(tmp_path / "t.png") > 0 and (tmp_path / "t.md").read_text().startswith("| Model |")
 
 
