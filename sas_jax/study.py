@@ -1,7 +1,8 @@
 """Compare pre-training objectives at equal training FLOPs: `python -m sas_jax.study`.
 
     python -m sas_jax.study --rows=bert_small,electra_small,sas_small --variant=demo \\
-        --flops=3.7e12 --out=runs/study_demo [--seeds=0,1] [--downstream=auto|none|<glue_dir>] \\
+        --flops=3.7e12 --out=runs/study_demo [--seeds=0,1] \\
+        [--downstream=auto|wordnet_supersense|<task.json>|none|<glue_dir>] \\
         [--config.a.b=v ...] [--finetune.a.b=v ...]
 
 For every row × seed it loads `configs/<row>.py:<variant>` (`--config.a.b=v` overrides
@@ -16,9 +17,18 @@ downstream task and writes `<out>/study_table.{md,json,csv}`,
 Downstream (`--downstream`): `auto` (default) builds the word-order task from plain
 text (`sas_jax.data.downstream`: is the line as written, or are two adjacent words
 swapped? a bag-of-words model scores exactly chance) into `<out>/downstream/`; a
-GLUE folder fine-tunes `--task` (default sst2) from it; `none` skips it. The recipe is
+real labelled task `wordnet_supersense` (`sas_jax.data.real_tasks`, from the installed
+Debian package wordnet-base) is built into `<out>/downstream/wordnet_supersense/` (all
+rows; tiny or `--downstream_size`: a sample); a task file (`path/to/task.json`, or its
+folder; docs/tasks.md) is fine-tuned as it is; a GLUE folder fine-tunes `--task` (default
+sst2) from it; `none` skips it. The recipe is
 `configs/glue.py` (`:tiny` for the tiny variant) at length `seq_len`, one learning
 rate, one seed per pre-training run; `--finetune.a.b=v` overrides any of its fields.
+
+The row `random` (`--rows=bert_small,sas_small,random`) is the no-pre-training baseline:
+the first row's encoder shape and tokenizer, weights from the initialiser (seeded by the
+seed), 0 steps and FLOPs, no held-out figures, fine-tuned like the others, so every
+downstream number stands beside what pre-training adds (`sas_jax.glue.random_init`).
 
 The rows share one corpus (`data.corpus_dir`; a variant that prepares its corpus, as
 `demo` does, prepares it once in `<out>/demo_corpus/`), so their held-out rows, unigram
@@ -63,6 +73,8 @@ TITLES = {"row": "row", "seed": "seed", "steps": "steps", "train_flops": "train 
           "rtd_baseline": "RTD all-original acc", "unigram_entropy": "unigram entropy",
           "downstream_score": "downstream dev"}
 TABLE = "study_table"
+RANDOM_ROW = "random"  # --rows=...,random: no pre-training, the downstream baseline (glue/random_init.py)
+REAL_TASK_NAMES = ("wordnet_supersense",)  # sas_jax.data.real_tasks.RECIPES, without importing it here
 
 
 def fmt_flops(x: float) -> str:
@@ -83,6 +95,7 @@ class Run:
     config: object  # the run's ConfigDict (steps, seed, eval cadence set)
     flops_per_step: float  # paper convention
     workdir: str
+    shape_from: object = None  # the `random` row: the pre-trained Run whose checkpoint gives its shape
 
     @property
     def steps(self) -> int:
@@ -128,6 +141,11 @@ def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: fl
     if budget <= 0:
         raise UserError(f"--flops={budget} must be a positive number of training FLOPs, e.g. 1.27e18")
     configs = {}
+    baseline = any(row_name(r) == RANDOM_ROW for r in rows)  # no pre-training: fine-tuned from the initialiser
+    rows = [r for r in rows if row_name(r) != RANDOM_ROW]
+    if baseline and not rows:
+        raise UserError(f"the {RANDOM_ROW} row takes its encoder shape and tokenizer from another row's checkpoint; "
+                        f"add one, e.g. --rows=sas_small,{RANDOM_ROW}")
     for spec in rows:
         name = row_name(spec)
         if name in configs:
@@ -160,6 +178,13 @@ def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: fl
             c = config.copy_and_resolve_references()
             c.seed = int(seed)
             runs.append(Run(name, int(seed), c, per_step, os.path.join(out, name, f"seed{int(seed)}")))
+    if baseline:  # the first row's shape and tokenizer, 0 steps; its weights come from each seed's initialiser
+        first = runs[0]
+        for seed in seeds:
+            c = first.config.copy_and_resolve_references()
+            c.seed, c.num_train_steps = int(seed), 0
+            runs.append(Run(RANDOM_ROW, int(seed), c, 0.0, os.path.join(out, RANDOM_ROW, f"seed{int(seed)}"),
+                            shape_from=first))
     return runs, corpora
 
 
@@ -204,8 +229,11 @@ class Downstream:
         from sas_jax.glue import sweep  # noqa: PLC0415
 
         c = sweep.load_task_config(self.task, self.config, self.overrides)
-        c.init_from.checkpoint_dir = os.path.abspath(run.workdir)
-        c.init_from.step = run.steps
+        shaped = run.shape_from or run  # the random row: the shape of a pre-trained row's checkpoint, no weights
+        c.init_from.checkpoint_dir = os.path.abspath(shaped.workdir)
+        c.init_from.step = shaped.steps
+        if run.shape_from is not None:
+            c.init_from.init = "random"
         c.data.glue_dir = self.glue_dir
         c.data.tfds_data_dir = ""
         c.seed = run.seed
@@ -213,8 +241,10 @@ class Downstream:
 
 
 def setup_downstream(kind: str, *, out: str, variant: str, runs: list, corpora: dict, task: str,
-                     text: str, sizes: tuple, finetune_overrides: Sequence[str]) -> Downstream | None:
-    """The downstream task of the study: the word-order task built now (`auto`), a GLUE folder, or None."""
+                     text: str, sizes: tuple, finetune_overrides: Sequence[str],
+                     recipe_sizes: tuple | None = None) -> Downstream | None:
+    """The downstream task of the study: the word-order task built now (`auto`), a real task built now
+    (`wordnet_supersense`, `sas_jax.data.real_tasks`), a task file, a GLUE folder, or None."""
     if kind == "none":
         return None
     seq_len = int(runs[0].config.seq_len)
@@ -231,9 +261,27 @@ def setup_downstream(kind: str, *, out: str, variant: str, runs: list, corpora: 
         say(f"downstream: word order ({meta['train_size']} train / {meta['dev_size']} dev lines of "
             f"{', '.join(meta['files'])}, label 1 = as written, 0 = two adjacent words swapped; chance 0.5)")
         return Downstream("word_order", folder, glue_config, overrides, chance=0.5)
+    from sas_jax.data import real_tasks  # noqa: PLC0415
+    from sas_jax.glue import tasks as tasks_lib  # noqa: PLC0415
+
+    if kind in real_tasks.RECIPES:  # built from an installed package into <out>/downstream/<recipe>/
+        caps = dict(max_train=recipe_sizes[0], max_dev=recipe_sizes[1], max_test=recipe_sizes[1]) if recipe_sizes else {}
+        real_tasks.build(kind, os.path.join(out, "downstream", kind), seed=0, **caps)
+        kind = os.path.join(out, "downstream", kind, "task.json")
+    if tasks_lib.is_task_file(kind):  # a task given by files (docs/tasks.md)
+        spec = tasks_lib.get_task(kind)
+        chance = None
+        if not spec.is_regression:  # the majority class's share of dev: what a constant guess scores
+            from sas_jax.glue import user_task  # noqa: PLC0415
+
+            dev = user_task.load(spec.file).splits["dev"].labels
+            chance = float(np.bincount(dev).max() / len(dev))
+        say(f"downstream: {spec.title} from {spec.file} ({spec.train_size} train / {spec.dev_sizes['dev']} dev rows, "
+            f"{spec.num_labels if not spec.is_regression else 'regression'} labels, metric {spec.metric})")
+        return Downstream(spec.name, "", glue_config, overrides, chance=chance)
     if not os.path.isdir(kind):
-        raise UserError(f"--downstream={kind!r} is not a folder; pass auto, none or a GLUE TSV folder "
-                        "(with SST-2/, CoLA/, ...)")
+        raise UserError(f"--downstream={kind!r} is not a folder; pass auto, none, {', '.join(real_tasks.RECIPES)}, "
+                        "a task file (path/to/task.json) or a GLUE TSV folder (with SST-2/, CoLA/, ...)")
     from sas_jax.glue.tasks import get_task  # noqa: PLC0415
 
     spec = get_task(task)
@@ -325,14 +373,16 @@ def run_one(run: Run, corpus, entropy: float, ds: Downstream | None, cache: dict
     if done and done.get("status") == "done":
         say(f"{run.row}/seed{run.seed}: finished before, skipped ({path})")
         return done
-    pretrain(run, corpus)
-    evals = read_eval(run.workdir)
-    if run.steps not in evals:
-        evaluate_last(run, corpus)
+    evals = {}
+    if run.shape_from is None:  # the random row has nothing to pre-train or evaluate
+        pretrain(run, corpus)
         evals = read_eval(run.workdir)
+        if run.steps not in evals:
+            evaluate_last(run, corpus)
+            evals = read_eval(run.workdir)
     result = {"status": "done", "row": run.row, "seed": run.seed, "steps": run.steps,
               "train_flops": run.train_flops, "flops_per_step": run.flops_per_step,
-              "unigram_entropy": entropy, **{k: evals[run.steps].get(k) for k in EVAL_KEYS},
+              "unigram_entropy": entropy, **{k: evals.get(run.steps, {}).get(k) for k in EVAL_KEYS},
               "curve": [{"step": s, "train_flops": s * run.flops_per_step, **evals[s]} for s in sorted(evals)],
               "downstream_task": None, "downstream_score": None}
     if ds is not None:
@@ -418,6 +468,8 @@ def write_plots(results: list, out: str, *, budget: float, entropy: float, ds: D
     curves: dict = {}
     for r in results:
         pts = [p for p in r["curve"] if p.get("mlm_loss") is not None]
+        if not pts:  # the random row: no held-out curve
+            continue
         curves.setdefault(r["row"], []).append(([p["train_flops"] for p in pts], [p["mlm_loss"] for p in pts]))
     paths = [study_plots.plot_held_out_vs_flops(curves, os.path.join(out, "held_out_mlm_vs_flops.png"),
                                                 unigram_entropy=entropy, budget=budget)]
@@ -444,22 +496,31 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
     runs, corpora = plan(rows, variant, overrides, budget, seeds, out, eval_rows=eval_rows, evals=evals)
     say(f"budget: {fmt_flops(budget)} training FLOPs per run (paper convention, sas_jax.flops.train_flops)")
     for r in {r.row: r for r in runs}.values():
+        if r.shape_from is not None:
+            say(f"  {r.row}: no pre-training; {r.shape_from.row}'s encoder shape and tokenizer, weights from the "
+                "initialiser (seeded per seed), fine-tuned as the others")
+            continue
         say(f"  {r.row}: {fmt_flops(r.flops_per_step)} FLOPs/step x {r.steps} steps = {fmt_flops(r.train_flops)}"
             f" (batch {r.config.batch_size} x seq {r.config.seq_len}; held-out eval every "
             f"{r.config.log.eval_every_steps} steps on {r.config.data.eval_rows} rows)")
+    if downstream == "none" and any(r.shape_from is not None for r in runs):
+        raise UserError(f"the {RANDOM_ROW} row is a downstream baseline; it needs --downstream (not none)")
     os.makedirs(out, exist_ok=True)
     if dry_run:
         return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
                          for r in runs]}
     tiny = "tiny" in variant.split(",")
     sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else (4000, 1000))
+    recipe_sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else None)  # None: all rows
     check_manifest(out, {"variant": variant, "flops": float(budget), "overrides": list(overrides),
                          "finetune_overrides": list(finetune_overrides), "downstream": downstream,
                          "task": task if downstream not in ("auto", "none") else None,
-                         "downstream_size": list(sizes) if downstream == "auto" else None,
+                         "downstream_size": list(sizes) if downstream == "auto" else (
+                             list(recipe_sizes or ()) or None if downstream in REAL_TASK_NAMES else None),
                          "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]})
     ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
-                          text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides)
+                          text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
+                          recipe_sizes=recipe_sizes)
     entropy = {d: unigram_entropy(c) for d, c in corpora.items()}
     results, cache = [], {}
     for run in runs:
@@ -479,7 +540,7 @@ def parser() -> argparse.ArgumentParser:
                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
                 allow_abbrev=False)
     p.add_argument("--rows", required=True, help="comma-separated configs (names in configs/ or paths), "
-                   "e.g. bert_small,electra_small,sas_small")
+                   "e.g. bert_small,electra_small,sas_small; add random for the no-pre-training baseline")
     p.add_argument("--variant", default="demo", help="config variant for every row: demo (default), tiny, "
                    "or empty (--variant=) for the paper's shape")
     p.add_argument("--flops", required=True, type=float, help="training FLOPs per run, paper convention "
@@ -487,12 +548,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
     p.add_argument("--seeds", default="0", help="comma-separated pre-training seeds (default 0)")
     p.add_argument("--downstream", default="auto", help="auto (word-order task from --downstream_text), "
-                   "none, or a GLUE TSV folder")
+                   "wordnet_supersense (a real labelled task built from the installed wordnet-base package), "
+                   "a task file (path/to/task.json, docs/tasks.md), none, or a GLUE TSV folder")
     p.add_argument("--task", default="sst2", help="GLUE task when --downstream is a GLUE folder (default sst2)")
     p.add_argument("--downstream_text", default=DEFAULT_TEXT, help="text files (comma-separated globs) of "
                    "the word-order task (default: the bundled data/demo/*.txt)")
     p.add_argument("--downstream_size", default="", help="TRAIN,DEV lines of the word-order task "
-                   "(default 4000,1000; tiny: 256,128)")
+                   "(default 4000,1000; tiny: 256,128), or the rows sampled from a real task (default all; tiny: 256,128)")
     p.add_argument("--eval_rows", type=int, default=None, help="held-out rows (default: the config's "
                    "data.eval_rows, else 8 batches)")
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run, besides step 0 "

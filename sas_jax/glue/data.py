@@ -75,12 +75,17 @@ def _split_names(spec: TaskSpec, splits) -> tuple:
 
 def load_task(task: str, *, glue_dir: str | None = None, tfds_data_dir: str | None = None,
               splits=None) -> dict:
-    """{split: GlueSplit} of `task` from exactly one source (TSV folder or tfds data_dir).
+    """{split: GlueSplit} of `task` from exactly one source (TSV folder or tfds data_dir); a task
+    given by files (a task.json) is read from its own files and needs neither.
 
     Default splits: train and the dev split(s); pass `splits=("test",)` for test.
     """
     spec = get_task(task)
     names = _split_names(spec, splits)
+    if spec.file:  # a task given by files (sas_jax.glue.user_task): read from its task.json's folder
+        from sas_jax.glue import user_task  # noqa: PLC0415
+
+        return user_task.load_splits(spec, names)
     if bool(glue_dir) == bool(tfds_data_dir):
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir holding glue/*>")

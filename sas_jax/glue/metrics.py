@@ -6,6 +6,10 @@ of matched and mismatched accuracy; SST-2, QNLI, RTE accuracy. The best epoch is
 chosen by `selection`: MCC for CoLA, Pearson for STS-B, accuracy otherwise (MNLI:
 matched). GLUE score = mean of the eight reported scores.
 
+A task given by files (`user_task`) records accuracy, F1 (of class 1 with two classes, else
+macro) and MCC, or Pearson and Spearman; its task.json's `metric` is both the score and the
+selection.
+
 Degenerate inputs (a constant prediction) give a correlation of 0 rather than NaN,
 so an early epoch that predicts one value never wins, and never breaks, selection.
 """
@@ -27,6 +31,13 @@ def f1_binary(preds, labels, positive: int = 1) -> float:
     tp = float(np.sum(p & y))
     denom = float(np.sum(p) + np.sum(y))
     return 2.0 * tp / denom if denom else 0.0
+
+
+def f1_macro(preds, labels) -> float:
+    """Mean F1 over the classes in `labels` or `preds` (scikit-learn's average="macro")."""
+    preds, labels = np.asarray(preds).ravel(), np.asarray(labels).ravel()
+    classes = np.unique(np.concatenate([labels, preds]))
+    return float(np.mean([f1_binary(preds, labels, positive=c) for c in classes])) if classes.size else 0.0
 
 
 def matthews_corrcoef(preds, labels) -> float:
@@ -78,6 +89,14 @@ def task_metrics(task: str, preds, labels) -> dict:
     For MNLI this is one dev split; `combine_mnli` makes the reported score.
     """
     spec = get_task(task)
+    if spec.metric:  # a task given by files: every metric of its kind; its own one is the score
+        if spec.is_regression:
+            out = {"pearson": pearson(preds, labels), "spearman": spearman(preds, labels)}
+        else:
+            f1 = f1_binary(preds, labels) if spec.num_labels == 2 else f1_macro(preds, labels)
+            out = {"accuracy": accuracy(preds, labels), "f1": f1, "mcc": matthews_corrcoef(preds, labels)}
+        out["score"] = out["selection"] = out[spec.metric]
+        return out
     if spec.is_regression:
         pr, sp = pearson(preds, labels), spearman(preds, labels)
         out = {"pearson": pr, "spearman": sp, "corr": (pr + sp) / 2}

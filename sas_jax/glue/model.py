@@ -128,8 +128,13 @@ def load_pretrained(init_from) -> Pretrained:
     """The encoder named by an `init_from` block (checkpoint_dir/step, or hf_folder).
 
     Heads are dropped (kept aside in `.heads`); the dropped and the missing
-    parameter names are logged.
+    parameter names are logged. `init_from.init == "random"`: the no-pre-training
+    baseline (`glue.random_init`: the shape and tokenizer only, no weights).
     """
+    from sas_jax.glue import random_init  # noqa: PLC0415
+
+    if random_init.is_random(init_from):
+        return random_init.random_encoder(init_from)
     hf_folder = init_from.get("hf_folder", "") or ""
     tok_override = init_from.get("tokenizer", "") or ""
     if hf_folder:

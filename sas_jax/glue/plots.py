@@ -41,7 +41,7 @@ def task_score_bars(rows: list) -> tuple:
     only the tasks some row has (and GLUE if some row has all 8), no NaN gaps for tasks
     not run; a std only where n > 1 (None draws no error bar: one seed has no spread)."""
     tasks, glue = results.tasks_run(rows), results.has_glue(rows)
-    names = [SPECS[t].title for t in tasks] + (["GLUE"] if glue else [])
+    names = [results.task_title(t, rows) for t in tasks] + (["GLUE"] if glue else [])
     series = []
     for r in rows:
         entries = [r["tasks"].get(t) or {} for t in tasks] + ([r["glue"]] if glue else [])
@@ -67,7 +67,8 @@ def plot_task_scores(rows: list, path: str) -> str:
             ax.errorbar(pos[with_err], [mean[j] for j in with_err], yerr=[err[j] for j in with_err],
                         fmt="none", ecolor="black", capsize=2, elinewidth=1)
     ax.set_xticks(x, names)
-    ax.set(ylabel="dev score ×100", title="GLUE dev scores")
+    glue_only = all(t in SPECS for t in results.tasks_run(rows))
+    ax.set(ylabel="dev score ×100", title="GLUE dev scores" if glue_only else "dev scores")
     ax.grid(axis="y", alpha=0.3)
     if series:
         ax.legend()

@@ -30,19 +30,22 @@ def task_config(task: str, *, base: bool = False, tiny: bool = False) -> ml_coll
     except UserError as e:  # a config file reports a bad variant as ValueError
         raise ValueError(str(e)) from None
     c = ml_collections.ConfigDict()
-    c.task = spec.name  # GLUE task key (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte)
+    c.task = spec.name  # GLUE task key (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte) or a task file's name
 
     c.init_from = ml_collections.ConfigDict()
     c.init_from.checkpoint_dir = ""  # pre-training --workdir (or its checkpoints/ folder)
     c.init_from.step = -1  # checkpoint step; -1 = the latest
     c.init_from.hf_folder = ""  # or a Hugging Face folder (ELECTRA/BERT/DebertaV2), via convert.import_hf
     c.init_from.tokenizer = ""  # override: .model or vocab.txt (default: the run's corpus / the HF folder's)
+    c.init_from.init = "pretrained"  # or "random": that encoder's shape and tokenizer, initialiser weights (glue/random_init.py)
+    c.init_from.model_config = ""  # init=random only: take the shape from configs/<name>.py[:variant] instead
 
     c.data = ml_collections.ConfigDict()
     c.data.glue_dir = ""  # folder with CoLA/, SST-2/, ... {train,dev,test}.tsv
     c.data.tfds_data_dir = ""  # or a tensorflow-datasets data_dir holding glue/<task>
+    c.data.task_file = spec.file  # a task given by files: its task.json (docs/tasks.md); "" for GLUE
     c.data.max_seq_length = 128  # [CLS] a [SEP] (b [SEP]), longer segment truncated first
-    c.data.train_size = spec.train_size  # GLUE train rows: steps and warm-up derive from it
+    c.data.train_size = spec.train_size  # GLUE train rows (a task file's: its own): steps and warm-up derive from it
     c.data.dev_size = sum(spec.dev_sizes.values())  # GLUE dev rows (all dev splits)
 
     # The sweep grid (Table 6) and this run's point in it.

@@ -32,6 +32,13 @@ class TaskSpec:
     # Test files differ (no label, often an index column first); None = same as train.
     tsv_test_a: object = None
     tsv_test_b: object = None
+    # A task given by files (`sas_jax.glue.user_task`): its task.json and the metric it reports.
+    file: str = ""  # absolute path of the task.json; "" for the built-in tasks
+    metric: str = ""  # reported score (accuracy, f1, mcc, pearson, spearman); "" = GLUE's rule
+
+    @property
+    def is_glue(self) -> bool:
+        return self.name in SPECS and not self.file
 
     @property
     def is_regression(self) -> bool:
@@ -96,27 +103,61 @@ EXTRA_SPECS = {
     )
 }
 
+# Tasks given by files (a task.json and its data; `sas_jax.glue.user_task`), registered by name when
+# their task.json is first read in this process: `get_task("path/to/task.json")`, `task_of(config)`.
+USER_SPECS: dict = {}
+
 _ALIASES = {"sst-2": "sst2", "sts-b": "stsb", "mnli-m": "mnli", "mnli_matched": "mnli"}
 
 
+def is_task_file(name) -> bool:
+    """Whether `name` names a task description (a .json file, or a folder holding task.json)."""
+    from sas_jax.glue import user_task  # noqa: PLC0415
+
+    return user_task.is_task_path(str(name).strip())
+
+
 def get_task(name: str) -> TaskSpec:
-    """The spec of `name` (case-insensitive; SST-2/sst2, STS-B/stsb accepted)."""
+    """The spec of `name` (case-insensitive; SST-2/sst2, STS-B/stsb accepted), or of a task
+    file (`path/to/task.json` or its folder), which is read, checked and registered by its name."""
+    if is_task_file(name):
+        from sas_jax.glue import user_task  # noqa: PLC0415
+
+        return user_task.load(str(name).strip()).spec
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key in EXTRA_SPECS:
         return EXTRA_SPECS[key]
+    if key in USER_SPECS:
+        return USER_SPECS[key]
     if key not in SPECS:
         raise UserError(f"unknown GLUE task {name!r}; use one of {', '.join(TASKS)} (WNLI is excluded, "
-                        f"as in the paper) or {', '.join(EXTRA_SPECS)}")
+                        f"as in the paper), {', '.join(EXTRA_SPECS)} or a task file (path/to/task.json, "
+                        "docs/tasks.md)")
     return SPECS[key]
 
 
+def task_of(config) -> TaskSpec:
+    """The spec of a fine-tuning config: its task file (`data.task_file`) when it has one, so a
+    run's recorded config finds its task in a fresh process, else `config.task`."""
+    task_file = config.data.get("task_file", "") if "data" in config else ""
+    return get_task(task_file or config.task)
+
+
 def parse_tasks(names) -> tuple:
-    """'all' / 'cola,rte' / a list → task keys in the paper's column order (extra tasks last), no duplicates."""
+    """'all' / 'cola,rte' / a list → task keys in the paper's column order (extra tasks, then task
+    files in the given order, last), no duplicates. A task file is read and registered here."""
     if isinstance(names, str):
         names = [n for n in names.split(",") if n.strip()]
     names = list(names or ["all"])
     if [n.strip().lower() for n in names] == ["all"]:
         return TASKS
-    keys = {get_task(n).name for n in names}
-    return tuple(t for t in TASKS + tuple(EXTRA_SPECS) if t in keys)
+    specs = [get_task(n) for n in names]
+    files = {}
+    for s in specs:
+        if files.setdefault(s.name, s.file) != s.file:
+            raise UserError(f"two task files use the name {s.name!r}: {files[s.name]} and {s.file}; rename one "
+                            "(\"name\" in its task.json)")
+    keys = [s.name for s in specs]
+    users = tuple(dict.fromkeys(s.name for s in specs if s.file))
+    return tuple(t for t in TASKS + tuple(EXTRA_SPECS) if t in keys) + users
