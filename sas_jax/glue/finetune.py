@@ -33,7 +33,7 @@ from sas_jax.glue import data as data_lib
 from sas_jax.glue import metrics as metrics_lib
 from sas_jax.glue import model as model_lib
 from sas_jax.glue.recipe import derive_steps
-from sas_jax.glue.tasks import get_task
+from sas_jax.glue.tasks import task_of
 
 BATCH_KEYS = ("input_ids", "input_mask", "token_type_ids", "labels", "weights")
 
@@ -185,8 +185,8 @@ def _encode(data: dict, split: str, tokenizer, max_seq_length: int) -> data_lib.
 
 
 def load_data(config, tokenizer, splits=None) -> dict:
-    """{split: EncodedSplit} of `config.task` from the config's source."""
-    raw = data_lib.load_task(config.task, glue_dir=config.data.glue_dir or None,
+    """{split: EncodedSplit} of `config.task` from the config's source (a task file: its own files)."""
+    raw = data_lib.load_task(task_of(config).name, glue_dir=config.data.glue_dir or None,
                              tfds_data_dir=config.data.tfds_data_dir or None, splits=splits)
     return {k: data_lib.encode_split(v, tokenizer, int(config.data.max_seq_length)) for k, v in raw.items()}
 
@@ -215,7 +215,7 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
     so a caller can keep them (`glue.kept_model`) or predict other splits (`glue.predict`).
     """
     t0 = time.time()
-    spec = get_task(config.task)
+    spec = task_of(config)  # a task file's spec is found again from data.task_file
     pre = pretrained if pretrained is not None else model_lib.load_pretrained(config.init_from)
     length = int(config.data.max_seq_length)
     if length > pre.cfg.max_position_embeddings:
@@ -240,7 +240,7 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
         if b % runner.num_shards:
             raise UserError(f"{name}={b} is not divisible by the {runner.num_shards} devices; use a "
                             f"multiple of {runner.num_shards} or set num_devices")
-    if len(train) != int(config.data.train_size):
+    if spec.is_glue and len(train) != int(config.data.train_size):  # only GLUE has a size to compare with
         log(f"{spec.title}: {len(train)} train rows (GLUE has {config.data.train_size}); "
             f"steps derive from {len(train)}")
 

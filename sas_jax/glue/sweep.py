@@ -38,7 +38,7 @@ from sas_jax.errors import UserError
 from sas_jax.glue import finetune as finetune_lib
 from sas_jax.glue import kept_model
 from sas_jax.glue import model as model_lib
-from sas_jax.glue import plots, results
+from sas_jax.glue import plots, random_init, results
 from sas_jax.glue.tasks import parse_tasks
 
 DEFAULT_CONFIG = "glue"  # configs/glue.py; `task=<task>` is added to its variant per task
@@ -62,6 +62,8 @@ def load_task_config(task: str, config: str = DEFAULT_CONFIG,
 
 def resolve_source(init_from: dict) -> dict:
     """What a sweep fine-tunes, made concrete (the latest step resolved), without loading it."""
+    if random_init.is_random(init_from):  # the no-pre-training baseline: a shape, no weights
+        return random_init.shape_source(init_from)
     if init_from.get("hf_folder"):
         if not os.path.isdir(init_from["hf_folder"]):
             raise UserError(f"HF folder {init_from['hf_folder']} not found")
@@ -116,11 +118,12 @@ def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "",
     selected run of each task), "all" or "none".
     """
     kept_model.check_keep(keep)
-    if bool(glue_dir) == bool(tfds_data_dir):
+    runs = plan(tasks, config=config, overrides=overrides,  # bad configs and task files fail before anything
+                learning_rates=learning_rates, batch_sizes=batch_sizes, num_seeds=num_seeds)  # is written
+    glue_tasks = any(not r[0].data.get("task_file") for r in runs) or not runs  # task files need no GLUE source
+    if glue_tasks and bool(glue_dir) == bool(tfds_data_dir):
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir>")
-    runs = plan(tasks, config=config, overrides=overrides,  # bad configs fail before anything is written
-                learning_rates=learning_rates, batch_sizes=batch_sizes, num_seeds=num_seeds)
     source = pretrained.source if pretrained is not None else resolve_source(init_from)
     os.makedirs(out_dir, exist_ok=True)
     _check_manifest(out_dir, source, init_from.get("tokenizer", ""))
@@ -159,6 +162,9 @@ def _finished(path: str) -> bool:
 
 
 def _default_name(source: dict) -> str:
+    if source.get("init") == "random":
+        shape = {k: v for k, v in source.items() if k != "init"}
+        return f"random init ({source['model_config'] if 'model_config' in shape else _default_name(shape)})"
     if "checkpoint_dir" in source:
         return f"{os.path.basename(source['checkpoint_dir'].rstrip('/'))}@{source['step']}"
     if "hf_folder" in source:
@@ -193,8 +199,13 @@ def run_curve(checkpoint_dir: str, out_dir: str, *, steps=None, label: str | Non
                         f"{', '.join(map(str, available))} (keep more with --config.ckpt.keep when pre-training)")
     label = label or os.path.basename(os.path.abspath(checkpoint_dir))
     tokenizer = sweep_kwargs.pop("tokenizer", "")
+    baseline = random_init.is_random({"init": sweep_kwargs.pop("init", "pretrained")})
     sweep_kwargs.setdefault("keep", "none")  # a curve is for scores: no weights per step unless asked
     points = []
+    if baseline:  # step 0 = no pre-training: the checkpoint's shape and tokenizer, initialiser weights
+        row = run_sweep({"init": "random", "checkpoint_dir": checkpoint_dir, "step": min(steps), "tokenizer": tokenizer},
+                        os.path.join(out_dir, "random_init"), name=f"{label}@0 (random init)", log=log, **sweep_kwargs)
+        points.append(curve_point(0, row))
     for step in steps:
         row = run_sweep({"checkpoint_dir": checkpoint_dir, "step": step, "tokenizer": tokenizer},
                         os.path.join(out_dir, f"step_{step}"), name=f"{label}@{step}", log=log, **sweep_kwargs)
@@ -263,7 +274,14 @@ def _add_sweep_args(p):
     p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
     p.add_argument("--glue_dir", default="", help="GLUE TSV folder (CoLA/, SST-2/, ...)")
     p.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
-    p.add_argument("--tasks", default="all", help="comma-separated, e.g. cola,rte (default all 8)")
+    p.add_argument("--tasks", default="all", help="comma-separated GLUE tasks and/or task files, e.g. cola,rte or "
+                   "data/mydata/task.json (docs/tasks.md; default all 8 GLUE tasks)")
+    p.add_argument("--init", default="pretrained", choices=random_init.INIT_CHOICES,
+                   help="random: the no-pre-training baseline, the encoder shape and tokenizer of --checkpoint_dir "
+                        "(or --hf_folder, or --model_config) with initialiser weights seeded per fine-tuning seed; "
+                        "in curve, it adds that baseline as step 0")
+    p.add_argument("--model_config", default="", help="with --init=random: the shape of configs/<name>.py[:variant] "
+                   "(with --tokenizer) instead of a checkpoint's")
     p.add_argument("--size", default="small", choices=("small", "base"), help="learning-rate grid of Table 6")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="task config file[:variant] (default configs/glue.py; task=<task> is added), "
@@ -351,14 +369,14 @@ def main(argv=None) -> int:
         raise UserError(f"{a.command} takes no --config.* overrides (it uses the configs of the sweep's runs)")
     if a.command == "sweep":
         init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
-                     "tokenizer": a.tokenizer}
+                     "tokenizer": a.tokenizer, "init": a.init, "model_config": a.model_config}
         row = run_sweep(init_from, a.out, name=a.name or None, keep=a.keep, **_sweep_kwargs(a, overrides))
         print(results.markdown([row]))
     elif a.command == "curve":
         if not a.checkpoint_dir:
             raise UserError("curve needs --checkpoint_dir=<pre-training workdir>")
         curve = run_curve(a.checkpoint_dir, a.out, steps=a.steps, label=a.label or None,
-                          also=_key_values(a.also, "--also"), tokenizer=a.tokenizer,
+                          also=_key_values(a.also, "--also"), tokenizer=a.tokenizer, init=a.init,
                           **_sweep_kwargs(a, overrides))
         print(f"wrote {curve['png']}")
     elif a.command == "predict":

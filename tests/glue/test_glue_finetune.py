@@ -36,7 +36,8 @@ def test_configs_follow_table_6(repo_root):
         assert c.task == task and c.num_epochs == epochs[task] and c.num_seeds == seeds[task]
         assert tuple(c.learning_rates) == (1e-4, 7.5e-5) and c.batch_size == 32
         assert (c.warmup_fraction, c.opt.eps, c.dropout_rate, c.opt.weight_decay) == (0.1, 1e-6, 0.1, 0.0)
-        assert set(c.init_from) == {"checkpoint_dir", "step", "hf_folder", "tokenizer"}
+        assert set(c.init_from) == {"checkpoint_dir", "step", "hf_folder", "tokenizer", "init", "model_config"}
+        assert (c.init_from.init, c.data.task_file) == ("pretrained", "")  # GLUE: pre-trained weights, no task file
         assert tuple(sweep.load_task_config(task, "glue:base").learning_rates) == (7.5e-5, 5e-5)
         assert config_lib.load_config(f"{repo_root}/configs/glue.py:task={task}").to_dict() == c.to_dict()
     s = recipe.derive_steps(sweep.load_task_config("cola"))
