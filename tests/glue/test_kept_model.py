@@ -22,6 +22,7 @@ from sas_jax.glue import kept_model, sweep
 from sas_jax.glue import predict_file as predict_file_lib
 from sas_jax.glue import model as model_lib
 from sas_jax.glue.metrics import task_metrics
+from sas_jax.glue.tasks import SPECS
 
 TASKS = ("sst2", "stsb")
 
@@ -51,6 +52,25 @@ def swept(prepared_corpus, glue_dir, tmp_path_factory):
                         overrides=["num_epochs=1"], pretrained=pre, log=logs.append)
     runs = {t: json.load(open(os.path.join(out, "runs", t, "lr0.005_bs8_seed0.json"))) for t in TASKS}
     return types.SimpleNamespace(out=out, glue=glue_dir, pre=pre, dev_preds=dev_preds, runs=runs, logs=logs)
+
+
+@pytest.fixture(scope="module")
+def made(prepared_corpus, tmp_path_factory):
+    """Kept models written without a sweep (a random encoder, fresh heads): SST-2 and STS-B."""
+    from conftest import load_config  # noqa: PLC0415
+
+    pre = gf.random_encoder(prepared_corpus)
+    root = tmp_path_factory.mktemp("made")
+    out = {}
+    for task in TASKS:
+        spec = SPECS[task]
+        model = model_lib.GlueModel(pre.cfg, spec.num_labels)
+        params, _, _ = model_lib.merge_pretrained(model_lib.init_params(model, jax.random.key(1)), pre.params)
+        result = {"task": task, "title": spec.title, "learning_rate": 5e-3, "batch_size": 8, "seed": 0,
+                  "score": 0.5, "config": load_config("glue", f"tiny,task={task}").to_dict()}
+        tuned = finetune_lib.Finetuned(result, params, types.SimpleNamespace(model=model), spec)
+        out[task] = kept_model.save(str(root / task), tuned, pre.tokenizer)
+    return types.SimpleNamespace(**out)
 
 
 @pytest.mark.slow
@@ -119,8 +139,8 @@ def test_glue_predict_uses_the_kept_weights_without_fine_tuning(swept, tmp_path,
     assert [r[1] for r in _tsv(out / "SST-2.tsv")[1:]] == [r[1] for r in _tsv(tmp_path / "t.tsv")[1:]]
 
 
-def test_a_better_run_replaces_the_kept_one_and_a_worse_does_not(swept, tmp_path):
-    kept = kept_model.load(kept_model.best_dir(swept.out, "sst2"))
+def test_a_better_run_replaces_the_kept_one_and_a_worse_does_not(made, tmp_path):
+    kept = kept_model.load(made.sst2)
     model = model_lib.GlueModel(kept.cfg, kept.num_labels)
 
     def tuned(score, seed):
@@ -190,9 +210,9 @@ def test_exported_classifiers_load_in_transformers_with_the_projects_logits(swep
         jax.config.update("jax_default_matmul_precision", None)
 
 
-def test_disentangled_classifier_exports_as_debertav2_and_bert_is_refused(swept, tmp_path):
+def test_disentangled_classifier_exports_as_debertav2_and_bert_is_refused(made, tmp_path):
     pytest.importorskip("torch")
-    sas = kept_model.load(kept_model.best_dir(swept.out, "sst2"))
+    sas = kept_model.load(made.sst2)
     cfg = dataclasses.replace(sas.cfg, attention_type="disentangled", position_biased_input=False, type_vocab_size=0,
                               layer_norm_eps=1e-7, max_position_embeddings=64, dropout_rate=0.0,
                               attention_dropout_rate=0.0)
@@ -220,8 +240,8 @@ def test_disentangled_classifier_exports_as_debertav2_and_bert_is_refused(swept,
 
 
 # ----------------------------------------------------------------------------- errors
-def test_bad_input_is_one_error_line(swept, tmp_path, capsys):
-    sst2, stsb = kept_model.best_dir(swept.out, "sst2"), kept_model.best_dir(swept.out, "stsb")
+def test_bad_input_is_one_error_line(made, glue_dir, tmp_path, capsys):
+    sst2, stsb = made.sst2, made.stsb
     (tmp_path / "empty.txt").write_text("\n \n")
     (tmp_path / "head.tsv").write_text("sentence\tlabel\n")
     (tmp_path / "t.tsv").write_text("review\tlabel\nlove me\t1\n")
@@ -263,4 +283,4 @@ def test_bad_input_is_one_error_line(swept, tmp_path, capsys):
         assert len(err) == 1 and err[0].startswith("error: ") and re.search(pattern, err[0]), err
     assert not os.path.exists(tmp_path / "b")
     with pytest.raises(Exception, match=r"--keep=some; use one of best, all, none"):
-        sweep.run_sweep({}, str(tmp_path / "s"), tasks="sst2", glue_dir=str(swept.glue), keep="some")
+        sweep.run_sweep({}, str(tmp_path / "s"), tasks="sst2", glue_dir=str(glue_dir), keep="some")
