@@ -31,6 +31,7 @@ Sizes, label balance and a bag-of-words baseline: docs/tasks.md (`bag_of_words_b
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -154,8 +155,15 @@ def find_target(words: list, sentence: str, pos: str, exceptions: dict, cache: d
 
 
 def wordnet_examples(wordnet_dir: str = WORDNET_DIR, pos=("noun", "verb")) -> list:
-    """[(synset id, word as written, sentence, supersense)] of every usable example, in file order."""
+    """[(synset id, word as written, sentence, supersense)] of every usable example, in file order
+    (read once per process and set of files)."""
     require_wordnet(wordnet_dir, pos)
+    stamps = tuple((p, os.stat(os.path.join(wordnet_dir, POS_FILES[p])).st_mtime_ns) for p in pos)
+    return list(_wordnet_examples(os.path.abspath(wordnet_dir), tuple(pos), stamps))
+
+
+@functools.lru_cache(maxsize=4)
+def _wordnet_examples(wordnet_dir: str, pos: tuple, stamps: tuple) -> tuple:
     rows = []
     for p in pos:
         exceptions, cache = read_exceptions(wordnet_dir, p), {}
@@ -179,7 +187,7 @@ def wordnet_examples(wordnet_dir: str = WORDNET_DIR, pos=("noun", "verb")) -> li
         if len(labels[key]) == 1 and key not in seen:
             seen.add(key)
             out.append(r)
-    return out
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- the task files
