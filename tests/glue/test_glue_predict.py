@@ -1,6 +1,6 @@
-"""`glue predict`: the GLUE server's test files from a sweep's best runs (here a sweep that kept
-no weights: re-fine-tuned with their seed; kept weights: test_kept_model.py), resuming; and
-tables/plots that leave out tasks not run and n = 1 error bars."""
+"""`glue predict`: the GLUE server's test files from a sweep's best runs (their kept weights; a run
+without them is re-fine-tuned with its seed, to the same model), resuming; and tables/plots that
+leave out tasks not run and n = 1 error bars."""
 import csv
 import json
 import os
@@ -55,12 +55,12 @@ def reversed_glue_dir(glue_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predicted(prepared_corpus, reversed_glue_dir, tmp_path_factory):
-    """A tiny 7-task sweep (random encoder, 1 epoch, 1 seed, no kept weights) and its `predict`."""
+    """A tiny 7-task sweep (random encoder, 1 epoch, 1 seed, kept weights) and its `predict`."""
     pre = gf.random_encoder(prepared_corpus)
     root = tmp_path_factory.mktemp("predict")
     sweep_dir, out = str(root / "sweep"), str(root / "submission")
     sweep.run_sweep({}, sweep_dir, tasks=",".join(SWEPT), glue_dir=str(reversed_glue_dir), config="glue:tiny",
-                    overrides=["num_epochs=1"], pretrained=pre, keep="none", log=quiet)
+                    overrides=["num_epochs=1"], pretrained=pre, log=quiet)
     summary = predict_lib.predict(sweep_dir, out, glue_dir=str(reversed_glue_dir), pretrained=pre, log=quiet)
     return {"sweep": sweep_dir, "out": out, "summary": summary, "pre": pre, "glue": reversed_glue_dir}
 
@@ -87,9 +87,8 @@ def test_predict_writes_the_glue_server_files(predicted):
         assert z.namelist() == SERVER_FILES  # flat, no folder
         assert z.read("RTE.tsv") == open(os.path.join(out, "RTE.tsv"), "rb").read()
     state = json.load(open(os.path.join(out, "predict.json")))
-    for t in SWEPT:  # the best run fine-tuned again with its seed is the same model (CPU: bit-exact)
-        assert state["tasks"][t]["refinetuned_score"] == state["tasks"][t]["sweep_score"], t
-        assert state["tasks"][t]["weights"] == "refinetuned" and "note" not in state["tasks"][t]
+    for t in SWEPT:  # predicted by the weights the sweep kept
+        assert state["tasks"][t]["weights"] == "kept" and "note" not in state["tasks"][t], t
     assert state["tasks"]["mnli"]["files"] == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
 
 
@@ -108,11 +107,20 @@ def test_rerun_skips_finished_tasks(predicted, monkeypatch):
     predict_lib.predict(predicted["sweep"], out, **kw)
     assert calls == []
     assert {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in stamps} == stamps
+    rte = open(os.path.join(out, "RTE.tsv")).read()
     os.remove(os.path.join(out, "RTE.tsv"))  # as if killed before RTE was written
-    summary = predict_lib.predict(predicted["sweep"], out, **kw)
+    # ... by a sweep that kept no weights of RTE (--keep=none, or an older sweep): fine-tuned again
+    sweep_dir = os.path.join(os.path.dirname(out), "sweep_without_rte_weights")
+    shutil.copytree(predicted["sweep"], sweep_dir,
+                    ignore=lambda d, names: ["rte"] if os.path.basename(d) == "models" else [])
+    summary = predict_lib.predict(sweep_dir, out, **kw)
     assert calls == ["rte"] and summary["files"] == SERVER_FILES
     assert {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in stamps if f != "RTE.tsv"} == \
         {f: t for f, t in stamps.items() if f != "RTE.tsv"}
+    entry = json.load(open(os.path.join(out, "predict.json")))["tasks"]["rte"]
+    assert entry["weights"] == "refinetuned" and "note" not in entry
+    assert entry["refinetuned_score"] == entry["sweep_score"]  # the same seed gives the same model (CPU: bit-exact)
+    assert open(os.path.join(out, "RTE.tsv")).read() == rte  # and the kept model's predictions
 
 
 def test_best_run_is_the_best_seed_of_the_tables_grid_point():
@@ -134,10 +142,12 @@ def test_predict_bad_input_is_one_error_line(predicted, tmp_path, capsys):
     glue = tmp_path / "glue"
     shutil.copytree(predicted["glue"], glue)
     os.remove(glue / "MNLI" / "test_mismatched.tsv")
+    nokeep = tmp_path / "nokeep"  # a sweep without kept weights: predict must load its encoder again
+    shutil.copytree(predicted["sweep"], nokeep, ignore=shutil.ignore_patterns("models"))
     cases = [
         (["predict", f"--sweep_dir={predicted['sweep']}", f"--glue_dir={glue}", f"--out={tmp_path}/a"],
          r"GLUE test file .*MNLI/test_mismatched.tsv not found: the sweep has MNLI runs"),
-        (["predict", f"--sweep_dir={predicted['sweep']}", f"--glue_dir={predicted['glue']}", f"--out={tmp_path}/b"],
+        (["predict", f"--sweep_dir={nokeep}", f"--glue_dir={predicted['glue']}", f"--out={tmp_path}/b"],
          r"fine-tuned \{'kind': 'random', 'seed': 0\}, which predict cannot load again"),
         (["predict", f"--sweep_dir={tmp_path}/none", f"--glue_dir={glue}", f"--out={tmp_path}/c"],
          r"none is not a sweep directory"),
