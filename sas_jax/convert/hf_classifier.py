@@ -25,6 +25,10 @@ The tokenizer is the pre-training export's (`hf_tokenizer`, verified on export) 
 that one text is `[CLS] a [SEP]`, as the classifier was fine-tuned; a pair is
 `[CLS] a [SEP] b [SEP]` with token types 0/1; `model_max_length` is the run's
 max_seq_length. `sas_jax_classifier.json` keeps the kept model's `model.json`.
+Truncation: one text cut with `truncation=True` gives the project's ids; a pair whose two
+texts are both cut, with an odd number of tokens of room, differs by one token (the
+project cuts as BERT, leaving the extra token to the first text; the tokenizers library's
+`longest_first` gives it to the second), so long pairs are exact only when cut beforehand.
 """
 from __future__ import annotations
 
