@@ -50,11 +50,12 @@ Memory stays bounded on inputs of any size: files are read in chunks of whole
 lines, tokenised by a pool of worker processes (results consumed in input order
 with a bounded window of chunks in flight), and rows are appended to the file as
 they fill. Everything is written under temporary names and renamed at the end,
-`meta.json` last, so an interrupted run leaves no corpus behind.
+`meta.json` last (`_PartialFiles`), so an interrupted run leaves no corpus behind.
 """
 from __future__ import annotations
 
 import collections
+import dataclasses
 import glob
 import itertools
 import json
@@ -64,10 +65,11 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
+from sas_jax import files
 from sas_jax.data import tfds_source
 from sas_jax.data import tokenizer as tokenizer_lib
 from sas_jax.errors import UserError
@@ -399,6 +401,245 @@ def holds_corpus(output_dir: str) -> bool:
     return os.path.exists(os.path.join(output_dir, META_FILE))
 
 
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+    """How `prepare_corpus` turns its input into rows (its keyword arguments but the input's)."""
+
+    seq_len: int
+    tokenizer_path: str | None = None
+    train_vocab_size: int = 0
+    vocab_type: str = "sentencepiece"
+    add_sep: bool = False
+    packing: str = "document"
+    workers: int | None = None
+    max_rows: int | None = None
+    lowercase: bool = True
+    progress: bool = True
+
+    def check(self) -> None:
+        """Refuses bad options (one-line UserError) before anything is read or written."""
+        if self.seq_len < 2:
+            raise UserError(f"seq_len={self.seq_len} is too small; pass --seq_len >= 2 "
+                            "(rows are [CLS] + seq_len-1 tokens)")
+        if self.packing not in PACKINGS:
+            raise UserError(f"packing={self.packing!r} is unknown; pass --packing=document (rows inside "
+                            "documents) or --packing=stream (one token stream)")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise UserError(f"max_rows={self.max_rows} must be positive; pass --max_rows >= 1 or leave it out")
+        if bool(self.tokenizer_path) == bool(self.train_vocab_size):
+            raise UserError("pass exactly one of --tokenizer=<.model or vocab.txt> and --train_vocab=<size>")
+        if self.vocab_type not in VOCAB_TYPES:
+            raise UserError(f"vocab_type={self.vocab_type!r} is unknown; pass --vocab_type=sentencepiece "
+                            "or --vocab_type=wordpiece")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    """The text to prepare: what meta.json's `sources` names, its size in bytes (None for a
+    tfds split) and `chunks()`, a fresh pass over its chunks at each call."""
+
+    sources: list
+    total_bytes: int | None
+    chunks: Callable[[], Iterator[bytes | None]]
+
+
+def _open_input(text_files, tfds_name, tfds_data_dir, tfds_split, tfds_text_key) -> _Input:
+    """Text files (or globs), or a tfds split read without TensorFlow: a missing file, package,
+    dataset, split or text field fails here."""
+    if tfds_name and text_files:
+        raise UserError("pass either --input or --tfds, not both")
+    if tfds_name:
+        examples = tfds_source.open_split(tfds_name, tfds_data_dir, tfds_split)
+        fields = tfds_source.feature_names(examples)
+        if fields and tfds_text_key not in fields:
+            raise UserError(f"tfds dataset {tfds_name} has no field {tfds_text_key!r} (fields: "
+                            f"{', '.join(fields)}); pass --tfds_text_key=<field>")
+        return _Input([f"tfds:{tfds_name}/{tfds_split}"], None,
+                      lambda: _tfds_chunks(examples, tfds_name, tfds_text_key, _CHUNK_BYTES))
+    paths = resolve_inputs(text_files or [])
+    return _Input([os.path.abspath(p) for p in paths], sum(os.path.getsize(p) for p in paths),
+                  lambda: _file_chunks(paths, _CHUNK_BYTES))
+
+
+def _worker_count(workers: int | None, total_bytes: int | None) -> int:
+    if workers is None:
+        # Starting a pool costs ~0.5 s; below a few MB one process (whose tokenizer
+        # still uses several threads) is faster.
+        small = total_bytes is not None and total_bytes < _SMALL_INPUT_BYTES
+        workers = 1 if small else (os.cpu_count() or 1)
+    return max(1, int(workers))
+
+
+class _PartialFiles:
+    """The files of a corpus being written, each under its `.partial` name (`rows.partial.bin`)
+    until `commit` renames them all into place, meta.json last: a multi-file commit, so an
+    interrupted run leaves no corpus. Used as a context: what a failed run wrote is removed."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self._written: list[str] = []  # removed on leaving the context unless committed
+
+    def path(self, name: str) -> str:
+        """The partial path of the corpus file `name`."""
+        return os.path.join(self.output_dir, _partial_name(name))
+
+    def new(self, name: str) -> str:
+        """`path(name)`, to be written now (and removed if the run fails)."""
+        self.track(self.path(name))
+        return self.path(name)
+
+    def track(self, *paths: str) -> None:
+        self._written.extend(paths)
+
+    def commit(self, names: Sequence[str], meta: dict) -> None:
+        """Renames the partial files of `names` into place, then writes meta.json (atomically):
+        a directory with meta.json holds a whole corpus."""
+        for name in names:
+            os.replace(self.path(name), os.path.join(self.output_dir, name))
+        files.write_text(os.path.join(self.output_dir, META_FILE), json.dumps(meta, indent=2) + "\n")
+        self._written.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self._written:
+            if os.path.exists(p):
+                os.remove(p)
+
+
+def _make_tokenizer(opts: PrepareOptions, inp: _Input, out: _PartialFiles) -> tuple:
+    """(tokenizer, its file name in the corpus): trained on the input (`train_vocab_size`) or a
+    copy of `tokenizer_path`, written as a partial file of the corpus."""
+    if opts.train_vocab_size:
+        lines = _lines_of(inp.chunks())
+        first = next(lines, None)
+        if first is None:
+            raise UserError(f"the corpus is empty: no text lines in {', '.join(inp.sources)}; "
+                            "pass text files with content")
+        sentences = itertools.chain([first], lines)
+        if opts.vocab_type == "wordpiece":
+            name = "vocab.txt"
+            tokenizer_lib.train_wordpiece(sentences, opts.train_vocab_size, out.new(name), lowercase=opts.lowercase)
+        else:
+            name = "tokenizer.model"
+            prefix = os.path.join(out.output_dir, "tokenizer" + _PARTIAL)  # writes out.path(name)
+            out.track(prefix + ".model", prefix + ".vocab")
+            tokenizer_lib.train_sentencepiece(None, opts.train_vocab_size, prefix, sentences=sentences)
+            os.remove(prefix + ".vocab")  # a human-readable listing; the .model has it all
+    else:
+        name = "tokenizer.model" if opts.tokenizer_path.endswith(".model") else "vocab.txt"
+        shutil.copyfile(opts.tokenizer_path, out.new(name))
+    return tokenizer_lib.load_tokenizer(out.path(name), lowercase=opts.lowercase), name
+
+
+def _progress_bar(total_bytes: int | None):
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
+                desc="prepare", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
+
+
+def _feed(writer: _RowWriter, res, open_doc: bool, sep: np.ndarray | None) -> tuple:
+    """Gives one `_ordered_results` item (None: the end of a file) to the writer → (whether a
+    document is still open, lines skipped). With add_sep, `sep` ([SEP]) ends a document that an
+    earlier chunk left open."""
+    if res is None:
+        if sep is not None and open_doc:
+            writer.add(sep)
+        writer.end_document()
+        return False, 0
+    ids, doc_ends, n_skip, closes_prev, has_content, ends_open = res
+    if closes_prev:
+        if sep is not None and open_doc:
+            writer.add(sep)
+        writer.end_document()
+    if has_content:
+        open_doc = ends_open
+    elif closes_prev:
+        open_doc = False
+    writer.add(ids, doc_ends)
+    return open_doc, n_skip
+
+
+def _write_rows(path: str, tok, tok_file: str, opts: PrepareOptions, inp: _Input, workers: int) -> tuple:
+    """Tokenises the input (`workers` processes, the tokenizer read from `tok_file`) and packs
+    its tokens into rows written to `path` → (the row writer, with its counts; skipped lines;
+    seconds spent)."""
+    bar = _progress_bar(inp.total_bytes) if opts.progress else None
+    skipped = 0
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        writer = _RowWriter(f, opts.seq_len, tok.cls_id, tok.pad_id, tok.vocab_size, rows_dtype(tok.vocab_size),
+                            opts.max_rows, opts.packing, lone_tail_id=tok.sep_id if opts.add_sep else None)
+        open_doc = False
+        sep = np.array([tok.sep_id], np.int32) if opts.add_sep else None
+        source = inp.chunks()
+        # Bytes read so far, for the bar: wrap the source to measure chunk sizes.
+        read_sizes: collections.deque = collections.deque()
+
+        def measured():
+            for c in source:
+                read_sizes.append(0 if c is None else len(c))
+                yield c
+
+        results = _ordered_results(measured(), workers, (tok_file, opts.lowercase, opts.add_sep))
+        try:
+            for res in results:
+                nbytes = read_sizes.popleft()
+                open_doc, n_skip = _feed(writer, res, open_doc, sep)
+                skipped += n_skip
+                if bar is not None:
+                    bar.update(nbytes)
+                    rate = writer.tokens_seen / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix_str(f"{rate / 1e3:,.0f}k tok/s", refresh=False)
+                if writer.full:
+                    break
+        finally:
+            results.close()  # stops the pool early when max_rows is reached
+            if bar is not None:
+                bar.close()
+    return writer, skipped, time.perf_counter() - t0
+
+
+def _check_rows(writer: _RowWriter, skipped: int, opts: PrepareOptions, inp: _Input) -> None:
+    """Refuses a corpus without a row, saying why."""
+    if writer.num_rows:
+        return
+    if writer.tokens_seen == 0:
+        raise UserError(f"the corpus is empty: no tokens in {', '.join(inp.sources)} "
+                        f"({skipped} undecodable lines skipped); pass text files with content")
+    if opts.packing == "stream":
+        raise UserError(f"the corpus has only {writer.tokens_seen} tokens, less than one row of "
+                        f"seq_len-1={opts.seq_len - 1}; pass more text or a smaller --seq_len")
+    raise UserError(f"the corpus has no row: its {writer.tokens_seen} tokens are only the [SEP]s "
+                    "of documents without text; pass text files with content")
+
+
+def _meta(opts: PrepareOptions, writer: _RowWriter, tok, tok_file: str, skipped: int, sources: list) -> dict:
+    """meta.json (fields: the module docstring)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "seq_len": opts.seq_len,
+        "num_rows": writer.num_rows,
+        "num_tokens": int(writer.counts.sum()),
+        "dropped_tokens": writer.dropped_tokens,
+        "pad_tokens": writer.pad_tokens,
+        "packing": opts.packing,
+        "dtype": rows_dtype(tok.vocab_size).name,
+        "vocab_size": tok.vocab_size,
+        "tokenizer_file": tok_file,
+        "tokenizer_fingerprint": tok.fingerprint,
+        "tokenizer_kind": tok.kind,
+        "tokenizer_lowercase": bool(opts.lowercase) if tok.kind == "wordpiece" else None,
+        "special_ids": tok.special_ids,
+        "add_sep": bool(opts.add_sep),
+        "skipped_lines": skipped,
+        "max_rows": opts.max_rows,
+        "sources": sources,
+    }
+
+
 def prepare_corpus(
     text_files: Sequence[str] | str | None,
     output_dir: str,
@@ -433,47 +674,13 @@ def prepare_corpus(
     tokens/s) is always printed to stderr at the end.
     """
     start = time.perf_counter()
-    # ---- check the arguments before touching anything
-    if seq_len < 2:
-        raise UserError(f"seq_len={seq_len} is too small; pass --seq_len >= 2 "
-                        "(rows are [CLS] + seq_len-1 tokens)")
-    if packing not in PACKINGS:
-        raise UserError(f"packing={packing!r} is unknown; pass --packing=document (rows inside "
-                        "documents) or --packing=stream (one token stream)")
-    if max_rows is not None and max_rows < 1:
-        raise UserError(f"max_rows={max_rows} must be positive; pass --max_rows >= 1 or leave it out")
-    if bool(tokenizer_path) == bool(train_vocab_size):
-        raise UserError("pass exactly one of --tokenizer=<.model or vocab.txt> and --train_vocab=<size>")
-    if vocab_type not in VOCAB_TYPES:
-        raise UserError(f"vocab_type={vocab_type!r} is unknown; pass --vocab_type=sentencepiece "
-                        "or --vocab_type=wordpiece")
-    if tfds_name and text_files:
-        raise UserError("pass either --input or --tfds, not both")
-    if tfds_name:  # read without TensorFlow; a missing package/dataset/split fails here
-        files: list[str] = []
-        sources = [f"tfds:{tfds_name}/{tfds_split}"]
-        total_bytes = None
-        tfds_examples = tfds_source.open_split(tfds_name, tfds_data_dir, tfds_split)
-        fields = tfds_source.feature_names(tfds_examples)
-        if fields and tfds_text_key not in fields:
-            raise UserError(f"tfds dataset {tfds_name} has no field {tfds_text_key!r} (fields: "
-                            f"{', '.join(fields)}); pass --tfds_text_key=<field>")
-
-        def chunks():
-            return _tfds_chunks(tfds_examples, tfds_name, tfds_text_key, _CHUNK_BYTES)
-    else:
-        files = resolve_inputs(text_files or [])
-        sources = [os.path.abspath(p) for p in files]
-        total_bytes = sum(os.path.getsize(p) for p in files)
-
-        def chunks():
-            return _file_chunks(files, _CHUNK_BYTES)
-    if workers is None:
-        # Starting a pool costs ~0.5 s; below a few MB one process (whose tokenizer
-        # still uses several threads) is faster.
-        small = total_bytes is not None and total_bytes < _SMALL_INPUT_BYTES
-        workers = 1 if small else (os.cpu_count() or 1)
-    workers = max(1, int(workers))
+    # ---- check the arguments and open the input before touching anything
+    opts = PrepareOptions(seq_len=seq_len, tokenizer_path=tokenizer_path, train_vocab_size=train_vocab_size,
+                          vocab_type=vocab_type, add_sep=add_sep, packing=packing, workers=workers,
+                          max_rows=max_rows, lowercase=lowercase, progress=progress)
+    opts.check()
+    inp = _open_input(text_files, tfds_name, tfds_data_dir, tfds_split, tfds_text_key)
+    workers = _worker_count(opts.workers, inp.total_bytes)
     if tokenizer_path:  # fail on a bad tokenizer before writing anything
         tokenizer_lib.load_tokenizer(tokenizer_path, lowercase=lowercase)
     if holds_corpus(output_dir):
@@ -481,138 +688,13 @@ def prepare_corpus(
                         "or delete that directory")
     os.makedirs(output_dir, exist_ok=True)
 
-    partials: list[str] = []
-
-    def partial(name: str) -> str:
-        p = os.path.join(output_dir, _partial_name(name))
-        partials.append(p)
-        return p
-
-    try:
-        # ---- tokenizer: copied (or trained) into the output dir
-        if train_vocab_size:
-            lines = _lines_of(chunks())
-            first = next(lines, None)
-            if first is None:
-                raise UserError(f"the corpus is empty: no text lines in {', '.join(sources)}; "
-                                "pass text files with content")
-            sentences = itertools.chain([first], lines)
-            if vocab_type == "wordpiece":
-                tok_name = "vocab.txt"
-                tok_tmp = partial(tok_name)
-                tokenizer_lib.train_wordpiece(sentences, train_vocab_size, tok_tmp, lowercase=lowercase)
-            else:
-                prefix = os.path.join(output_dir, "tokenizer" + _PARTIAL)
-                partials.extend([prefix + ".model", prefix + ".vocab"])
-                tokenizer_lib.train_sentencepiece(None, train_vocab_size, prefix, sentences=sentences)
-                tok_name = "tokenizer.model"
-                tok_tmp = prefix + ".model"
-                os.remove(prefix + ".vocab")  # a human-readable listing; the .model has it all
-        else:
-            tok_name = "tokenizer.model" if tokenizer_path.endswith(".model") else "vocab.txt"
-            tok_tmp = partial(tok_name)
-            shutil.copyfile(tokenizer_path, tok_tmp)
-        tok = tokenizer_lib.load_tokenizer(tok_tmp, lowercase=lowercase)
-        dtype = rows_dtype(tok.vocab_size)
-
-        # ---- tokenise and write rows
-        bar = None
-        if progress:
-            from tqdm import tqdm
-            bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc="prepare", file=sys.stderr, mininterval=1.0, dynamic_ncols=True)
-        skipped = 0
-        t0 = time.perf_counter()
-        with open(partial(ROWS_FILE), "wb") as f:
-            writer = _RowWriter(f, seq_len, tok.cls_id, tok.pad_id, tok.vocab_size, dtype, max_rows,
-                                packing, lone_tail_id=tok.sep_id if add_sep else None)
-            open_doc = False
-            sep = np.array([tok.sep_id], np.int32)
-            source = chunks()
-            # Bytes read so far, for the bar: wrap the source to measure chunk sizes.
-            read_sizes: collections.deque = collections.deque()
-
-            def measured():
-                for c in source:
-                    read_sizes.append(0 if c is None else len(c))
-                    yield c
-
-            results = _ordered_results(measured(), workers, (tok_tmp, lowercase, add_sep))
-            try:
-                for res in results:
-                    nbytes = read_sizes.popleft()
-                    if res is None:  # end of a file
-                        if add_sep and open_doc:
-                            writer.add(sep)
-                        writer.end_document()
-                        open_doc = False
-                    else:
-                        ids, doc_ends, n_skip, closes_prev, has_content, ends_open = res
-                        skipped += n_skip
-                        if closes_prev:
-                            if add_sep and open_doc:
-                                writer.add(sep)
-                            writer.end_document()
-                        if has_content:
-                            open_doc = ends_open
-                        elif closes_prev:
-                            open_doc = False
-                        writer.add(ids, doc_ends)
-                    if bar is not None:
-                        bar.update(nbytes)
-                        rate = writer.tokens_seen / max(time.perf_counter() - t0, 1e-9)
-                        bar.set_postfix_str(f"{rate / 1e3:,.0f}k tok/s", refresh=False)
-                    if writer.full:
-                        break
-            finally:
-                results.close()  # stops the pool early when max_rows is reached
-                if bar is not None:
-                    bar.close()
-        elapsed = time.perf_counter() - t0
-
-        if writer.num_rows == 0:
-            if writer.tokens_seen == 0:
-                raise UserError(f"the corpus is empty: no tokens in {', '.join(sources)} "
-                                f"({skipped} undecodable lines skipped); pass text files with content")
-            if packing == "stream":
-                raise UserError(f"the corpus has only {writer.tokens_seen} tokens, less than one row of "
-                                f"seq_len-1={seq_len - 1}; pass more text or a smaller --seq_len")
-            raise UserError(f"the corpus has no row: its {writer.tokens_seen} tokens are only the [SEP]s "
-                            "of documents without text; pass text files with content")
-        np.save(partial(COUNTS_FILE), writer.counts)
-
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "seq_len": seq_len,
-            "num_rows": writer.num_rows,
-            "num_tokens": int(writer.counts.sum()),
-            "dropped_tokens": writer.dropped_tokens,
-            "pad_tokens": writer.pad_tokens,
-            "packing": packing,
-            "dtype": dtype.name,
-            "vocab_size": tok.vocab_size,
-            "tokenizer_file": tok_name,
-            "tokenizer_fingerprint": tok.fingerprint,
-            "tokenizer_kind": tok.kind,
-            "tokenizer_lowercase": bool(lowercase) if tok.kind == "wordpiece" else None,
-            "special_ids": tok.special_ids,
-            "add_sep": bool(add_sep),
-            "skipped_lines": skipped,
-            "max_rows": max_rows,
-            "sources": sources,
-        }
-        with open(partial(META_FILE), "w") as f:
-            json.dump(meta, f, indent=2)
-            f.write("\n")
-        # ---- publish: meta.json last, so a directory with meta.json is complete
-        for name in (tok_name, ROWS_FILE, COUNTS_FILE, META_FILE):
-            src = tok_tmp if name == tok_name else os.path.join(output_dir, _partial_name(name))
-            os.replace(src, os.path.join(output_dir, name))
-        partials.clear()
-    finally:
-        for p in partials:
-            if os.path.exists(p):
-                os.remove(p)
+    with _PartialFiles(output_dir) as out:
+        tok, tok_name = _make_tokenizer(opts, inp, out)
+        writer, skipped, elapsed = _write_rows(out.new(ROWS_FILE), tok, out.path(tok_name), opts, inp, workers)
+        _check_rows(writer, skipped, opts, inp)
+        np.save(out.new(COUNTS_FILE), writer.counts)
+        meta = _meta(opts, writer, tok, tok_name, skipped, inp.sources)
+        out.commit([tok_name, ROWS_FILE, COUNTS_FILE], meta)
 
     rate = writer.tokens_seen / max(elapsed, 1e-9)
     print(f"prepared {output_dir}: {meta['num_rows']:,} rows x {seq_len} "
