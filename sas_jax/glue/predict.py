@@ -25,6 +25,11 @@ model), QNLI.tsv, RTE.tsv (entailment/not_entailment), WNLI.tsv (the majority cl
 and submission.zip holding them all (flat). Tasks absent from the sweep, and WNLI/AX
 when their test files are absent, are skipped with a note.
 
+A task given by files (a task.json, docs/tasks.md) with a `test` file gets `<name>.tsv`
+(`index<TAB>prediction`: the test file's data-row number from 0, the class name or the
+number), beside the GLUE files and not in submission.zip; one without a test file is
+skipped with a note. A sweep of task files only needs no --glue_dir.
+
 A re-run with the same --out skips every task whose files were written for the same
 best run (`predict.json` records each task when its files are complete), so an
 interrupted predict resumes where it stopped.
@@ -47,8 +52,8 @@ from sas_jax.glue import data as data_lib
 from sas_jax.glue import finetune as finetune_lib
 from sas_jax.glue import kept_model
 from sas_jax.glue import model as model_lib
-from sas_jax.glue import results
-from sas_jax.glue.tasks import SPECS, TASKS, parse_tasks
+from sas_jax.glue import results, user_task
+from sas_jax.glue.tasks import SPECS, TASKS, get_task, parse_tasks
 
 # Our split → the GLUE server's file name.
 FILES = {
@@ -79,10 +84,28 @@ def run_id(run: dict) -> str:
 
 # ----------------------------------------------------------------------------- writing
 def format_prediction(spec, value) -> str:
-    """The GLUE server's label: a class name (0/1 for CoLA, SST-2, MRPC, QQP) or an STS-B score."""
+    """The GLUE server's label: a class name (0/1 for CoLA, SST-2, MRPC, QQP) or an STS-B score;
+    a task file's: its class name, or its number (not clipped)."""
     if spec.is_regression:
-        return f"{float(np.clip(float(value), *STSB_RANGE)):.3f}"
+        return f"{float(np.clip(float(value), *STSB_RANGE)):.3f}" if spec.name == "stsb" else f"{float(value):.4f}"
     return spec.labels[int(value)]
+
+
+def files_of(spec) -> dict:
+    """{test split: file name}: the GLUE server's names, or `<name>.tsv` for a task given by files
+    (written beside them, never into the server's submission.zip)."""
+    return FILES.get(spec.name) or {"test": f"{spec.name}.tsv"}
+
+
+def _file_tasks(runs: list) -> tuple:
+    """The tasks given by files in a sweep, read again (and registered) from their recorded task.json."""
+    out = []
+    for r in runs:
+        task_file = (r.get("config", {}).get("data", {}) or {}).get("task_file")
+        if task_file and r["task"] not in out:
+            get_task(task_file)
+            out.append(r["task"])
+    return tuple(out)
 
 
 def write_tsv(path: str, idx, labels) -> None:
@@ -157,7 +180,7 @@ def _load_state(path: str) -> dict:
 
 def _load_pretrained(sweep_dir: str, manifest: dict):
     source = manifest.get("source", {})
-    if not (source.get("checkpoint_dir") or source.get("hf_folder")):
+    if not (source.get("checkpoint_dir") or source.get("hf_folder") or source.get("model_config")):
         raise UserError(f"{sweep_dir} fine-tuned {source or 'an unknown encoder'}, which predict cannot "
                         "load again; call sas_jax.glue.predict.predict(..., pretrained=<the same encoder>)")
     return model_lib.load_pretrained({**source, "tokenizer": manifest.get("tokenizer", "")})
@@ -171,27 +194,33 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
     Returns {"files": [...], "zip": path, "notes": [...], "tasks": {task: entry}}.
     `pretrained` (a `model.Pretrained`) stands in for the sweep's encoder (e.g. a
     random-init baseline, which `sweep.json` cannot name)."""
-    if bool(glue_dir) == bool(tfds_data_dir):
-        raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
-                        "or --tfds_data_dir=<tensorflow-datasets data_dir>")
     manifest_path = os.path.join(sweep_dir, "sweep.json")
     if not os.path.isfile(manifest_path):
         raise UserError(f"{sweep_dir} is not a sweep directory (no sweep.json); pass the --out of "
                         "`python -m sas_jax.glue sweep`")
     with open(manifest_path) as f:
         manifest = json.load(f)
-    wanted = parse_tasks(tasks)
     runs = results.load_runs(sweep_dir)
+    file_tasks = _file_tasks(runs)  # registered first, so --tasks can name them
+    wanted = parse_tasks(tasks) + (file_tasks if str(tasks).strip().lower() in ("all", "") else ())
     best = {t: b for t in wanted if (b := best_run([r for r in runs if r["task"] == t])) is not None}
     if not best:
-        raise UserError(f"{sweep_dir} has no finished runs of {', '.join(SPECS[t].title for t in wanted)}; "
+        raise UserError(f"{sweep_dir} has no finished runs of {', '.join(get_task(t).title for t in wanted)}; "
                         "run `python -m sas_jax.glue sweep` first")
+    glue = any(t in SPECS for t in best)  # a sweep of task files only needs no GLUE data
+    if glue and bool(glue_dir) == bool(tfds_data_dir):
+        raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
+                        "or --tfds_data_dir=<tensorflow-datasets data_dir>")
     notes = []
-    not_run = [SPECS[t].title for t in wanted if t not in best]
+    not_run = [get_task(t).title for t in wanted if t not in best and (glue or t not in SPECS)]
     if not_run:
         notes.append(f"not in the sweep, skipped: {', '.join(not_run)}")
+    no_test = [t for t in best if t not in SPECS and "test" not in user_task.load(get_task(t).file).splits]
+    for t in no_test:
+        notes.append(f"{get_task(t).title}: its task.json names no test file, skipped")
+        del best[t]
     if glue_dir:
-        _check_test_files(best, glue_dir)
+        _check_test_files([t for t in best if t in SPECS], glue_dir)
     os.makedirs(out_dir, exist_ok=True)
     state_path = os.path.join(out_dir, STATE_NAME)
     state = _load_state(state_path)
@@ -204,8 +233,8 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
     loaded = {"pre": pretrained}
 
     for t, run in best.items():
-        spec = SPECS[t]
-        outputs = list(FILES[t].values()) + ([AX_FILE] if t == "mnli" and ax is not None else [])
+        spec = get_task(t)
+        outputs = list(files_of(spec).values()) + ([AX_FILE] if t == "mnli" and ax is not None else [])
         ident = {"run": run_id(run), "sweep_score": run["score"], "files": outputs}
         old = entries.get(t, {})
         if {k: old.get(k) for k in ident} == ident and all(os.path.isfile(os.path.join(out_dir, f)) for f in outputs):
@@ -236,11 +265,11 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
         if t == "mnli" and ax is not None:
             tests["ax"] = data_lib.encode_split(ax, tokenizer, int(config.data.max_seq_length))
         for split, enc in tests.items():
-            name = AX_FILE if split == "ax" else FILES[t][split]
+            name = AX_FILE if split == "ax" else files_of(spec)[split]
             preds = predict_split(enc)
             write_tsv(os.path.join(out_dir, name), enc.idx, [format_prediction(spec, p) for p in preds])
         entry = {**ident, "learning_rate": run["learning_rate"], "batch_size": run["batch_size"],
-                 "seed": run["seed"], "rows": {FILES[t].get(s, AX_FILE): len(e) for s, e in tests.items()}}
+                 "seed": run["seed"], "rows": {files_of(spec).get(s, AX_FILE): len(e) for s, e in tests.items()}}
         if result is None:
             entry.update(weights="kept", model=folder)
         else:
@@ -258,20 +287,25 @@ def predict(sweep_dir: str, out_dir: str, *, glue_dir: str = "", tfds_data_dir: 
             del entries[t]
     if "mnli" in best and ax is None:
         notes.append(f"AX (diagnostic) skipped: {ax_where}")
-    wnli, wnli_where = _extra_split("WNLI", glue_dir, tfds_data_dir)
+    wnli, wnli_where = _extra_split("WNLI", glue_dir, tfds_data_dir) if glue else (None, "no GLUE task")
     if wnli is not None:
         write_tsv(os.path.join(out_dir, WNLI_FILE), wnli.idx, ["0"] * len(wnli))
         entries["wnli"] = {"files": [WNLI_FILE], "rows": {WNLI_FILE: len(wnli)}, "note": "majority class 0"}
     else:
         entries.pop("wnli", None)
-        notes.append(f"WNLI skipped: {wnli_where}")
+        if glue:
+            notes.append(f"WNLI skipped: {wnli_where}")
     notes += [e["note"] for t, e in entries.items() if t != "wnli" and "note" in e]
     state["notes"] = notes
     files.write_json(state_path, state)
     written = {f for e in entries.values() for f in e["files"]}
     names = [f for f in ORDER if f in written]
-    zip_path = write_zip(out_dir, names)
+    zip_path = write_zip(out_dir, names) if names or glue else None
     for note in notes:
         log(f"note: {note}")
-    log(f"wrote {len(names)} files and {zip_path}")
-    return {"files": names, "zip": zip_path, "notes": notes, "tasks": entries}
+    if zip_path:
+        log(f"wrote {len(names)} files and {zip_path}")
+    others = sorted(written - set(names))
+    if others:  # tasks given by files: `index<TAB>prediction` per test row, not for the GLUE server
+        log(f"wrote {', '.join(others)} (test rows of task files, index = row number)")
+    return {"files": names + others, "zip": zip_path, "notes": notes, "tasks": entries}

@@ -190,7 +190,7 @@ def test_user_tasks_fine_tune_end_to_end(tmp_path, capsys, tiny_workdir):
     paths = write_tasks(tmp_path / "tasks")
     out = str(tmp_path / "sweep")
     argv = ["sweep", f"--checkpoint_dir={tiny_workdir}", f"--tasks={paths['tsv']},{paths['csv']},{paths['jsonl']}",
-            "--config=glue:tiny", "--seeds=1", "--config.num_epochs=1", f"--out={out}", "--name=tiny", "--keep=none"]
+            "--config=glue:tiny", "--seeds=1", "--config.num_epochs=1", f"--out={out}", "--name=tiny"]
     assert sweep.main(argv) == 0
     printed = capsys.readouterr().out
     assert "GLUE has" not in printed  # no comparison with GLUE's sizes for a task file
@@ -210,6 +210,16 @@ def test_user_tasks_fine_tune_end_to_end(tmp_path, capsys, tiny_workdir):
     table = list(csv.DictReader(open(tmp_path / "t.csv")))
     assert float(table[0]["Pair-2"]) == pytest.approx(100 * row["tasks"]["pair2"]["mean"], abs=0.01)
     assert "Pair-2_mcc" in table[0] and os.path.getsize(tmp_path / "t.png") > 0
+
+    # Test rows of a task file: predicted by the kept best weights, no GLUE data needed.
+    capsys.readouterr()
+    assert sweep.main(["predict", f"--sweep_dir={out}", f"--out={tmp_path}/pred"]) == 0
+    printed = capsys.readouterr().out
+    assert "Pair-2: its task.json names no test file, skipped" in printed and "WNLI" not in printed
+    lines = (tmp_path / "pred" / "nli3.tsv").read_text().splitlines()
+    assert lines[0] == "index\tprediction" and [x.split("\t")[0] for x in lines[1:]] == ["0", "1", "2", "3"]
+    assert {x.split("\t")[1] for x in lines[1:]} <= set(NLI)
+    assert json.load(open(tmp_path / "pred" / "predict.json"))["tasks"]["nli3"]["weights"] == "kept"
 
     bad = _task(str(tmp_path / "bad"))
     (tmp_path / "bad" / "dev.tsv").write_text("sentence\tlabel\nfair day\tmaybe\n")
@@ -260,6 +270,12 @@ def test_random_init_has_the_checkpoint_shape_and_seeded_weights(tmp_path, tiny_
     assert results.load_table(out)[0]["name"] == f"random init ({os.path.basename(tiny_workdir)}@4)"
     with pytest.raises(UserError, match=r"--init=random needs a shape"):
         model_lib.load_pretrained({"init": "random"})
+    # glue curve --init=random: the baseline is the curve's step 0.
+    curve = sweep.run_curve(tiny_workdir, str(tmp_path / "curve"), steps="4", tasks=path, config="glue:tiny",
+                            overrides=["num_epochs=1"], init="random", num_seeds=1, log=quiet)
+    assert [p["step"] for p in curve["points"]] == [0, 4] and set(curve["points"][0]["tasks"]) == {"pair2"}
+    first = json.load(open(results.run_file(str(tmp_path / "curve" / "random_init"), "pair2", 5e-3, 8, 0)))
+    assert first["init_from"]["kind"] == "random" and os.path.getsize(curve["png"]) > 0
 
 
 @pytest.mark.slow
