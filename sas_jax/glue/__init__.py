@@ -1,8 +1,11 @@
-"""GLUE fine-tuning and evaluation with the paper's recipe (Table 6).
+"""GLUE fine-tuning and evaluation with the paper's recipe (Table 6), and the same for
+tasks given by files (a task.json beside TSV/CSV/JSONL files; docs/tasks.md).
 
 | module | holds |
 |---|---|
-| `tasks` | the eight tasks: labels, metrics, sizes, TSV/tfds layouts |
+| `tasks` | the eight tasks: labels, metrics, sizes, TSV/tfds layouts; `get_task` also takes a task file |
+| `user_task` | tasks given by files: the task.json format, reading and checking the files, their `TaskSpec` |
+| `random_init` | the no-pre-training baseline (`--init=random`): a checkpoint's shape and tokenizer, no weights |
 | `data` | loading (GLUE TSV folders or tfds), `[CLS] a [SEP] (b [SEP])` encoding, batches |
 | `model` | `GlueModel` (encoder + classification head), the encoder of a checkpoint / HF folder |
 | `recipe` | the per-task ConfigDict behind `configs/glue.py:task=<task>`, step derivation |
