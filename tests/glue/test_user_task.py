@@ -298,3 +298,17 @@ def test_study_random_row_on_a_task_file(tmp_path, tiny_workdir, capsys):
     ft = json.load(open(tmp_path / "random" / "seed1" / "finetune" / "pair2.json"))
     assert ft["init_from"]["kind"] == "random" and ft["seed"] == 1 and ft["init_from"]["step"] == 4
     assert result["downstream_score"] == ft["score"] and result["downstream_task"] == "pair2"
+
+
+def test_study_plans_the_random_row(tmp_path, prepared_corpus):
+    from sas_jax import study  # noqa: PLC0415
+
+    kw = dict(variant="tiny", budget=1.1e9, overrides=[f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"])
+    plan = study.run_study(["sas_small", "random"], out=str(tmp_path / "a"), seeds=(0, 1), dry_run=True, **kw)
+    rows = [(r["row"], r["seed"], r["train_flops"]) for r in plan["runs"]]
+    assert rows[2:] == [("random", 0, 0.0), ("random", 1, 0.0)] and rows[0][2] > 0
+    with pytest.raises(UserError, match=r"the random row takes its encoder shape .* from another row"):
+        study.run_study(["random"], out=str(tmp_path / "b"), dry_run=True, **kw)
+    with pytest.raises(UserError, match=r"random row is a downstream baseline; it needs --downstream"):
+        study.run_study(["sas_small", "random"], out=str(tmp_path / "c"), downstream="none", **kw)
+    assert not os.path.exists(tmp_path / "c")
