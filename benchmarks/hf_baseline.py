@@ -60,12 +60,10 @@ Defaults as in `step_throughput.py`: on CUDA batch 512, L = 128, bf16 autocast,
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -84,13 +82,11 @@ from transformers import ElectraModel as HFElectraModel  # noqa: E402
 from transformers.models.electra.modeling_electra import (  # noqa: E402
     ElectraDiscriminatorPredictions, ElectraGeneratorPredictions)
 
+from benchmarks import common  # noqa: E402
 from sas_jax import config_lib, flops  # noqa: E402
 from sas_jax.models.electra import generator_config  # noqa: E402
 
 DEFAULT_CONFIGS = ("sas_small", "bert_small", "electra_small")
-ACCEL_DEFAULTS = dict(batch=512, seq_len=128, dtype="bfloat16", steps=20, repeats=5, warmup=3)
-CPU_DEFAULTS = dict(batch=8, seq_len=128, dtype="float32", steps=3, repeats=3, warmup=1)
-DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "f32": "float32", "fp32": "float32", "float32": "float32"}
 RATIO_PAIRS = (("sas", "bert"), ("sas", "electra"), ("sasc", "bert"))
 RESULT_KEYS = ("config", "framework", "recipe", "compile", "mlm_logits", "objective", "attention_type", "heads",
                "batch", "seq_len", "dtype", "vocab_size", "max_predictions", "params", "tokens_per_s",
@@ -114,19 +110,7 @@ def load_config(spec: str, variant: str = ""):
 
 def apply_shape(config, *, batch=None, seq_len=None) -> dict:
     """Sets the benchmark shape; raises the slot count if the length needs more (as step_throughput does)."""
-    notes = {}
-    if batch is not None:
-        config.batch_size = int(batch)
-    if seq_len is not None:
-        config.seq_len = int(seq_len)
-    if config.seq_len > config.model.max_position_embeddings:
-        raise ValueError(f"seq_len={config.seq_len} exceeds model.max_position_embeddings="
-                         f"{config.model.max_position_embeddings} of this config/variant; lower --seq_len")
-    rate = float(config.sas.mask_rate)
-    need = max(int(round(rate * config.seq_len)), int((rate + 0.005) * config.seq_len))
-    if config.sas.max_predictions < need:
-        notes["max_predictions"] = f"raised {config.sas.max_predictions} -> {need} for seq_len={config.seq_len}"
-        config.sas.max_predictions = need
+    notes = common.apply_shape(config, batch=batch, seq_len=seq_len)
     if config.sas.max_predictions > config.seq_len - 1:
         raise ValueError(f"sas.max_predictions={config.sas.max_predictions} slots do not fit in "
                          f"seq_len={config.seq_len} (position 0 is [CLS])")
@@ -385,30 +369,9 @@ class CaseBench:
 
 
 # ----------------------------------------------------------------------------- report
-def _base_name(config_name: str) -> str:
-    return config_name.split(":")[0].rsplit("_", 1)[0]  # sas_small:tiny -> sas
-
-
 def ratios(results) -> list:
     """Step-time ratios between HF peers of the same size and mode (e.g. sas_small / bert_small)."""
-    by = {}
-    for r in results:
-        stem, _, v = r["config"].partition(":")
-        by[(_base_name(r["config"]), stem.rsplit("_", 1)[-1], v, r["compile"])] = r
-    out = []
-    for (base, size, v, compiled), r in sorted(by.items()):
-        for num, den in RATIO_PAIRS:
-            d = by.get((den, size, v, compiled))
-            if base != num or d is None:
-                continue
-            entry = {"numerator": r["config"], "denominator": d["config"], "compile": compiled,
-                     "step_time_ratio": r["ms_per_step"] / d["ms_per_step"],
-                     "step_time_ratio_of_min": r["ms_per_step_min"] / d["ms_per_step_min"]}
-            if len(r["ms_per_step_repeats"]) == len(d["ms_per_step_repeats"]):
-                entry["paired_ratio_median"] = statistics.median(
-                    a / b for a, b in zip(r["ms_per_step_repeats"], d["ms_per_step_repeats"]))
-            out.append(entry)
-    return out
+    return common.ratios(results, RATIO_PAIRS, mode="compile")
 
 
 def compare(ours: dict, report: dict) -> list:
@@ -429,37 +392,18 @@ def compare(ours: dict, report: dict) -> list:
     return out
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _fmt_bytes(x):
-    if x is None:
-        return "n/a"
-    return f"{x / 2**30:.2f}G" if x >= 2**30 else f"{x / 2**20:.0f}M"
-
-
 def format_table(report: dict) -> str:
     lines = [f"device: {report['device_kind']} ({report['platform']}; host CPU {report['cpu_model']}, "
              f"{report['cpu_count']} cores)  date: {report['date']}  torch {report['torch_version']}, "
              f"transformers {report['transformers_version']}",
-             f"shape: batch {report['shape']['batch']} x seq_len {report['shape']['seq_len']}, dtype "
-             f"{report['dtype']}, variant {report['variant'] or '(none)'}; {report['steps']} timed steps x "
-             f"{report['repeats']} repeats (median), {report['warmup']} warm-up steps per repeat",
+             common.shape_line(report),
              f"{'HF peer of':<22}{'mode':>9}{'tokens/s':>11}{'ms/step':>10}{'min':>9}{'MFU':>7}{'TFLOP/s':>9}"
              f"{'peak mem':>10}{'1st call s':>11}{'params':>12}{'loss':>10}"]
     for r in report["results"]:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         lines.append(f"{r['config']:<22}{'compile' if r['compile'] else 'eager':>9}{r['tokens_per_s']:>11,.0f}"
                      f"{r['ms_per_step']:>10.2f}{r['ms_per_step_min']:>9.2f}{mfu:>7}{r['model_tflops_per_s']:>9.3f}"
-                     f"{_fmt_bytes(r['peak_memory_bytes']):>10}{r['first_call_s']:>11.1f}{r['params']:>12,}"
+                     f"{common.fmt_bytes(r['peak_memory_bytes']):>10}{r['first_call_s']:>11.1f}{r['params']:>12,}"
                      f"{r['loss']:>10.3f}")
     for q in report["ratios"]:
         paired = f", paired per repeat {q['paired_ratio_median']:.3f}" if "paired_ratio_median" in q else ""
@@ -480,23 +424,16 @@ def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=No
                   device: str | None = None, log=print) -> dict:
     """Builds every (config, mode) case, times their repeats round-robin; returns the report."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    defaults = ACCEL_DEFAULTS if dev.type == "cuda" else CPU_DEFAULTS
-    if variant:  # a variant keeps its own shape unless asked otherwise
-        defaults = {**defaults, "batch": None, "seq_len": None}
-    batch = defaults["batch"] if batch is None else batch
-    seq_len = defaults["seq_len"] if seq_len is None else seq_len
-    dtype = DTYPES[dtype] if dtype else defaults["dtype"]
-    steps = defaults["steps"] if steps is None else steps
-    repeats = defaults["repeats"] if repeats is None else repeats
-    warmup = defaults["warmup"] if warmup is None else warmup
-    if min(steps, repeats) < 1 or warmup < 0:
-        raise ValueError(f"steps={steps} and repeats={repeats} must be >= 1, warmup={warmup} >= 0")
+    run = common.settings(accelerator=dev.type == "cuda", variant=variant, batch=batch, seq_len=seq_len,
+                          dtype=dtype, steps=steps, repeats=repeats, warmup=warmup)
+    batch, seq_len, dtype, steps, repeats, warmup = (run[k] for k in ("batch", "seq_len", "dtype", "steps",
+                                                                     "repeats", "warmup"))
     modes = {"off": [False], "on": [True], "both": [False, True]}[compile_mode]
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     device_kind = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-    load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    load0 = common.load_average()
     benches = []
     for spec in configs:
         for compiled in modes:
@@ -505,20 +442,14 @@ def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=No
                                      warmup=warmup, compiled=compiled, mlm_logits=mlm_logits, device=dev))
             log(f"{benches[-1].name} ({'compile' if compiled else 'eager'}): built, first call "
                 f"{benches[-1].first_call_s:.1f} s (total {time.perf_counter() - t:.1f} s)")
-    for r in range(repeats):
-        for bench in benches:
-            log(f"  repeat {r + 1}/{repeats} {bench.name} ({'compile' if bench.compiled else 'eager'}): "
-                f"{bench.repeat()}")
+    common.time_round_robin(benches, repeats, log,
+                            label=lambda b: f"{b.name} ({'compile' if b.compiled else 'eager'})")
     results = [bench.result(device_kind) for bench in benches]
-    shape = {"batch": results[0]["batch"] if results else batch,
-             "seq_len": results[0]["seq_len"] if results else seq_len}
     return {
         "device_kind": device_kind, "platform": "gpu" if dev.type == "cuda" else dev.type, "num_devices": 1,
-        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(), "load_average_start": load0,
-        "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **common.host_facts(load0),
         "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-        "shape": shape, "dtype": dtype, "variant": variant, "steps": steps, "repeats": repeats, "warmup": warmup,
+        "shape": common.report_shape(results, batch, seq_len), "dtype": dtype, "variant": variant, "steps": steps, "repeats": repeats, "warmup": warmup,
         "compile_mode": compile_mode, "mlm_logits": mlm_logits, "results": results, "ratios": ratios(results),
     }
 
@@ -526,16 +457,8 @@ def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=No
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                    help="comma-separated config names under configs/ (or paths), each optionally :variant")
-    ap.add_argument("--variant", default="", help="variant for every config without its own, e.g. tiny")
-    ap.add_argument("--batch", type=int, default=None, help="global batch (default 512; CPU 8)")
-    ap.add_argument("--seq_len", type=int, default=None, help="tokens per row (default 128)")
-    ap.add_argument("--dtype", default=None, choices=sorted(DTYPES),
-                    help="bf16 = autocast to bfloat16 (default on CUDA); f32 (default on CPU)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 20; CPU 3)")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats; the median is reported (default 5; CPU 3)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before each repeat (default 3; CPU 1)")
+    common.add_shape_arguments(ap, DEFAULT_CONFIGS,
+                               dtype_help="bf16 = autocast to bfloat16 (default on CUDA); f32 (default on CPU)")
     ap.add_argument("--compile", dest="compile_mode", default="off", choices=("off", "on", "both"),
                     help="torch.compile the train step: off (eager), on, or both (each config twice)")
     ap.add_argument("--mlm_logits", default="gathered", choices=("gathered", "all"),
@@ -544,18 +467,13 @@ def main(argv=None):
     ap.add_argument("--compare", default="", help="a step_throughput.py --json report: print ours / HF tokens/s")
     ap.add_argument("--json", default="", help="write the report here")
     args = ap.parse_args(argv)
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    report = run_benchmark(configs, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype, steps=args.steps,
-                           repeats=args.repeats, warmup=args.warmup, variant=args.variant,
-                           compile_mode=args.compile_mode, mlm_logits=args.mlm_logits, device=args.device,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run_benchmark(**common.shape_arguments(args), compile_mode=args.compile_mode,
+                           mlm_logits=args.mlm_logits, device=args.device, log=common.log_to_stderr)
     if args.compare:
         with open(args.compare) as f:
             report["comparison"] = compare(json.load(f), report)
     print(format_table(report), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    common.write_report(args.json, report)
     if not all(math.isfinite(r["loss"]) for r in report["results"]):
         raise SystemExit("a loss is not finite")
     return report

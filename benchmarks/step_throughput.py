@@ -56,12 +56,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime
 import importlib.util
 import json
 import os
 import pathlib
-import platform
 import re
 import statistics
 import subprocess
@@ -70,20 +68,16 @@ import tempfile
 import time
 
 import jax
-import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `python benchmarks/step_throughput.py` from a checkout
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import common  # noqa: E402
 from sas_jax import config_lib, flops, train, train_state  # noqa: E402
-from sas_jax.corruption.static_batch import electra_budget  # noqa: E402
 from sas_jax.data.synthetic import markov_corpus  # noqa: E402
 
 DEFAULT_CONFIGS = ("sas_small", "sasc_small", "bert_small", "electra_small", "deberta_small", "sasda_small")
-ACCEL_DEFAULTS = dict(batch=512, seq_len=128, dtype="bfloat16", steps=20, repeats=5, warmup=3)
-CPU_DEFAULTS = dict(batch=8, seq_len=128, dtype="float32", steps=3, repeats=3, warmup=1)
-DTYPES = {"bf16": "bfloat16", "bfloat16": "bfloat16", "f32": "float32", "fp32": "float32", "float32": "float32"}
 # Step-time ratios the issue sets as targets (numerator / denominator <= target).
 RATIO_TARGETS = (("sas", "bert", 1.05), ("sas", "electra", 0.65), ("sasda", "deberta", None),
                  ("sasc", "bert", None))
@@ -97,26 +91,6 @@ def load_config(spec: str, variant: str = ""):
     arg = arg or variant
     name = pathlib.Path(path).stem + (f":{arg}" if arg else "")
     return name, config_lib.load_config(f"{path}:{arg}" if arg else path)
-
-
-def apply_shape(config, *, batch=None, seq_len=None, dtype=None) -> dict:
-    """Sets the benchmark shape on `config`; returns what had to change beyond it (notes)."""
-    notes = {}
-    if batch is not None:
-        config.batch_size = int(batch)
-    if seq_len is not None:
-        config.seq_len = int(seq_len)
-    if dtype is not None:
-        config.model.dtype = DTYPES[dtype]
-    if config.seq_len > config.model.max_position_embeddings:
-        raise ValueError(f"seq_len={config.seq_len} exceeds model.max_position_embeddings="
-                         f"{config.model.max_position_embeddings} of this config/variant; lower --seq_len")
-    need = max(int(np.round(config.sas.mask_rate * config.seq_len)),
-               electra_budget(config.sas.mask_rate, config.seq_len))
-    if config.sas.max_predictions < need:
-        notes["max_predictions"] = f"raised {config.sas.max_predictions} -> {need} for seq_len={config.seq_len}"
-        config.sas.max_predictions = need
-    return notes
 
 
 # ----------------------------------------------------------------------------- HLO dot census
@@ -172,17 +146,6 @@ def encoder_forwards_from_flops(config, model_cfg) -> int:
 
 
 # ----------------------------------------------------------------------------- machine facts
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def peak_memory_bytes(device):
     """`peak_bytes_in_use` of the device's allocator, or None where the backend has no stats."""
     try:
@@ -308,7 +271,7 @@ class ConfigBench:
     def __init__(self, spec: str, *, variant: str = "", batch=None, seq_len=None, dtype=None, steps: int,
                  warmup: int, with_store: bool = False, devices=None, vocab_size: int = 30522):
         self.name, config = load_config(spec, variant)
-        self.notes = apply_shape(config, batch=batch, seq_len=seq_len, dtype=dtype)
+        self.notes = common.apply_shape(config, batch=batch, seq_len=seq_len, dtype=dtype)
         self.config, self.steps, self.warmup, self.with_store = config, steps, warmup, with_store
         self.devices = list(jax.devices() if devices is None else devices)
         per_epoch = warmup + steps + 1  # each with-store repeat is one epoch of this many steps
@@ -414,39 +377,9 @@ def bench_config(spec: str, *, repeats: int, log=print, **kw) -> dict:
 
 
 # ----------------------------------------------------------------------------- many configs
-def _base_name(config_name: str) -> str:
-    return config_name.split(":")[0].rsplit("_", 1)[0]  # sas_small:tiny -> sas
-
-
 def ratios(results) -> list:
     """Step-time ratios between configs of the same size (e.g. sas_small / bert_small)."""
-    by = {}
-    for r in results:
-        stem, _, v = r["config"].partition(":")
-        size = stem.rsplit("_", 1)[-1] if "_" in stem else ""
-        by[(_base_name(r["config"]), size, v)] = r
-    out = []
-    for (base, size, v), r in sorted(by.items()):
-        for num, den, target in RATIO_TARGETS:
-            if base != num or (den, size, v) not in by:
-                continue
-            d = by[(den, size, v)]
-            ratio = r["ms_per_step"] / d["ms_per_step"]
-            entry = {"numerator": r["config"], "denominator": d["config"], "step_time_ratio": ratio,
-                     "step_time_ratio_of_min": r["ms_per_step_min"] / d["ms_per_step_min"],
-                     "target": target, "hit": None if target is None else bool(ratio <= target)}
-            if len(r["ms_per_step_repeats"]) == len(d["ms_per_step_repeats"]):
-                # repeats are interleaved round-robin: repeat i of both ran back to back
-                entry["paired_ratio_median"] = statistics.median(
-                    a / b for a, b in zip(r["ms_per_step_repeats"], d["ms_per_step_repeats"]))
-            out.append(entry)
-    return out
-
-
-def _fmt_bytes(x):
-    if x is None:
-        return "n/a"
-    return f"{x / 2**30:.2f}G" if x >= 2**30 else f"{x / 2**20:.0f}M"
+    return common.ratios(results, RATIO_TARGETS)
 
 
 def format_table(report: dict) -> str:
@@ -458,15 +391,13 @@ def format_table(report: dict) -> str:
         head += f"{'+store ms':>11}{'overhead':>10}{'build ms':>10}{'finish ms':>10}"
     lines = [f"device: {report['device_kind']} x{report['num_devices']} ({report['platform']}; host CPU "
              f"{report['cpu_model']}, {report['cpu_count']} cores)  date: {report['date']}",
-             f"shape: batch {report['shape']['batch']} x seq_len {report['shape']['seq_len']}, dtype "
-             f"{report['dtype']}, variant {report['variant'] or '(none)'}; {report['steps']} timed steps x "
-             f"{report['repeats']} repeats (median), {report['warmup']} warm-up steps per repeat", head]
+             common.shape_line(report), head]
     for r in res:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
         temp = (r["compiled_memory"] or {}).get("temp_size_in_bytes")
         line = (f"{r['config']:<22}{r['tokens_per_s']:>11,.0f}{r['ms_per_step']:>10.2f}{mfu:>7}"
-                f"{r['model_tflops_per_s']:>9.3f}{_fmt_bytes(r['peak_memory_bytes']):>10}"
-                f"{_fmt_bytes(temp):>10}{r['compile_s']:>10.1f}{r['encoder_forwards']:>8}"
+                f"{r['model_tflops_per_s']:>9.3f}{common.fmt_bytes(r['peak_memory_bytes']):>10}"
+                f"{common.fmt_bytes(temp):>10}{r['compile_s']:>10.1f}{r['encoder_forwards']:>8}"
                 f"{r['dots']['encoder_layer']:>9}{r['dots']['total']:>6}")
         if with_store:
             line += (f"{r['with_store_ms_per_step']:>11.2f}{100 * r['store_overhead']:>9.1f}%"
@@ -486,20 +417,12 @@ def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=No
     """Benchmarks `configs`; returns the report (device, date, shape, dtype, results, ratios)."""
     devices = jax.devices()[: num_devices or None]
     platform_name = devices[0].platform
-    defaults = CPU_DEFAULTS if platform_name == "cpu" else ACCEL_DEFAULTS
-    if variant:  # a variant keeps its own shape unless asked otherwise
-        defaults = {**defaults, "batch": None, "seq_len": None}
-    batch = defaults["batch"] if batch is None else batch
-    seq_len = defaults["seq_len"] if seq_len is None else seq_len
-    dtype = DTYPES[dtype] if dtype else defaults["dtype"]
-    steps = defaults["steps"] if steps is None else steps
-    repeats = defaults["repeats"] if repeats is None else repeats
-    warmup = defaults["warmup"] if warmup is None else warmup
-    if min(steps, repeats) < 1 or warmup < 0:
-        raise ValueError(f"steps={steps} and repeats={repeats} must be >= 1, warmup={warmup} >= 0")
-    kw = dict(variant=variant, batch=batch, seq_len=seq_len, dtype=dtype, steps=steps, repeats=repeats,
-              warmup=warmup, with_store=with_store)
-    load0 = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    kw = dict(variant=variant, **common.settings(
+        accelerator=platform_name != "cpu", variant=variant, batch=batch, seq_len=seq_len, dtype=dtype,
+        steps=steps, repeats=repeats, warmup=warmup), with_store=with_store)
+    batch, seq_len, dtype, steps, repeats, warmup = (kw[k] for k in ("batch", "seq_len", "dtype", "steps",
+                                                                    "repeats", "warmup"))
+    load0 = common.load_average()
     if isolate:
         results = []
         for spec in configs:
@@ -515,21 +438,14 @@ def run_benchmark(configs=DEFAULT_CONFIGS, *, batch=None, seq_len=None, dtype=No
             benches.append(ConfigBench(spec, devices=devices, vocab_size=vocab_size, **kw))
             log(f"{benches[-1].name}: built and compiled in {time.perf_counter() - t:.1f} s "
                 f"(compile {benches[-1].compile_s:.1f} s)")
-        for r in range(repeats):
-            for bench in benches:
-                log(f"  repeat {r + 1}/{repeats} {bench.name}: {bench.repeat()}")
+        common.time_round_robin(benches, repeats, log)
         results = [bench.result() for bench in benches]
         for bench in benches:
             bench.close()
-    shape = {"batch": results[0]["batch"] if results else batch,
-             "seq_len": results[0]["seq_len"] if results else seq_len}
     return {
         "device_kind": devices[0].device_kind, "platform": platform_name, "num_devices": len(devices),
-        "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-        "load_average_start": load0,
-        "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "jax_version": jax.__version__, "shape": shape, "dtype": dtype, "variant": variant,
+        **common.host_facts(load0),
+        "jax_version": jax.__version__, "shape": common.report_shape(results, batch, seq_len), "dtype": dtype, "variant": variant,
         "steps": steps, "repeats": repeats, "warmup": warmup, "with_store": with_store, "isolate": isolate,
         "results": results, "ratios": ratios(results),
     }
@@ -556,15 +472,7 @@ def _run_isolated(spec, *, num_devices, vocab_size, variant, batch, seq_len, dty
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                    help="comma-separated config names under configs/ (or paths), each optionally :variant")
-    ap.add_argument("--variant", default="", help="variant for every config without its own, e.g. tiny")
-    ap.add_argument("--batch", type=int, default=None, help="global batch (default 512; CPU 8)")
-    ap.add_argument("--seq_len", type=int, default=None, help="tokens per row (default 128)")
-    ap.add_argument("--dtype", default=None, choices=sorted(DTYPES), help="compute dtype (default bf16; CPU f32)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per repeat (default 20; CPU 3)")
-    ap.add_argument("--repeats", type=int, default=None, help="repeats; the median is reported (default 5; CPU 3)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps before each repeat (default 3; CPU 1)")
+    common.add_shape_arguments(ap, DEFAULT_CONFIGS, dtype_help="compute dtype (default bf16; CPU f32)")
     ap.add_argument("--with-store", "--with_store", dest="with_store", action="store_true",
                     help="also time the trainer's loop with host batch building, to_global and the store")
     ap.add_argument("--num_devices", type=int, default=None, help="use the first N devices (default all)")
@@ -572,16 +480,11 @@ def main(argv=None):
     ap.add_argument("--isolate", action="store_true", help="run each config in its own process")
     ap.add_argument("--json", default="", help="write the report here")
     args = ap.parse_args(argv)
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    report = run_benchmark(configs, batch=args.batch, seq_len=args.seq_len, dtype=args.dtype, steps=args.steps,
-                           repeats=args.repeats, warmup=args.warmup, variant=args.variant,
-                           with_store=args.with_store, num_devices=args.num_devices,
-                           vocab_size=args.vocab_size, isolate=args.isolate,
-                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    report = run_benchmark(**common.shape_arguments(args), with_store=args.with_store,
+                           num_devices=args.num_devices, vocab_size=args.vocab_size, isolate=args.isolate,
+                           log=common.log_to_stderr)
     print(format_table(report), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+    common.write_report(args.json, report)
     return report
 
 
