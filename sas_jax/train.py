@@ -137,7 +137,7 @@ class Trainer:
         self.writer = None  # opened by `run`
         self.ckpt = None
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
-        self.corpus_print = run_identity.corpus_fingerprint(self.corpus)  # hashed once, saved in every meta
+        self.corpus_print = run_identity.corpus_fingerprint(self.corpus, note=say)  # hashed once, in every meta
         self._changes: dict = {}  # the differences from the checkpoint's run allowed on purpose
         self.mesh = sharding.make_mesh(config.mesh, devices)
         self.rules = sharding.logical_rules(config.mesh)
@@ -211,6 +211,12 @@ class Trainer:
             self.eval_history = {int(s): v for s, v in summary.get("eval_history", {}).items()}
             for key, (was, now) in self._changes.items():
                 say(f"note: resuming with {key} changed from {was!r} to {now!r} (allowed: not the uninterrupted run)")
+            if self.store is not None and any(k.startswith(run_identity.CORPUS) for k in self._changes):
+                # The stored samples are keyed by example id of the old rows: they would land on other text.
+                self.store.clear()
+                self.ckpt.store_rows_missing = 0
+                say(f"warning: the corpus changed (allowed by ckpt.allow_changes): the checkpoint's stored SAS "
+                    f"samples are dropped; every row starts again from the {self.config.sas.cold_start} cold start")
             if self.ckpt.store_rows_missing:
                 print(f"note: process {jax.process_index()}: {self.ckpt.store_rows_missing:,} rows of this run's "
                       "data order have no stored sample (the order changed): they start from the cold start", flush=True)
@@ -225,7 +231,8 @@ class Trainer:
         """Refuses (one line) a checkpoint of another run; notes the changes allowed on purpose."""
         saved = run_identity.identity(meta["config"], meta.get("corpus"))
         changes = run_identity.check_resume(saved, self.identity(), allow=self.config.ckpt.allow_changes,
-                                            has_store=self.store is not None, where=self.ckpt.directory)
+                                            has_store=self.store is not None, where=self.ckpt.directory,
+                                            corpus=getattr(self.corpus, "directory", "the corpus"))
         self._changes = changes  # noted once the restore succeeded
 
     def write_config(self) -> None:

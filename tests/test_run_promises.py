@@ -89,16 +89,58 @@ def test_an_allowed_change_resumes_and_keeps_every_config_record(finished, tmp_p
     assert checkpointing.latest_step(str(workdir)) == 6
 
 
-def test_another_corpus_is_refused_for_sas(finished, tmp_path, tiny_on, prepared_corpus):
+def _swap_two_rows(prepared_corpus, dst, *, record_hash=True):
+    """A copy of the corpus with two different rows swapped: the same counts (the old
+    fingerprint could not tell), other content. `record_hash=False`: a corpus prepared before
+    meta.json recorded rows_sha256."""
+    import hashlib  # noqa: PLC0415
+
+    shutil.copytree(prepared_corpus, dst)
+    meta = json.loads((dst / "meta.json").read_text())
+    rows = np.fromfile(dst / "rows.bin", meta["dtype"]).reshape(meta["num_rows"], meta["seq_len"])
+    j = next(j for j in range(1, len(rows)) if not np.array_equal(rows[0], rows[j]))
+    rows[[0, j]] = rows[[j, 0]]
+    rows.tofile(dst / "rows.bin")
+    meta.pop("rows_sha256")
+    if record_hash:
+        meta["rows_sha256"] = hashlib.sha256((dst / "rows.bin").read_bytes()).hexdigest()
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["hash in meta", "old corpus"])
+def test_a_reordered_corpus_is_refused_in_one_line(finished, tmp_path, tiny_on, prepared_corpus, capsys, recorded):
+    """Two rows swapped: the token counts are the same, the rows are not, and the SAS store is keyed
+    by row. A corpus without the recorded hash has its rows.bin hashed at start, with a note."""
     workdir = copy_of(finished, tmp_path)
-    other = tmp_path / "corpus"
-    shutil.copytree(prepared_corpus, other)
-    counts = np.load(other / "unigram_counts.npy")
-    counts[7] += 1
-    np.save(other / "unigram_counts.npy", counts)
-    with pytest.raises(UserError, match=r"holds another run: corpus.unigram_sha256 is .*cannot continue"):
-        train.train_and_evaluate(tiny_on(num_train_steps=6, **{"data.corpus_dir": str(other),
-                                                               "ckpt.allow_changes": "corpus"}), str(workdir))
+    other = _swap_two_rows(prepared_corpus, tmp_path / "corpus", record_hash=recorded)
+    with pytest.raises(UserError) as e:
+        train.train_and_evaluate(tiny_on(num_train_steps=6, **{"data.corpus_dir": str(other)}), str(workdir))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"corpus {other} is not the one ")
+    assert "its rows changed (edited or reordered)" in msg and "corpus.rows_sha256 is" in msg
+    assert "--config.ckpt.allow_changes=corpus; its stored SAS samples are then dropped" in msg
+    notes = [line for line in capsys.readouterr().out.splitlines() if "records no rows_sha256" in line]
+    assert len(notes) == (0 if recorded else 1)
+    assert checkpointing.latest_step(str(workdir)) == 4
+
+
+def test_another_corpus_allowed_on_purpose_drops_the_stored_samples(finished, tmp_path, tiny_on, prepared_corpus,
+                                                                   capsys):
+    from sas_jax.corruption.store import NOT_VISITED  # noqa: PLC0415
+
+    workdir = copy_of(finished, tmp_path)
+    other = _swap_two_rows(prepared_corpus, tmp_path / "corpus")
+    trainer = train.Trainer(tiny_on(num_train_steps=6, **{"data.corpus_dir": str(other),
+                                                          "ckpt.allow_changes": "corpus"}), str(workdir))
+    try:
+        assert trainer.restore() == 4
+        assert (trainer.store.count == NOT_VISITED).all()  # not one sample of the old rows is kept
+    finally:
+        trainer.close()
+    out = capsys.readouterr().out
+    assert "warning: the corpus changed (allowed by ckpt.allow_changes): the checkpoint's stored SAS samples " \
+           "are dropped" in out and "resuming with corpus.rows_sha256 changed" in out
 
 
 # ----------------------------------------------------------------------------- damaged checkpoints

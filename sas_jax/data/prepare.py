@@ -39,11 +39,14 @@ directory holds:
   counted when `add_sep` put it in the rows). Dropped tokens are not counted;
 - `meta.json`: seq_len, num_rows, num_tokens (non-pad tokens in rows[:, 1:], the
   sum of the counts), dropped_tokens (tokens read but not in any row), pad_tokens,
-  packing, dtype, vocab_size, tokenizer_file (a copy of the tokenizer, in this
-  directory), tokenizer_fingerprint, tokenizer_kind, tokenizer_lowercase
-  (WordPiece; null for SentencePiece), special_ids, add_sep, skipped_lines (lines
+  packing, dtype, rows_sha256 (sha256 of rows.bin, hashed while writing: the corpus's
+  identity in a run's checkpoints, so changed or reordered rows are noticed),
+  vocab_size, tokenizer_file (a copy of the tokenizer, in this directory),
+  tokenizer_fingerprint, tokenizer_kind, tokenizer_lowercase (WordPiece; null for
+  SentencePiece), special_ids, add_sep, skipped_lines (lines
   that are not valid UTF-8), max_rows, sources, format_version. A corpus written
-  before `packing` existed has neither `packing` nor `pad_tokens`: it is `stream`;
+  before `packing` existed has neither `packing` nor `pad_tokens`: it is `stream`; one
+  written before `rows_sha256` existed lacks it (a run hashes its rows.bin at start instead);
 - the tokenizer copy (`tokenizer.model` or `vocab.txt`).
 
 Memory stays bounded on inputs of any size: files are read in chunks of whole
@@ -57,6 +60,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import glob
+import hashlib
 import itertools
 import json
 import multiprocessing
@@ -289,6 +293,7 @@ class _RowWriter:
         self.num_rows = 0
         self.tokens_seen = 0
         self.pad_tokens = 0
+        self.sha256 = hashlib.sha256()  # of the bytes of rows.bin, fed as they are written
 
     @property
     def full(self) -> bool:
@@ -308,6 +313,11 @@ class _RowWriter:
     def end_document(self) -> None:
         if self.packing == "document" and self.pending_len:
             self._add_documents(np.zeros(0, np.int32), np.zeros(1, np.int64))
+
+    def _write(self, rows: np.ndarray) -> None:
+        data = rows.tobytes()
+        self.f.write(data)
+        self.sha256.update(data)  # the content hash costs no extra pass over the file
 
     def _take_pending(self, ids: np.ndarray) -> np.ndarray:
         parts = [*self.pending, ids] if len(ids) else self.pending
@@ -332,7 +342,7 @@ class _RowWriter:
         rows = np.empty((n, self.seq_len), self.dtype)
         rows[:, 0] = self.cls_id
         rows[:, 1:] = used.reshape(n, body)
-        self.f.write(rows.tobytes())
+        self._write(rows)
         self.counts += np.bincount(used, minlength=len(self.counts))
         self.num_rows += n
         rest = stream[n * body:]
@@ -383,7 +393,7 @@ class _RowWriter:
             rows[:, 0] = self.cls_id
             tokens = stream[src[keep]]
             rows[row[keep], 1 + pos[keep] % body] = tokens
-            self.f.write(rows.tobytes())
+            self._write(rows)
             self.counts += np.bincount(tokens, minlength=len(self.counts))
             self.num_rows += num
             self.pad_tokens += num * body - len(tokens)
@@ -627,6 +637,7 @@ def _meta(opts: PrepareOptions, writer: _RowWriter, tok, tok_file: str, skipped:
         "pad_tokens": writer.pad_tokens,
         "packing": opts.packing,
         "dtype": rows_dtype(tok.vocab_size).name,
+        "rows_sha256": writer.sha256.hexdigest(),
         "vocab_size": tok.vocab_size,
         "tokenizer_file": tok_file,
         "tokenizer_fingerprint": tok.fingerprint,
