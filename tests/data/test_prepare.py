@@ -1,4 +1,5 @@
 """Corpus preparation: row layout, counts, add_sep, bad lines, workers, errors, CLI."""
+import hashlib
 import json
 import os
 import subprocess
@@ -128,7 +129,8 @@ def test_stream_rows_counts_and_meta(tmp_path, inputs, monkeypatch, add_sep, chu
         "format_version": 1, "seq_len": seq_len, "num_rows": n,
         "num_tokens": n * (seq_len - 1), "dropped_tokens": len(stream) - n * (seq_len - 1),
         "pad_tokens": 0, "packing": "stream",
-        "dtype": "uint16", "vocab_size": len(WP_VOCAB), "tokenizer_file": "vocab.txt",
+        "dtype": "uint16", "rows_sha256": hashlib.sha256(rows.tobytes()).hexdigest(),
+        "vocab_size": len(WP_VOCAB), "tokenizer_file": "vocab.txt",
         "tokenizer_fingerprint": tok.fingerprint, "tokenizer_kind": "wordpiece",
         "tokenizer_lowercase": True, "special_ids": tok.special_ids, "add_sep": add_sep,
         "skipped_lines": 1, "max_rows": None, "sources": [os.path.abspath(f) for f in files],
