@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from sas_jax.models.mixed import einsum_f32
+
 
 def _use_cudnn(impl: str, dropout_active: bool, has_bias: bool) -> bool:
     if impl == "xla" or dropout_active or has_bias:
@@ -59,9 +61,7 @@ def dot_product_attention(
         scale = 1.0 / float(q_BxLxNxD.shape[-1]) ** 0.5
     if _use_cudnn(impl, dropout_active, bias_BxNxLxL is not None):
         return fused_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_mask_BxL, scale=scale)
-    scores = jnp.einsum(
-        "bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD, preferred_element_type=jnp.float32
-    ) * jnp.float32(scale)
+    scores = einsum_f32("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) * jnp.float32(scale)
     if bias_BxNxLxL is not None:
         scores = scores + bias_BxNxLxL.astype(jnp.float32)
     big_neg = jnp.finfo(jnp.float32).min

@@ -23,6 +23,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
+from sas_jax.models.mixed import einsum_f32
+
 
 def log_bucket(rel_pos, bucket_size: int, max_position: int):
     """Hugging Face's `make_log_bucket_position`, on integer numpy arrays.
@@ -81,12 +83,10 @@ def relative_bias(q_BxLxNxD, k_BxLxNxD, pos_query_WxNxD, pos_key_WxNxD, index_Lx
     index = jnp.asarray(index_LxL)
     bias = None
     if pos_key_WxNxD is not None:
-        c2p = jnp.einsum("bqnd,wnd->bnqw", q_BxLxNxD, pos_key_WxNxD.astype(q_BxLxNxD.dtype),
-                         preferred_element_type=jnp.float32)
+        c2p = einsum_f32("bqnd,wnd->bnqw", q_BxLxNxD, pos_key_WxNxD.astype(q_BxLxNxD.dtype))
         bias = jnp.take_along_axis(c2p, index[None, None], axis=-1)
     if pos_query_WxNxD is not None:
-        p2c = jnp.einsum("bknd,wnd->bnkw", k_BxLxNxD, pos_query_WxNxD.astype(k_BxLxNxD.dtype),
-                         preferred_element_type=jnp.float32)
+        p2c = einsum_f32("bknd,wnd->bnkw", k_BxLxNxD, pos_query_WxNxD.astype(k_BxLxNxD.dtype))
         p2c = jnp.swapaxes(jnp.take_along_axis(p2c, index.T[None, None], axis=-1), -1, -2)
         bias = p2c if bias is None else bias + p2c
     return None if bias is None else bias * jnp.float32(scale)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from sas_jax.models.config import ModelConfig
 from sas_jax.models.encoder import constrain, dense, gelu, layer_norm
+from sas_jax.models.mixed import einsum_f32
 
 
 def gather_positions(hidden_BxLxH, positions_BxP):
@@ -26,8 +27,7 @@ class MlmHead(nn.Module):
         t = layer_norm(self.layer_norm_eps, "embed", dtype=c.compute_dtype, name="LayerNorm")(gelu(t))
         bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, ("vocab",)),
                           (c.vocab_size,), jnp.float32)
-        logits = jnp.einsum("bpe,ve->bpv", t, word_table_VxE.astype(c.compute_dtype),
-                            preferred_element_type=jnp.float32)
+        logits = einsum_f32("bpe,ve->bpv", t, word_table_VxE.astype(c.compute_dtype))
         return constrain(logits + bias[None, None, :], ("batch", None, None))
 
 
