@@ -15,8 +15,10 @@ def imported_modules(source: str) -> set:
 
 
 # Clients of both pre-training and GLUE, at the top of the layering (as the evaluate notebook):
-# the study command fine-tunes every pre-trained row on a downstream task through sas_jax.glue.
-GLUE_CLIENTS = {"study.py"}
+# the study command fine-tunes every pre-trained row on a downstream task through sas_jax.glue;
+# prepare_task fits a built task's bag-of-words baseline through glue's task-file reader; the
+# classifier export writes a model that a GLUE sweep kept.
+GLUE_CLIENTS = {"study.py", "prepare_task.py", "convert/hf_classifier.py"}
 
 
 def test_nothing_outside_glue_imports_glue(repo_root):
