@@ -18,8 +18,8 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, optim, run_identity, sharding,
-                     train_state, train_step)
+from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, optim, profiling, run_identity,
+                     sharding, train_state, train_step)
 from sas_jax.data import pipeline
 from sas_jax.data.corpus import open_corpus
 from sas_jax.errors import UserError
@@ -136,6 +136,8 @@ class Trainer:
     def _build(self, config, workdir, corpus, devices) -> None:
         self.writer = None  # opened by `run`
         self.ckpt = None
+        self.profiler = profiling.StepProfiler(config.log.get("profile_steps", ""),
+                                               os.path.join(workdir, "profile") if workdir else None)
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
         self.corpus_print = run_identity.corpus_fingerprint(self.corpus, note=say)  # hashed once, in every meta
         self._changes: dict = {}  # the differences from the checkpoint's run allowed on purpose
@@ -267,7 +269,9 @@ class Trainer:
 
     def dispatch(self, step: int, batch, write):
         """Starts step `step` on the device; returns what `finish` needs once it is done."""
-        self.state, metrics, sampled = self.step_fn(self.state, batch, self.step_key)
+        with self.profiler.step(step + 1):
+            self.state, metrics, sampled = self.step_fn(self.state, batch, self.step_key)
+        self.profiler.after(step + 1, self.state)
         if self.settings.sample:  # only SAS keeps the samples
             for shard in sampled.addressable_shards:
                 shard.data.copy_to_host_async()
@@ -480,6 +484,8 @@ class Trainer:
 
     def close(self) -> None:
         try:
+            if getattr(self, "profiler", None) is not None:
+                self.profiler.stop()
             if getattr(self, "writer", None) is not None:
                 self.writer.close()
                 self.writer = None
