@@ -7,13 +7,14 @@ JAX, call `sas_jax.train.train_and_evaluate`, which notebooks and tests call
 directly. `--config` is a file (or a name of configs/) with an optional `:variant`;
 `--config.a.b=v` (or `--config.a.b v`) overrides any field. A bad config, override,
 flag or input is one line `error: ...` on stderr and exit 2 (`sas_jax.cli`), and the
-config is loaded before anything is created on disk.
+config is loaded before anything is created on disk. Ctrl-C is a save, not a crash
+(`sas_jax/interrupts.py`): exit 130.
 """
 from __future__ import annotations
 
 from absl import flags, logging
 
-from sas_jax import cli, config_lib
+from sas_jax import cli, config_lib, interrupts
 from sas_jax.errors import UserError
 
 PROG = "python -m sas_jax.main"
@@ -31,6 +32,8 @@ def main(argv, overrides=()):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments {argv[1:]}; flags look like --workdir=DIR and config "
                         f"overrides like --config.KEY=VALUE (see {PROG} --help)")
+    # Ctrl-C from here on: quit at once with one line before the first step, a save in the loop.
+    interrupts.install()
     # Before JAX, the processes and the workdir: a bad config leaves nothing behind.
     config = config_lib.load_config(_CONFIG.value, overrides)
     config.lock()
@@ -40,12 +43,15 @@ def main(argv, overrides=()):
 
     # Before anything touches a device: join the other processes, if any.
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    interrupts.set_process(jax.process_index(), jax.process_count())
     logging.set_verbosity(logging.WARNING)  # orbax logs every save step at INFO
     jax.config.update("jax_threefry_partitionable", True)  # sharded RNG without gathers
     print(f"JAX process {jax.process_index()}/{jax.process_count()}, "
           f"{jax.local_device_count()} local / {jax.device_count()} global devices "
           f"({jax.devices()[0].platform})", flush=True)
     train.train_and_evaluate(config, _WORKDIR.value)
+    if interrupts.requested():  # stopped by Ctrl-C and saved: the shell's status of an interrupted command
+        return interrupts.EXIT_CODE
 
 
 @cli.entry_point(user_errors=(FloatingPointError,))  # a run that diverged: one line, as a bad config

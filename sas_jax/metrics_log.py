@@ -65,7 +65,8 @@ class MetricWriter:
                  flops_per_step: float = 0.0, start_step: int = 0):
         """`start_step` > 0 (a resumed run): what an earlier run logged after that step is
         dropped (metrics.jsonl is cut back to it, TensorBoard purges later events), so every
-        step is logged once."""
+        step is logged once. `start_step` 0 (no checkpoint yet): what a run stopped before its
+        first checkpoint logged (step 0's held-out figures, the first steps) is dropped too."""
         self.is_writer = jax.process_index() == 0
         self.total_steps, self.tokens_per_step = total_steps, tokens_per_step
         # MFU against the device's dense bf16 peak; None on devices not in the table.
@@ -76,12 +77,12 @@ class MetricWriter:
         self._tb = None
         if self.is_writer and tensorboard:
             from tensorboardX import SummaryWriter  # maintained, TF-free event writer
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step or None)
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step)
         self._last = None  # (step, time)
         # One JSON line per logged step: exact values for tests, notebooks and scripts.
         path = os.path.join(workdir, "metrics.jsonl")
         if self.is_writer and os.path.exists(path):
-            keep_up_to(path, start_step)
+            keep_up_to(path, start_step if start_step else -1)
         self._jsonl = open(path, "a") if self.is_writer else None
 
     def rates(self, step: int) -> dict:

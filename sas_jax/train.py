@@ -22,6 +22,7 @@ from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, 
                      sharding, train_state, train_step)
 from sas_jax.data import pipeline
 from sas_jax.data.corpus import open_corpus
+from sas_jax import interrupts
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
 from sas_jax.workdir_lock import WorkdirLock
@@ -70,16 +71,34 @@ def local_rows(arr) -> np.ndarray:
 
 
 class _StopFlag:
-    """Set by SIGTERM (preemption): the loop saves a checkpoint and exits cleanly."""
+    """Set by SIGTERM (preemption) or, once the first step is dispatched, by Ctrl-C of the command
+    line (`sas_jax/interrupts.py`): the loop saves a checkpoint and exits cleanly."""
 
     def __init__(self):
         self.event = threading.Event()
+        self.term = False
+        self._looping = False
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, lambda *_: self.event.set())
+            self._previous = signal.signal(signal.SIGTERM, self._on_term)
         else:
             self._previous = None
 
+    def _on_term(self, *_):
+        self.term = True
+        self.event.set()
+
+    def looping(self) -> None:
+        """The first step is dispatched (compiled): Ctrl-C now asks for a save instead of quitting."""
+        if not self._looping:
+            self._looping = True
+            interrupts.loop_started(self.event)
+
+    def reason(self) -> str:
+        """What stopped this process's loop (another process's signal, in a multi-process run)."""
+        return "Ctrl-C" if interrupts.requested() else "SIGTERM" if self.term else "stopped with the other processes"
+
     def restore(self):
+        interrupts.loop_ended()
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
 
@@ -357,6 +376,7 @@ class Trainer:
         """True once SIGTERM reached this run (every process agrees on the same step)."""
         if self._stop is None:
             return False
+        self._stop.looping()
         if jax.process_count() == 1 or step % STOP_SYNC_STEPS == 0:
             with jax.transfer_guard("allow"):  # a tiny all-gather of the flags
                 return distributed.all_agree(self._stop.event.is_set())
@@ -417,14 +437,14 @@ class Trainer:
                 "hit = share of SAS samples equal to the original token; eval lines: held-out rows "
                 "([MASK]ed and unigram-replaced), rtd_acc beside its all-original baseline")
             self.writer.rates(step)
-            self._stop = _StopFlag()
+            self._stop = stop = _StopFlag()
             try:
                 step, stopping = self._train_to_end(step)
             finally:
-                self._stop.restore()
+                stop.restore()
                 self._stop = None
             if stopping:
-                say(f"SIGTERM: saved step {step} to {self.ckpt.directory}; re-run the same command to resume")
+                say(f"{stop.reason()}: saved step {step} to {self.ckpt.directory}; re-run the same command to resume")
             else:
                 self.summarize(step)
         finally:

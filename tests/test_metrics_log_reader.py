@@ -64,3 +64,14 @@ def test_the_cut_back_of_a_resume_drops_torn_lines_too(runs):
     with open(f"{torn}/metrics.jsonl") as a, open(f"{clean}/metrics.jsonl") as b:
         assert a.read() == b.read()
     assert metrics_log.read_records(f"{clean}/metrics.jsonl") == RECORDS[:4]
+
+
+def test_a_start_from_step_0_drops_what_a_run_stopped_before_its_first_checkpoint_logged(tmp_path):
+    """Stopped (Ctrl-C, a kill) before any checkpoint, a run has logged step 0's held-out figures and
+    perhaps a few steps; the re-run starts from step 0 and logs them again, once. A resume from a
+    checkpoint keeps what was logged up to its step."""
+    run = write_run(tmp_path / "run", torn=False)
+    metrics_log.MetricWriter(run, tensorboard=False, total_steps=4, tokens_per_step=1, start_step=2).close()
+    assert metrics_log.read_records(f"{run}/metrics.jsonl") == RECORDS[:3]
+    metrics_log.MetricWriter(run, tensorboard=False, total_steps=4, tokens_per_step=1, start_step=0).close()
+    assert metrics_log.read_records(f"{run}/metrics.jsonl") == []

@@ -92,7 +92,10 @@ def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config):
     assert ours > baseline + 0.3, (ours, baseline)
 
 
-def _run_args(workdir, corpus_dir, steps=120):
+STEPS = 30  # an interruption near step 10-20, then the re-run crosses the later checkpoints
+
+
+def _run_args(workdir, corpus_dir, steps=STEPS):
     return ["-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={workdir}",
             f"--config.data.corpus_dir={corpus_dir}", "--config.model.vocab_size=-1",
             f"--config.num_train_steps={steps}", "--config.ckpt.every_steps=10",
@@ -117,42 +120,102 @@ def _latest(workdir):
     return max(int(p.name) for p in pathlib.Path(workdir, "checkpoints").iterdir() if p.name.isdigit())
 
 
-def test_resume_after_sigkill_reproduces_the_uninterrupted_run(prepared_corpus, tmp_path, cli, repo_root):
-    ref = cli(*_run_args(tmp_path / "ref", prepared_corpus))
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    killed = tmp_path / "killed"
-    rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL, repo_root)
-    assert rc == -signal.SIGKILL
-    resumed_from = _latest(killed)
-    assert 10 <= resumed_from < 120
-    again = cli(*_run_args(killed, prepared_corpus))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"at step {resumed_from}" in again.stdout
-    assert "took over the lock of a run that is gone" in again.stdout  # the killed run's lock was stale
-    assert json.loads((killed / "config.json").read_text())["num_train_steps"] == 120  # the first record kept
-    assert (killed / f"config.resume_{resumed_from}.json").exists()
+@pytest.fixture(scope="module")
+def reference_run(prepared_corpus, tmp_path_factory, cli):
+    """The uninterrupted run that the resumes after SIGKILL and Ctrl-C must reproduce."""
+    ref = tmp_path_factory.mktemp("reference") / "ref"
+    r = cli(*_run_args(ref, prepared_corpus))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "held-out: 16 rows" in r.stdout
+    return ref
 
-    a, b = read_metrics(tmp_path / "ref"), read_metrics(killed)
-    # Each step is logged once (train and eval lines alike): the resume cut the killed run's tail.
-    lines = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+
+def _assert_continues_exactly(ref, resumed, resumed_from):
+    """`resumed` (a run stopped at `resumed_from`, then re-run) logged each step once, and every
+    figure after `resumed_from`, the held-out ones and the final store equal the reference's."""
+    a, b = read_metrics(ref), read_metrics(resumed)
+    # Each step is logged once (train and eval lines alike): the resume cut the stopped run's tail.
+    lines = [json.loads(x) for x in (resumed / "metrics.jsonl").read_text().splitlines()]
     for kind in (lambda d: "loss" in d, lambda d: "eval/mlm_loss" in d):
         steps = [d["step"] for d in lines if kind(d)]
         assert len(steps) == len(set(steps)) and steps == sorted(steps)
-    for step in range(resumed_from + 1, 121):
+    for step in range(resumed_from + 1, STEPS + 1):
         for key in ("loss", "mlm_loss", "rtd_loss", "hit_rate", "mlm_slots", "grad_norm"):
             assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
     # Held-out evaluation: the same rows and corruption, so the same figures, before and after.
     evals = [s for s in a if "eval/mlm_loss" in a[s]]
-    assert evals == list(range(0, 121, 10)) and "held-out: 16 rows" in ref.stdout
+    assert evals == list(range(0, STEPS + 1, 10))
     for step in evals:
         for key in ("eval/mlm_loss", "eval/mlm_accuracy", "eval/mlm_loss_replaced", "eval/rtd_accuracy",
                     "eval/rtd_auc", "eval/rtd_baseline"):
             assert a[step][key] == pytest.approx(b[step][key], rel=1e-6, abs=1e-7), (step, key)
     # The store (the model's samples) and the data position end identical too.
-    za = np.load(next((tmp_path / "ref" / "checkpoints" / "120" / "store").glob("*.npz")))
-    zb = np.load(next((killed / "checkpoints" / "120" / "store").glob("*.npz")))
+    za = np.load(next((ref / "checkpoints" / str(STEPS) / "store").glob("*.npz")))
+    zb = np.load(next((resumed / "checkpoints" / str(STEPS) / "store").glob("*.npz")))
     for key in ("example_ids", "positions", "tokens", "count"):
         np.testing.assert_array_equal(za[key], zb[key])
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(reference_run, prepared_corpus, tmp_path, cli,
+                                                               repo_root):
+    killed = tmp_path / "killed"
+    rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL, repo_root)
+    assert rc == -signal.SIGKILL
+    resumed_from = _latest(killed)
+    assert 10 <= resumed_from < STEPS
+    again = cli(*_run_args(killed, prepared_corpus))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"at step {resumed_from}" in again.stdout
+    assert "took over the lock of a run that is gone" in again.stdout  # the killed run's lock was stale
+    assert json.loads((killed / "config.json").read_text())["num_train_steps"] == STEPS  # the first record kept
+    assert (killed / f"config.resume_{resumed_from}.json").exists()
+    _assert_continues_exactly(reference_run, killed, resumed_from)
+
+
+def _no_traceback(text):
+    assert "Traceback" not in text and "Fatal Python error" not in text and "KeyboardInterrupt" not in text
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_the_rerun_continues_exactly(reference_run, prepared_corpus, tmp_path, cli, repo_root):
+    """SIGINT in the loop does what SIGTERM does (the step is finished and saved, one line says
+    where), with exit status 130, and no traceback; the re-run continues as if never stopped."""
+    stopped = tmp_path / "stopped"
+    rc, out, err = _start_and_signal(_run_args(stopped, prepared_corpus), stopped, signal.SIGINT, repo_root)
+    assert rc == 130, err[-3000:]
+    _no_traceback(out + err)
+    saved = _latest(stopped)
+    assert 10 < saved < STEPS
+    assert f"Ctrl-C: saved step {saved} to {stopped / 'checkpoints'}; re-run the same command to resume" in out
+    meta = json.loads((stopped / "checkpoints" / str(saved) / "meta" / "metadata").read_text())
+    assert meta["data"]["step"] == saved
+    again = cli(*_run_args(stopped, prepared_corpus))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"at step {saved}" in again.stdout
+    _assert_continues_exactly(reference_run, stopped, saved)
+
+
+def _stderr_lines(err):
+    """stderr without absl's log records (`I1205 04:54:32.99 ... xla_bridge.py ...]`)."""
+    return [line for line in err.splitlines() if line.strip() and not re.match(r"[IWEF]\d{4} ", line)]
+
+
+def test_ctrl_c_before_the_first_step_quits_at_once_in_one_line(prepared_corpus, tmp_path, repo_root):
+    """During start-up or compilation there is nothing new to save: one line, status 130, no
+    traceback (no segfault from a KeyboardInterrupt unwinding through XLA), nothing written."""
+    proc = subprocess.Popen([sys.executable, *_run_args(tmp_path, prepared_corpus)], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # the legend is printed just before the first step is compiled
+        if line.startswith("legend:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-3000:]
+    assert _stderr_lines(err) == ["Ctrl-C before the first training step: quit, nothing new to save; re-run the "
+                                  "same command to start (or resume)"]
+    _no_traceback(out + err)
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
 
 
 def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
@@ -160,7 +223,7 @@ def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
     assert rc == 0, err[-3000:]
     stopped = _latest(tmp_path)
     assert f"SIGTERM: saved step {stopped}" in out
-    assert 10 <= stopped < 120
+    assert 10 <= stopped < STEPS
     meta = json.loads((tmp_path / "checkpoints" / str(stopped) / "meta" / "metadata").read_text())
     assert meta["data"]["step"] == stopped
 
