@@ -3,9 +3,17 @@ import os
 
 # 8 fake CPU devices so sharded code paths run; LLVM optimisation level 0 halves the
 # compile time of the tiny models, which dominates the suite on 2 cores.
+# The fake devices' collectives wait up to 15 minutes for each other (XLA's default, 40 s, aborts
+# the process when two test workers and their subprocesses share 2 busy cores).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-                           " --xla_backend_optimization_level=0").strip()
+                           " --xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=900"
+                           " --xla_cpu_collective_timeout_seconds=900").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Identical computations compiled by different tests are compiled once, also in the CLI
+# subprocesses the tests start (they inherit these variables; jax reads them at import).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".pytest_cache", "jax"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pathlib  # noqa: E402
 
@@ -14,9 +22,6 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_threefry_partitionable", True)
-# Identical computations compiled by different tests are compiled once.
-jax.config.update("jax_compilation_cache_dir", str(pathlib.Path(__file__).resolve().parents[1] / ".pytest_cache" / "jax"))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

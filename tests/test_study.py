@@ -112,6 +112,7 @@ def _mtimes(root):
             for d, _, fs in os.walk(root) for f in fs}
 
 
+@pytest.mark.slow
 def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
     out = str(tmp_path / "study")
     budget = 1.1e9

@@ -123,6 +123,7 @@ def assert_same_fill_mask(folder, workdir, top_k=5):
             np.testing.assert_allclose([p for _, p in o["top"]], [r["score"] for r in t], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
     # The SAS row as the reference trains it: MLM head eps 1e-5, encoder 1e-12 → refused.
     workdir, _, _ = make_checkpoint(tmp_path / "run", "sas_small", prepared_corpus)
@@ -210,6 +211,7 @@ def test_wordpiece_bert_export(tmp_path, wordpiece_corpora, lowercase):
     assert_same_fill_mask(folder, workdir)
 
 
+@pytest.mark.slow
 def test_trained_wordpiece_sas_export(tmp_path, wordpiece_corpora):
     """The whole WordPiece path: a vocabulary the project trains, a tiny SAS trained two steps
     by the trainer on rows of it, exported; stock AutoTokenizer gives the project's ids on the

@@ -135,6 +135,7 @@ def test_train_demo_off_is_one_line(tmp_path):
     assert len(e.value._render_traceback_()) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_notebook(tmp_path, monkeypatch, tiny_workdir, glue_dir, tiny_curve):
     workdir = tiny_workdir
     curve = tiny_curve
@@ -152,6 +153,7 @@ def test_evaluate_notebook(tmp_path, monkeypatch, tiny_workdir, glue_dir, tiny_c
     assert run["num_epochs"] == 1 and run["init_from"]["step"] == 4
 
 
+@pytest.mark.slow
 def test_pretraining_curves_notebook(tmp_path, monkeypatch):
     """No run at WORKDIRS: the notebook pre-trains the demo there (tiny variant, 4 steps, a small vocab)."""
     workdir = tmp_path / "demo"

@@ -247,6 +247,7 @@ def test_da_rows_see_no_absolute_positions_by_default():
 # ------------------------------------------------------------------ a tiny run, then the export
 
 
+@pytest.mark.slow
 def test_tiny_sasda_run_with_emd_trains_and_its_checkpoint_is_not_exported(tmp_path, capsys):
     from sas_jax import checkpointing, train  # noqa: PLC0415
     from sas_jax.convert import workdir as convert_workdir  # noqa: PLC0415
