@@ -50,6 +50,7 @@ def main(argv, overrides=()):
           f"{jax.local_device_count()} local / {jax.device_count()} global devices "
           f"({jax.devices()[0].platform})", flush=True)
     train.train_and_evaluate(config, _WORKDIR.value)
+    distributed.finished()  # the other processes stop watching this one (distributed.PeerWatch)
     if interrupts.requested():  # stopped by Ctrl-C and saved: the shell's status of an interrupted command
         return interrupts.EXIT_CODE
 

@@ -209,3 +209,58 @@ def test_plan_mesh_is_the_mesh_make_mesh_builds():
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = -1, 3, 1
     with pytest.raises(ValueError, match="cannot be split"):
         sharding.mesh_axis_sizes(config.mesh, 8)
+
+
+def _process_pid(launcher_pid, index):
+    """The pid of process `index` among the launcher's children (from their SAS_PROCESS_ID)."""
+    for child in pathlib.Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split():
+        try:
+            environ = pathlib.Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"SAS_PROCESS_ID={index}".encode() in environ:
+            return int(child)
+    return None
+
+
+@pytest.mark.slow
+def test_a_lost_process_stops_the_others_in_one_line_and_the_rerun_resumes(prepared_corpus, tmp_path):
+    """Process 1 of 2 is killed after the checkpoint of step 6. Process 0, left waiting in a
+    collective, stops within seconds with one line naming process 1 (its own peer watch: the
+    launcher's GRACE is longer here), the launcher names it too, and the re-run resumes."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    workdir = tmp_path / "run"
+    args = [a for a in _args(workdir, prepared_corpus)[2:] if "num_train_steps" not in a]
+    args += ["--config.num_train_steps=24", "--config.ckpt.async_save=False"]
+    cmd = ["bash", "launch/local_multiprocess.sh", "configs/sas_small.py:tiny", str(workdir), *args]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAS_")}
+    env.update(JAX_PLATFORMS="cpu", NPROC="2", DEVICES="4", XLA_FLAGS="--xla_backend_optimization_level=0",
+               PATH=f"{pathlib.Path(sys.executable).parent}:{env['PATH']}", SAS_PEER_TIMEOUT="5", GRACE="60")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first, deadline = workdir / "checkpoints" / "6", time.time() + 400
+        while not first.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        victim = _process_pid(proc.pid, 1)
+        assert first.exists() and victim is not None
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.time()
+        out, err = proc.communicate(timeout=60)
+        stopped_after = time.time() - killed_at
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 137 and stopped_after < 30, (proc.returncode, stopped_after, err[-3000:])
+    survivor, launcher = sorted(line for line in err.splitlines() if "process 1" in line)  # two lines
+    assert survivor.startswith("error: process 0/2: process 1 of the run is gone (no heartbeat for 5 s")
+    assert launcher == (f"local_multiprocess.sh: process 1 (pid {victim}) was killed by signal 9 (KILL); stopping "
+                        "the other processes (the re-run resumes from the newest checkpoint)")
+    assert "Traceback" not in out + err
+    saved = max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert 6 <= saved < 24
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    assert f"at step {saved}" in again.stdout
+    assert (workdir / "checkpoints" / "24").is_dir()
