@@ -63,6 +63,7 @@ def model_log_likelihood(cfg, workdir, step, rows, positions, tokens, valid):
     return float(picked[valid].mean())
 
 
+@pytest.mark.slow
 def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config):
     cfg = learning_config
     corpus = topic_corpus(256, cfg.seq_len, cfg.model.vocab_size, num_topics=2, seed=0)
@@ -218,6 +219,7 @@ def test_ctrl_c_before_the_first_step_quits_at_once_in_one_line(prepared_corpus,
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
     rc, out, err = _start_and_signal(_run_args(tmp_path, prepared_corpus), tmp_path, signal.SIGTERM, repo_root)
     assert rc == 0, err[-3000:]
@@ -228,6 +230,7 @@ def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
     assert meta["data"]["step"] == stopped
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("learning_rate", [1e6, 1e30])
 def test_a_non_finite_update_never_reaches_disk(prepared_corpus, tmp_path, config_factory, learning_rate):
     """A diverging run stops before saving the step that broke, names it (1-based, as the
@@ -277,6 +280,7 @@ def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch, 
         train.train_and_evaluate(cfg, str(tmp_path / "sneaky"), corpus=corpus)
 
 
+@pytest.mark.slow
 def test_tiny_sas_with_the_study_recipe_learns_context(tmp_path, config_factory):
     """The recipe of docs/small_scale.md (disentangled attention, `mlm` cold start, constant λ = 1)
     at a tiny width on a Markov corpus: the held-out [MASK]ed MLM loss ends well below the unigram
