@@ -288,6 +288,8 @@ class ConfigBench:
         self.census = dot_census(lowered.as_text(debug_info=True), config.model.num_layers)
         self.compiled_dots = len(re.findall(r"\bdot\(", compiled.as_text() or ""))
         self.compiled_memory = compiled_memory(compiled)
+        # XLA's own count of the per-device program, for the whole mesh (flops.compiled_step_flops)
+        self.xla_flops = flops.xla_cost(compiled).get("flops", 0.0) * row.mesh.size
         del lowered, compiled
         # First call: the jit cache already holds the executable compiled above.
         t3 = time.perf_counter()
@@ -331,6 +333,8 @@ class ConfigBench:
             "model_flops_per_step": flops_per_step,
             "model_tflops_per_s": flops_per_step / step_s / 1e12,
             "mfu": flops.mfu(flops_per_step, step_s, len(self.devices), self.devices[0].device_kind),
+            "xla_flops_per_step": self.xla_flops,
+            "xla_over_model_flops": self.xla_flops / flops_per_step if flops_per_step else None,
             "peak_memory_bytes": self.peak_memory,
             "compiled_memory": self.compiled_memory,
             "lower_s": self.lower_s,

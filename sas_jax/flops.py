@@ -345,6 +345,45 @@ def model_flops_per_step(config, *, vocab_size: Optional[int] = None,
             * int(config.batch_size) * int(config.seq_len))
 
 
+def xla_cost(compiled) -> dict:
+    """XLA's cost analysis of a compiled executable as one dict (`flops`, `bytes accessed`, ...).
+
+    `Compiled.cost_analysis()` returns a dict in newer jax and a list of one dict per
+    program in older ones (and None where the backend has none); the lists are summed.
+    """
+    raw = compiled.cost_analysis()
+    if raw is None:
+        return {}
+    parts = [raw] if isinstance(raw, dict) else [p for p in raw if p]
+    out: dict = {}
+    for part in parts:
+        for k, v in part.items():
+            if isinstance(v, (int, float)):
+                out[k] = out.get(k, 0.0) + float(v)
+    return out
+
+
+def compiled_step_flops(trainer, batch=None) -> dict:
+    """XLA's count of the trainer's compiled train step beside the live-convention one.
+
+    Lowers and compiles `trainer.step_fn` at the trainer's state and a batch of step 0;
+    the cost analysis is of the per-device program, so it is multiplied by the mesh's
+    devices. Returns {xla_flops_per_step, model_flops_per_step, ratio (xla / model),
+    bytes_accessed}. XLA counts what the live convention leaves out: the elementwise
+    work (GELU, LayerNorm, softmax, dropout, the loss and the sampler), the optimizer
+    update, and every matmul at 2·M·N·K (docs/benchmarks.md, "XLA's FLOPs").
+    """
+    if batch is None:
+        batch, _ = trainer.make_batch(0)
+    compiled = trainer.step_fn.lower(trainer.state, batch, trainer.step_key).compile()
+    cost = xla_cost(compiled)
+    devices = int(trainer.mesh.size)
+    xla = cost.get("flops", 0.0) * devices
+    model = float(trainer.flops_per_step)
+    return {"xla_flops_per_step": xla, "model_flops_per_step": model, "ratio": xla / model if model else None,
+            "bytes_accessed": cost.get("bytes accessed", 0.0) * devices}
+
+
 # Dense bf16 peaks per device (never the structured-sparsity figures). V100 has no
 # bf16: its entry is the fp16 tensor-core peak (SXM2 125, PCIe 112).
 DEVICE_PEAK_BF16_FLOPS = {

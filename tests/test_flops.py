@@ -308,3 +308,16 @@ def test_cli_vocab_note_and_override():
                           timeout=120, check=True).stdout
     assert "note:" not in out2 and "V=2000" in out2
     assert float(out2.strip().splitlines()[-1].split(":")[-1]) < float(out.strip().splitlines()[-1].split(":")[-1])
+
+
+def test_xla_cost_takes_a_dict_or_a_list_of_dicts():
+    class Compiled:
+        def __init__(self, raw):
+            self.raw = raw
+
+        def cost_analysis(self):
+            return self.raw
+
+    assert flops.xla_cost(Compiled({"flops": 10.0, "bytes accessed": 4.0})) == {"flops": 10.0, "bytes accessed": 4.0}
+    assert flops.xla_cost(Compiled([{"flops": 10.0}, {"flops": 5.0, "name": "x"}])) == {"flops": 15.0}
+    assert flops.xla_cost(Compiled(None)) == {}
