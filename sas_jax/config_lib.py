@@ -253,6 +253,7 @@ def base_config(size: str = "small", lambda_schedule: str = "epochwise"):
     c.log.every_steps = 100  # console and TensorBoard cadence
     c.log.tensorboard = True
     c.log.eval_every_steps = 10_000  # held-out evaluation cadence (and at the end); 0 = at the end only
+    c.log.compilation_cache = True  # keep compiled steps in ~/.cache/sas_jax/jax (sas_jax/startup.py)
     c.log.profile_steps = ""  # "N,M": a jax.profiler trace of steps N..M in <workdir>/profile (sas_jax/profiling.py)
     return c
 

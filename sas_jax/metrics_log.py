@@ -16,6 +16,9 @@ _NAMESPACE = {"hit_rate": "sas", "mlm_slots": "sas", "replaced_rate": "sas", "rt
               "learning_rate": "opt", "grad_norm": "opt", "param_norm": "opt", "update_norm": "opt"}
 
 
+ETA_SMOOTHING = 0.3  # weight of the newest log window in the ETA's step time
+
+
 def tag(name: str) -> str:
     return f"{_NAMESPACE.get(name, 'train')}/{name}"
 
@@ -79,6 +82,10 @@ class MetricWriter:
             from tensorboardX import SummaryWriter  # maintained, TF-free event writer
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step)
         self._last = None  # (step, time)
+        # ETA: seconds per step smoothed over log lines (EMA, weight ETA_SMOOTHING on the newest), plus
+        # `extra_seconds(step)`: what the evaluations and saves still to come will take (set by the trainer).
+        self._step_s = None
+        self.extra_seconds = None
         # One JSON line per logged step: exact values for tests, notebooks and scripts.
         path = os.path.join(workdir, "metrics.jsonl")
         if self.is_writer and os.path.exists(path):
@@ -116,12 +123,20 @@ class MetricWriter:
             parts.append(f"λ {m['rtd_lambda']:.1f}")
         parts.append(f"lr {m.get('learning_rate', 0):.2e}")
         if "tokens_per_sec" in m:
-            eta = (self.total_steps - step) / max(m["steps_per_sec"], 1e-9)
+            eta = self.eta(step, m["steps_per_sec"])
             parts += [f"{m['tokens_per_sec']:,.0f} tok/s", f"{m['steps_per_sec']:.2f} steps/s",
                       f"ETA {_fmt_eta(eta)}"]
         if "mfu" in m:
             parts.append(f"MFU {100 * m['mfu']:.1f}%")
         print(" | ".join(parts), flush=True)
+
+    def eta(self, step: int, steps_per_sec: float) -> float:
+        """Seconds left: the remaining steps at the smoothed step time, plus the remaining evaluations
+        and saves (`extra_seconds`); one slow window (an evaluation, a save) moves it by 30% of its excess."""
+        step_s = 1.0 / max(steps_per_sec, 1e-9)
+        self._step_s = step_s if self._step_s is None else ETA_SMOOTHING * step_s + (1 - ETA_SMOOTHING) * self._step_s
+        extra = self.extra_seconds(step) if self.extra_seconds is not None else 0.0
+        return (self.total_steps - step) * self._step_s + extra
 
     def write_eval(self, step: int, metrics: dict, *, unigram_entropy: float | None = None) -> None:
         """Held-out figures of step `step`: `eval/<name>` in metrics.jsonl and TensorBoard, one console line."""

@@ -10,6 +10,7 @@ losses match an uninterrupted run.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, 
                      sharding, train_state, train_step)
 from sas_jax.data import pipeline
 from sas_jax.data.corpus import open_corpus
-from sas_jax import interrupts
+from sas_jax import interrupts, startup
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
 from sas_jax.workdir_lock import WorkdirLock
@@ -126,6 +127,7 @@ class Trainer:
 
     def __init__(self, config, workdir: str | None, *, corpus=None, devices=None):
         self.config, self.workdir = config, workdir
+        self.clock = startup.RunClock()  # where the run's wall time goes (its last line)
         self.lock = None
         if workdir is not None:
             os.makedirs(workdir, exist_ok=True)
@@ -157,6 +159,8 @@ class Trainer:
         self.ckpt = None
         self.profiler = profiling.StepProfiler(config.log.get("profile_steps", ""),
                                                os.path.join(workdir, "profile") if workdir else None)
+        # A run (not a benchmark, which times its compiles) keeps its executables for re-runs and resumes.
+        self.compilation_cache = startup.enable_compilation_cache(config) if workdir is not None else None
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
         self.corpus_print = run_identity.corpus_fingerprint(self.corpus, note=say)  # hashed once, in every meta
         self._changes: dict = {}  # the differences from the checkpoint's run allowed on purpose
@@ -288,7 +292,8 @@ class Trainer:
 
     def dispatch(self, step: int, batch, write):
         """Starts step `step` on the device; returns what `finish` needs once it is done."""
-        with self.profiler.step(step + 1):
+        first = self.clock.counts["compile"] == 0  # this process's first dispatch compiles the step
+        with self.profiler.step(step + 1), (self.clock.part("compile") if first else contextlib.nullcontext()):
             self.state, metrics, sampled = self.step_fn(self.state, batch, self.step_key)
         self.profiler.after(step + 1, self.state)
         if self.settings.sample:  # only SAS keeps the samples
@@ -388,7 +393,8 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict:
         """Held-out figures (`sas_jax/evaluation.py`) of the current parameters, logged as `eval/*`."""
-        self.last_eval = {**self.held_out.evaluate(self.state.params), "step": step}
+        with self.clock.part("eval"):
+            self.last_eval = {**self.held_out.evaluate(self.state.params), "step": step}
         self.eval_history[step] = self.last_eval
         if self.writer is not None:
             self.writer.write_eval(step, {k: v for k, v in self.last_eval.items() if k != "step"},
@@ -412,7 +418,8 @@ class Trainer:
                             "eval_history": {str(k): v for k, v in self.eval_history.items()}}}
 
     def save(self, step: int) -> None:
-        self.ckpt.save(step, self.state, self.store, self.meta(step))
+        with self.clock.part("save"):
+            self.ckpt.save(step, self.state, self.store, self.meta(step))
 
     def run(self) -> dict:
         """Restores, trains to `num_train_steps` (or a SIGTERM), saves; returns the last logged metrics."""
@@ -437,9 +444,11 @@ class Trainer:
                 "hit = share of SAS samples equal to the original token; eval lines: held-out rows "
                 "([MASK]ed and unigram-replaced), rtd_acc beside its all-original baseline")
             self.writer.rates(step)
+            self.writer.extra_seconds = self._remaining_overhead
             self._stop = stop = _StopFlag()
             try:
-                step, stopping = self._train_to_end(step)
+                with self.clock.loop():
+                    step, stopping = self._train_to_end(step)
             finally:
                 stop.restore()
                 self._stop = None
@@ -447,9 +456,21 @@ class Trainer:
                 say(f"{stop.reason()}: saved step {step} to {self.ckpt.directory}; re-run the same command to resume")
             else:
                 self.summarize(step)
+            say(self.clock.line())
         finally:
             self.close()
         return self.last_logged
+
+    def _remaining_overhead(self, step: int) -> float:
+        """Seconds the evaluations and saves after `step` will take, at their mean so far (the ETA's share)."""
+        def after(every: int) -> int:  # multiples of `every` in (step, total], + the last step if not one
+            total = self.total_steps
+            if step >= total:
+                return 0
+            return (total // every - step // every + (1 if total % every else 0)) if every > 0 else 1
+        evals = after(int(self.config.log.eval_every_steps)) if self.held_out is not None else 0
+        saves = after(int(self.config.ckpt.every_steps)) if self.ckpt is not None else 0
+        return evals * self.clock.mean("eval") + saves * self.clock.mean("save")
 
     def _train_to_end(self, step: int) -> tuple[int, bool]:
         stopping = False
@@ -460,7 +481,8 @@ class Trainer:
             while step < self.total_steps and not stopping:
                 epoch_end = min((self.order.epoch_of(step) + 1) * self.order.steps_per_epoch, self.total_steps)
                 step, stopping = self.train_until(step, epoch_end)
-            self.ckpt.wait(step)
+            with self.clock.part("save"):  # the last asynchronous write
+                self.ckpt.wait(step)
         return step, stopping
 
     def summarize(self, step: int) -> None:

@@ -1,6 +1,7 @@
 """`log.profile_steps`: a trace file of the chosen steps, and the same losses as without it."""
 import json
 import pathlib
+import re
 
 import pytest
 
@@ -31,5 +32,33 @@ def test_profile_writes_a_trace_and_changes_no_loss(tiny_workdir, prepared_corpu
     train.train_and_evaluate(cfg, str(workdir))
     traces = [p for p in (workdir / "profile").rglob("*") if p.name.endswith((".xplane.pb", ".trace.json.gz"))]
     assert traces and all(p.stat().st_size > 0 for p in traces)
-    assert "profile: steps 2..3 traced in" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "profile: steps 2..3 traced in" in out
+    # The run's last line: where its wall time went; the named parts add up to at most the wall time.
+    line = [x for x in out.splitlines() if x.startswith("wall time ")][-1]
+    wall, compile_s, steps, evals, saves, rest = map(float, re.findall(r"([0-9.]+) s", line))
+    assert compile_s > 0 and steps > 0 and saves > 0 and compile_s + steps + evals + saves <= wall + 1e-6
+    assert abs(compile_s + steps + evals + saves + rest - wall) < 0.2
     assert _losses(workdir) == _losses(tiny_workdir)
+
+
+def test_compilation_cache_folder(monkeypatch, tmp_path):
+    from sas_jax import startup
+
+    monkeypatch.setenv("SAS_JAX_COMPILATION_CACHE", "0")
+    assert startup.cache_dir() is None
+    monkeypatch.setenv("SAS_JAX_COMPILATION_CACHE", str(tmp_path / "c"))
+    assert startup.cache_dir() == str(tmp_path / "c")
+    monkeypatch.delenv("SAS_JAX_COMPILATION_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert startup.cache_dir() == str(tmp_path / "sas_jax" / "jax")
+
+
+def test_eta_is_smoothed_and_counts_what_is_left(tmp_path):
+    from sas_jax.metrics_log import MetricWriter
+
+    w = MetricWriter(str(tmp_path), tensorboard=False, total_steps=100, tokens_per_step=1)
+    assert w.eta(10, 1.0) == 90.0
+    w.extra_seconds = lambda step: 5.0
+    assert w.eta(20, 0.5) == 80 * (0.3 * 2.0 + 0.7 * 1.0) + 5.0  # a window at half speed: 1.3 s/step, not 2
+    w.close()
