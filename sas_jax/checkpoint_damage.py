@@ -10,6 +10,11 @@ damage; any failure the files do not explain keeps its traceback.
 
     with checkpoint_damage.explained(checkpoint_dir, step):
         ckpt = checkpointing.read_model(checkpoint_dir, step)
+
+The same diagnosis serves the resume (`checkpointing.Checkpointer`): `damage(step_dir, error,
+items=("meta", "state", "store"))` names what its warning line says before it falls back.
+Everything here runs inside `checkpointing.quiet_io`, so the teardown tracebacks of the failed
+read never reach the user.
 """
 from __future__ import annotations
 
@@ -32,7 +37,8 @@ def explained(checkpoint_dir: str, step: int | None = None):
     """Re-raises a failure to read checkpoint `step` of `checkpoint_dir` as a one-line
     UserError when `damage` finds what is wrong with its files; else unchanged."""
     try:
-        yield
+        with checkpointing.quiet_io():
+            yield
     except UserError:
         raise
     except Exception as e:
@@ -44,16 +50,27 @@ def explained(checkpoint_dir: str, step: int | None = None):
                         "another --step or --checkpoint_dir)") from e
 
 
-def damage(step_dir: str, error: BaseException | None = None) -> str | None:
-    """What is wrong with the files of a step directory (one phrase), or None when
-    nothing is found. `error`, the exception reading it raised, may name the file."""
-    for item in _ITEMS:
+def damage(step_dir: str, error: BaseException | None = None, items=_ITEMS) -> str | None:
+    """What is wrong with the `items` of a step directory (one phrase), or None when nothing
+    is found. `error`, the exception reading it raised, may name the file."""
+    with checkpointing.quiet_io():
+        return _damage(step_dir, error, tuple(items))
+
+
+def _damage(step_dir: str, error: BaseException | None, items: tuple) -> str | None:
+    for item in items:
         if not os.path.isdir(os.path.join(step_dir, item)):
-            return f"its {item}/ item is missing"
+            return f"its {item} item is missing"
     for rel in ("meta/metadata", "state/_METADATA"):
-        problem = _json_problem(os.path.join(step_dir, rel))
+        problem = _json_problem(os.path.join(step_dir, rel)) if rel.split("/")[0] in items else None
         if problem:
             return f"{rel} {problem}"
+    if "store" in items:
+        problem = _store_problem(os.path.join(step_dir, "store"), step_dir)
+        if problem:
+            return problem
+    if "state" not in items:
+        return None
     state = os.path.join(step_dir, "state")
     empty = sorted(os.path.relpath(os.path.join(root, f), step_dir) for root, _, files in os.walk(state)
                    for f in files if os.path.getsize(os.path.join(root, f)) == 0)
@@ -61,6 +78,24 @@ def damage(step_dir: str, error: BaseException | None = None) -> str | None:
         return f"{empty[0]} is empty" + (f" (and {len(empty) - 1} more files)" if len(empty) > 1 else "")
     reason = _tensorstore_reason(error, step_dir) or _state_reason(state, step_dir)
     return f"state/ cannot be read ({reason})" if reason else None
+
+
+def _store_problem(store: str, step_dir: str) -> str | None:
+    """A store item without its files, or with one that is not a whole .npz."""
+    import zipfile  # noqa: PLC0415
+
+    files = sorted(f for f in os.listdir(store) if f.startswith("process_") and f.endswith(".npz"))
+    if not files:
+        return "store/ holds no process_*.npz file"
+    for name in files:
+        try:
+            with zipfile.ZipFile(os.path.join(store, name)) as z:
+                bad = z.testzip()
+        except (OSError, zipfile.BadZipFile) as e:
+            return f"store/{name} is not a whole .npz, truncated? ({e})"
+        if bad is not None:
+            return f"store/{name} is not a whole .npz ({bad} is corrupt)"
+    return None
 
 
 def _step_dir(checkpoint_dir: str, step) -> str | None:

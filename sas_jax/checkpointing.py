@@ -13,7 +13,12 @@ becomes one line naming the folder, the space a checkpoint needs and the space f
 
 Restoring validates the newest checkpoint (meta readable and complete, state readable,
 the store holding every row this process owns); a damaged one is moved aside to
-`<step>.damaged` with a one-line note and the one before it is tried.
+`<step>.damaged` with a one-line note and the one before it is tried. The note names the
+damage as the readers do (`checkpoint_damage.damage`: one diagnosis for both).
+
+Every orbax / tensorstore call runs inside `quiet_io()` (the Checkpointer from open to close,
+the readers around each read): the teardown tracebacks of a failed read or write (closed event
+loop, orphaned coroutines) never reach the user; the process's hooks are put back after.
 
 `Checkpointer` writes and resumes; the functions at the end read a finished run
 (`read_params`, `read_model`, `checkpoint_steps`, `resolve_step`) for fine-tuning,
@@ -23,10 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import re
 import shutil
+import sys
+import threading
+import time
 
 import jax
 import numpy as np
@@ -65,33 +74,143 @@ class _OneLineErrors(logging.Filter):
         return not (record.levelno >= logging.ERROR and record.exc_info and "orbax" in (record.pathname or ""))
 
 
-_QUIET = []
+# ----------------------------------------------------------------------------- quiet I/O
+# A failed orbax read or write leaves work behind: tensorstore's callbacks of the reads and
+# writes still in flight meet orbax's closed event loop ("RuntimeError: Event loop is closed"),
+# the coroutines waiting on them are garbage-collected later ("Exception ignored in: <coroutine
+# ...>", thousands of lines of tensorstore specs), and asyncio logs the other fragments'
+# errors ("... exception was never retrieved"). The one-line error already said what failed;
+# `quiet_io()` drops exactly those, and only while it is open.
+_IO_PATHS = (f"{os.sep}orbax{os.sep}", f"{os.sep}tensorstore{os.sep}", f"{os.sep}asyncio{os.sep}")
+_quiet = {"depth": 0, "saved": None, "lock": threading.Lock()}
 
 
-def _quiet_closed_event_loop() -> None:
-    """When a save fails, tensorstore's callbacks of the writes still in flight meet orbax's
-    closed event loop and print "RuntimeError: Event loop is closed" tracebacks through the
-    interpreter's hooks, and the other fragments' write errors are logged by asyncio, around
-    the one-line error. Those (only those) are dropped; installed once per process, by the
-    first Checkpointer."""
-    import sys  # noqa: PLC0415
-    import threading  # noqa: PLC0415
+def _closed_loop(exc) -> bool:
+    return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
-    if _QUIET:
-        return
-    _QUIET.append(True)
 
-    def closed_loop(exc) -> bool:
-        return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+def _from_io_library(exc, obj=None) -> bool:
+    """An exception (or the object it was ignored in) of orbax's / tensorstore's async I/O."""
+    if exc is None:
+        return False
+    if _closed_loop(exc) or is_write_error(exc):
+        return True
+    code = getattr(obj, "cr_code", None) or getattr(getattr(obj, "get_coro", lambda: None)(), "cr_code", None)
+    if code is not None and any(p in code.co_filename for p in _IO_PATHS[:2]):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if any(p in tb.tb_frame.f_code.co_filename for p in _IO_PATHS[:2]):
+            return True
+        tb = tb.tb_next
+    return False
 
-    # The write errors of the failed save's other fragments, garbage-collected unretrieved,
-    # reach asyncio's logger ("... exception was never retrieved"): the one line said it.
-    logging.getLogger("asyncio").addFilter(
-        lambda r: not (r.exc_info and r.exc_info[1] is not None and is_write_error(r.exc_info[1])))
+
+class _AsyncioNoise(logging.Filter):
+    """asyncio's reports of orbax's orphaned tasks ("exception was never retrieved", "Task was
+    destroyed but it is pending!")."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (_from_io_library(exc) or "orbax" in record.getMessage())
+
+
+def _orphan_tasks() -> list:
+    """Tasks left pending on a closed event loop (orbax's, after a failed read or write): each
+    one waits for a tensorstore callback that will report the closed loop."""
+    import asyncio  # noqa: PLC0415
+
+    tasks = getattr(asyncio.tasks, "_all_tasks", None)
+    if tasks is None:  # another Python: look through the live objects
+        tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task)]
+    for _ in range(3):
+        try:
+            tasks = list(tasks)
+            break
+        except RuntimeError:  # the set changed while copied
+            continue
+    else:
+        return []
+    return [t for t in tasks if not t.done() and t.get_loop().is_closed()]
+
+
+def _drain(limit_s: float = 10.0) -> None:
+    """Waits (at most `limit_s`) until the orphaned tasks of a failed read or write are gone, and
+    collects what they leave, so their noise meets the quiet hooks, not the user's."""
+    deadline = time.monotonic() + limit_s
+    gc.collect()
+    while _orphan_tasks() and time.monotonic() < deadline:
+        time.sleep(0.02)
+        gc.collect()
+    gc.collect()
+
+
+# A failed save drops orbax's other save coroutines: "RuntimeWarning: coroutine
+# 'JsonCheckpointHandler.async_save' was never awaited" (the package has no coroutines of its own).
+_UNAWAITED = "coroutine '.*' was never awaited"
+
+
+def _install_quiet() -> None:
+    import warnings  # noqa: PLC0415
+
     hook, thread_hook, unraisable = sys.excepthook, threading.excepthook, sys.unraisablehook
-    sys.excepthook = lambda t, v, tb: None if closed_loop(v) else hook(t, v, tb)
-    threading.excepthook = lambda a: None if closed_loop(a.exc_value) else thread_hook(a)
-    sys.unraisablehook = lambda u: None if closed_loop(u.exc_value) else unraisable(u)
+    noise = _AsyncioNoise()
+    warnings.filterwarnings("ignore", message=_UNAWAITED, category=RuntimeWarning)
+    _quiet["saved"] = (hook, thread_hook, unraisable, noise, warnings.filters[0])
+    logging.getLogger("asyncio").addFilter(noise)
+    sys.excepthook = lambda t, v, tb: None if _closed_loop(v) else hook(t, v, tb)
+    threading.excepthook = lambda a: None if _from_io_library(a.exc_value) else thread_hook(a)
+    sys.unraisablehook = lambda u: None if _from_io_library(u.exc_value, u.object) else unraisable(u)
+
+
+def _restore_hooks() -> None:
+    import warnings  # noqa: PLC0415
+
+    hook, thread_hook, unraisable, noise, unawaited = _quiet["saved"]
+    _quiet["saved"] = None
+    sys.excepthook, threading.excepthook, sys.unraisablehook = hook, thread_hook, unraisable
+    logging.getLogger("asyncio").removeFilter(noise)
+    if unawaited in warnings.filters:
+        warnings.filters.remove(unawaited)
+        mutated = getattr(warnings, "_filters_mutated", None)  # as warnings.filterwarnings does
+        if mutated is not None:
+            mutated()
+
+
+def quiet_io_enter() -> None:
+    """Opens a quiet region (nested ones share the outermost's hooks); see `quiet_io`."""
+    with _quiet["lock"]:
+        _quiet["depth"] += 1
+        if _quiet["depth"] == 1:
+            _install_quiet()
+
+
+def quiet_io_exit(failed: bool = False) -> None:
+    """Closes a quiet region: the outermost one drains what a failed read or write left behind,
+    then puts the process's hooks back as they were."""
+    if failed or _quiet["depth"] == 1:
+        _drain()
+    with _quiet["lock"]:
+        _quiet["depth"] -= 1
+        if _quiet["depth"] == 0:
+            _restore_hooks()
+
+
+@contextlib.contextmanager
+def quiet_io():
+    """Around every orbax / tensorstore call (the Checkpointer holds one from open to close):
+    the teardown tracebacks of a failed read or write never reach the user, who gets the one
+    line that names the damage or the write error. The interpreter's hooks
+    (`sys.excepthook`, `threading.excepthook`, `sys.unraisablehook`) are wrapped only while a
+    region is open, and put back when the outermost one closes; they drop only the noise of
+    orbax's and tensorstore's async I/O."""
+    quiet_io_enter()
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        quiet_io_exit(failed)
 
 
 def _mib(n: float) -> str:
@@ -165,7 +284,8 @@ class Checkpointer:
         self.store_rows_missing = 0  # of the last restore: owned rows absent from the checkpoint
         self._filter = _OneLineErrors()
         logging.getLogger("absl").addFilter(self._filter)
-        _quiet_closed_event_loop()
+        quiet_io_enter()  # every orbax call of this checkpointer, until `close`
+        self._quiet = True
 
     def _remove_unfinished(self) -> None:
         """Removes the temporary folders of saves that never completed (process 0)."""
@@ -243,11 +363,20 @@ class Checkpointer:
             raise UserError(f"{self.directory} was written with sas.max_predictions={saved_p}, this "
                             f"config has {store.max_predictions}; use a new --workdir or the same value")
 
+    def _damage(self, step: int, error: BaseException, items: tuple, fallback: str) -> DamagedCheckpoint:
+        """The damage of a step that failed to restore, named as the readers name it
+        (`checkpoint_damage.damage`), else `fallback` with the error's short reason."""
+        from sas_jax import checkpoint_damage  # noqa: PLC0415 (it reads through this module)
+
+        step_dir = os.path.join(self.directory, str(step))
+        what = checkpoint_damage.damage(step_dir, error, items) if os.path.isdir(step_dir) else None
+        return DamagedCheckpoint(what or f"{fallback} ({short_reason(error)})")
+
     def _restore_step(self, step: int, abstract_state, store: SampleStore | None, check) -> tuple:
         try:
             meta = self.read_meta(step)
         except Exception as e:  # noqa: BLE001 (any failure to read is damage)
-            raise DamagedCheckpoint(f"its meta item is unreadable ({short_reason(e)})") from e
+            raise self._damage(step, e, ("meta",), "its meta item is unreadable") from e
         missing = [k for k in ("config", "param_shapes", "data") if k not in meta]
         if missing:
             raise DamagedCheckpoint(f"its meta item lacks {', '.join(missing)}")
@@ -260,7 +389,7 @@ class Checkpointer:
         try:
             out = self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # noqa: BLE001
-            raise DamagedCheckpoint(f"its state or store is unreadable ({short_reason(e)})") from e
+            raise self._damage(step, e, tuple(items), "its state or store is unreadable") from e
         self.store_rows_missing = 0
         if store is not None:
             taken, total = out["store"]
@@ -288,6 +417,7 @@ class Checkpointer:
             if not distributed.all_agree(reason is not None):
                 return state, meta, step
             reason = reason or "damaged on another process"
+            _drain()  # the failed read's leftovers, now (the quiet hooks are on until `close`)
             damaged.append(f"step {step}: {reason}")
             aside = self._move_aside(step)
             if jax.process_index() == 0:
@@ -319,6 +449,9 @@ class Checkpointer:
                 raise
         finally:
             logging.getLogger("absl").removeFilter(self._filter)
+            if self._quiet:
+                self._quiet = False
+                quiet_io_exit()
 
 
 # ----------------------------------------------------------------------------- reading
@@ -389,7 +522,8 @@ def _read_meta_item(step_dir: str) -> dict:
     path = os.path.abspath(os.path.join(step_dir, "meta"))
     if not os.path.isdir(path):
         raise UserError(f"{step_dir} has no meta item; it is not a checkpoint written by sas_jax.train")
-    return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(path)
+    with quiet_io():
+        return ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(path)
 
 
 def read_params(checkpoint_dir: str, step: int | None = None) -> tuple:
@@ -400,13 +534,13 @@ def read_params(checkpoint_dir: str, step: int | None = None) -> tuple:
     meta = _read_meta_item(step_dir)
     path = os.path.abspath(os.path.join(step_dir, "state"))
     ckptr = ocp.PyTreeCheckpointer()
-    with _quiet_absl():
+    with quiet_io(), _quiet_absl():
         tree = ckptr.metadata(path)
     tree = getattr(getattr(tree, "item_metadata", None), "tree", tree)
     if "params" not in tree:
         raise UserError(f"{path} has no params; it is not a train-state checkpoint")
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree["params"])
-    with _quiet_absl():
+    with quiet_io(), _quiet_absl():
         out = ckptr.restore(path, args=ocp.args.PyTreeRestore(
             item={"params": tree["params"]}, restore_args={"params": restore_args}, partial_restore=True))
     return jax.tree.map(np.asarray, out["params"]), meta
