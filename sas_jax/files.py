@@ -71,6 +71,30 @@ def recover_dir(path: str) -> str | None:
     return None
 
 
+def check_dir(path: str, flag: str) -> str:
+    """`path` (absolute) when it is, or can become, a folder this process writes; else one
+    UserError line naming it (`flag`, e.g. "--workdir"): it is a file, it lies below a file
+    (`--workdir=notes.txt/run`), or its nearest existing folder is not writable. Every CLI
+    checks its output folders (--workdir, --out, --output, a corpus_dir it prepares) with it
+    before anything runs; nothing is created here."""
+    from sas_jax.errors import UserError  # noqa: PLC0415
+
+    if not path:
+        raise UserError(f"{flag} is empty; pass a folder path")
+    full = os.path.abspath(path)
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise UserError(f"{flag}={path} is a file, not a folder; pass a folder path (e.g. {path}_dir)")
+    parent = full
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"{flag}={path} cannot be a folder: {parent} is a file; pass a path that is not below a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{flag}={path} cannot be written: {parent} is not writable by this user; pass a folder "
+                        "you can write")
+    return full
+
+
 def write_text(path: str, text: str, encoding: str = "utf-8") -> None:
     with atomic_open(path, "w", encoding=encoding) as f:
         f.write(text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from absl import flags, logging
 
-from sas_jax import cli, config_lib, interrupts
+from sas_jax import cli, config_lib, files, interrupts
 from sas_jax.errors import UserError
 
 PROG = "python -m sas_jax.main"
@@ -37,6 +37,7 @@ def main(argv, overrides=()):
     # Before JAX, the processes and the workdir: a bad config leaves nothing behind.
     config = config_lib.load_config(_CONFIG.value, overrides)
     config.lock()
+    files.check_dir(_WORKDIR.value, "--workdir")  # below a file, unwritable: one line, nothing run
     import jax  # noqa: PLC0415 (after flag parsing, so --help is fast)
 
     from sas_jax import distributed, train  # noqa: PLC0415

@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sas_jax import cli
+from sas_jax import cli, files
 from sas_jax.data import prepare as prepare_lib
 from sas_jax.errors import UserError
 
@@ -60,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.vocab_type and not args.train_vocab:
         raise UserError("--vocab_type says what --train_vocab trains; pass --train_vocab=<size> too "
                         "(a --tokenizer file's type is its suffix: .model or vocab.txt)")
+    files.check_dir(args.output, "--output")  # below a file, unwritable: one line, nothing run
     prepare_lib.prepare_corpus(
         args.input, args.output, seq_len=args.seq_len, tokenizer_path=args.tokenizer,
         train_vocab_size=args.train_vocab, vocab_type=args.vocab_type or "sentencepiece",

@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     from sas_jax.data import real_tasks  # noqa: PLC0415
 
     a = parser().parse_args(argv)
+    files.check_dir(a.out, "--out")  # below a file, unwritable: one line, nothing run
     meta = real_tasks.build(a.recipe, a.out, wordnet_dir=a.wordnet_dir, seed=a.seed,
                             pos=tuple(p.strip() for p in a.pos.split(",") if p.strip()),
                             max_train=a.max_train, max_dev=a.max_dev, max_test=a.max_test, log=print)

@@ -194,8 +194,9 @@ def unigram_entropy(corpus) -> float:
     return evaluation.unigram_entropy(corpus.unigram_counts, corpus.tokenizer.special_table)
 
 
-def check_manifest(out: str, manifest: dict) -> None:
-    """Writes `<out>/study.json`, or refuses an `out` that holds a study with other settings."""
+def check_manifest(out: str, manifest: dict, write: bool = True) -> dict:
+    """Writes `<out>/study.json` (`write`; else only checks), or refuses an `out` that holds a
+    study with other settings; returns the manifest (its rows merged with the old ones)."""
     path = os.path.join(out, "study.json")
     if os.path.isfile(path):
         with open(path) as f:
@@ -205,7 +206,9 @@ def check_manifest(out: str, manifest: dict) -> None:
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
         manifest = {**manifest, "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
-    files.write_json(path, manifest)
+    if write:
+        files.write_json(path, manifest)
+    return manifest
 
 
 def _read_json(path: str) -> dict | None:
@@ -512,15 +515,19 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
     tiny = "tiny" in variant.split(",")
     sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else (4000, 1000))
     recipe_sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else None)  # None: all rows
-    check_manifest(out, {"variant": variant, "flops": float(budget), "overrides": list(overrides),
-                         "finetune_overrides": list(finetune_overrides), "downstream": downstream,
-                         "task": task if downstream not in ("auto", "none") else None,
-                         "downstream_size": list(sizes) if downstream == "auto" else (
-                             list(recipe_sizes or ()) or None if downstream in REAL_TASK_NAMES else None),
-                         "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]})
+    manifest = check_manifest(out, {
+        "variant": variant, "flops": float(budget), "overrides": list(overrides),
+        "finetune_overrides": list(finetune_overrides), "downstream": downstream,
+        "task": task if downstream not in ("auto", "none") else None,
+        "downstream_size": list(sizes) if downstream == "auto" else (
+            list(recipe_sizes or ()) or None if downstream in REAL_TASK_NAMES else None),
+        "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]}, write=False)
     ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
                           text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
                           recipe_sizes=recipe_sizes)
+    # Recorded once the downstream task is set up: a study that failed before training takes the
+    # corrected command in the same --out.
+    files.write_json(os.path.join(out, "study.json"), manifest)
     entropy = {d: unigram_entropy(c) for d, c in corpora.items()}
     results, cache = [], {}
     for run in runs:
@@ -598,6 +605,7 @@ def main(argv=None) -> int:
         sizes = _ints(a.downstream_size, "--downstream_size") if a.downstream_size else None
         if sizes is not None and (len(sizes) != 2 or min(sizes) < 2):
             raise UserError(f"--downstream_size={a.downstream_size!r} must be TRAIN,DEV (each at least 2)")
+        files.check_dir(a.out, "--out")  # below a file, unwritable: one line, nothing run
         import jax  # noqa: PLC0415 (after parsing, so --help is fast)
         from absl import logging  # noqa: PLC0415
 

@@ -41,6 +41,18 @@ CASES = {
                              "--config=configs/nope.py", "--out={tmp}/g"], ["config file configs/nope.py not found"]),
     "convert-missing-checkpoint": (["sas_jax.convert", "export", "--checkpoint_dir={tmp}/run", "--out={tmp}/hf"],
                                    ["checkpoint dir", "/run not found"]),
+    # An output folder that cannot be one (below a file: pytest.ini of the repository root) is
+    # named in one line before anything runs (`files.check_dir`).
+    "main-workdir-below-a-file": (["sas_jax.main", TINY, "--workdir=pytest.ini/run"],
+                                  ["--workdir=pytest.ini/run cannot be a folder:", "pytest.ini is a file"]),
+    "prepare-output-below-a-file": (["sas_jax.prepare", "--input={tmp}/missing.txt", "--train_vocab=100",
+                                     "--output=pytest.ini/c"], ["--output=pytest.ini/c cannot be a folder"]),
+    "study-out-below-a-file": (["sas_jax.study", "--rows=sas_small", "--variant=tiny", "--flops=1e9",
+                                "--out=pytest.ini/s"], ["--out=pytest.ini/s cannot be a folder"]),
+    "glue-out-below-a-file": (["sas_jax.glue", "sweep", "--checkpoint_dir={tmp}/run", "--glue_dir={tmp}/glue",
+                               "--out=pytest.ini/g"], ["--out=pytest.ini/g cannot be a folder"]),
+    "convert-out-below-a-file": (["sas_jax.convert", "export", "--checkpoint_dir={tmp}/run", "--out=pytest.ini/hf"],
+                                 ["--out=pytest.ini/hf cannot be a folder"]),
     "compare_runs-missing-workdir": (["sas_jax.analysis.compare_runs", "--run=SAS={tmp}/run", "--out={tmp}/c.png"],
                                      ["/run has no metrics.jsonl"]),
 }

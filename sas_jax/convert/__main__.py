@@ -22,7 +22,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sas_jax import cli
+from sas_jax import cli, files
 from sas_jax.errors import UserError
 
 
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 @cli.entry_point  # bad arguments, paths, checkpoints: one line `error: ...`, exit 2
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    files.check_dir(args.out if args.command == "export" else args.workdir,  # one line, nothing run
+                    "--out" if args.command == "export" else "--workdir")
     from sas_jax.convert import workdir  # noqa: PLC0415 - heavy imports after parsing
 
     if args.command == "export" and bool(args.checkpoint_dir) == bool(args.model):

@@ -213,6 +213,9 @@ def open_corpus(config, workdir: str, *, prepare_here: bool = False):
                             f"prepares its corpus only at its default data.corpus_dir={config_lib.DEMO_CORPUS_DIR} "
                             "(inside the workdir): drop the override, or prepare one there with "
                             "`python -m sas_jax.prepare`")
+        from sas_jax import files as files_lib  # noqa: PLC0415
+
+        files_lib.check_dir(corpus_dir, "data.corpus_dir")
         files = sorted(f for pat in prep.text_files.split(",") for f in glob.glob(pat.strip()))
         if not files:
             raise UserError(f"data.prepare.text_files={prep.text_files!r} matches no file; "

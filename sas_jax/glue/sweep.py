@@ -35,6 +35,7 @@ import ml_collections
 
 from sas_jax import checkpointing, cli, config_lib, files
 from sas_jax.errors import UserError
+from sas_jax.glue import data as data_lib
 from sas_jax.glue import finetune as finetune_lib
 from sas_jax.glue import kept_model
 from sas_jax.glue import model as model_lib
@@ -125,9 +126,18 @@ def run_sweep(init_from: dict, out_dir: str, *, tasks="all", glue_dir: str = "",
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir>")
     source = pretrained.source if pretrained is not None else resolve_source(init_from)
+    loaded = {"pre": pretrained, "data": {}}
+    # What the runs to do read (the checkpoint, every task's files) is read before --out is
+    # written: a damaged checkpoint or a bad data row leaves no half-made sweep behind.
+    pending = [r for r in runs if not _finished(results.run_file(out_dir, r[0].task, *r[1:]))]
+    if pending and loaded["pre"] is None:
+        loaded["pre"] = model_lib.load_pretrained({**source, "tokenizer": init_from.get("tokenizer", "")})
+    for task_config in {r[0].task: r[0] for r in pending}.values():  # its note comes when the task runs
+        data_lib.load_task(finetune_lib.task_of(task_config).name, glue_dir=glue_dir or None,
+                           tfds_data_dir=tfds_data_dir or None, log=lambda *_: None,
+                           skip_bad_rows=bool(task_config.data.get("skip_bad_rows", False)))
     os.makedirs(out_dir, exist_ok=True)
     _check_manifest(out_dir, source, init_from.get("tokenizer", ""))
-    loaded = {"pre": pretrained, "data": {}}
     done = skipped = 0
     for task_config, lr, bs, seed in runs:
         path = results.run_file(out_dir, task_config.task, lr, bs, seed)
@@ -274,6 +284,10 @@ def _add_sweep_args(p):
     p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
     p.add_argument("--glue_dir", default="", help="GLUE TSV folder (CoLA/, SST-2/, ...)")
     p.add_argument("--tfds_data_dir", default="", help="or a tensorflow-datasets data_dir with glue/*")
+    p.add_argument("--skip_bad_rows", action="store_true",
+                   help="leave out (with a count) GLUE TSV rows of train/dev with too few columns, a label "
+                        "outside the task's or an empty text, instead of refusing them (config "
+                        "data.skip_bad_rows; the official QQP train.tsv needs it)")
     p.add_argument("--tasks", default="all", help="comma-separated GLUE tasks and/or task files, e.g. cola,rte or "
                    "data/mydata/task.json (docs/tasks.md; default all 8 GLUE tasks)")
     p.add_argument("--init", default="pretrained", choices=random_init.INIT_CHOICES,
@@ -365,8 +379,12 @@ def main(argv=None) -> int:
 
     jax.config.update("jax_threefry_partitionable", True)
     overrides = config_overrides(extra)
+    if getattr(a, "skip_bad_rows", False):
+        overrides.append("data.skip_bad_rows=true")
     if overrides and a.command in ("table", "predict", "predict_file"):
         raise UserError(f"{a.command} takes no --config.* overrides (it uses the configs of the sweep's runs)")
+    if a.command in ("sweep", "curve", "predict"):  # below a file, unwritable: one line, nothing run
+        files.check_dir(a.out, "--out")
     if a.command == "sweep":
         init_from = {"checkpoint_dir": a.checkpoint_dir, "step": a.step, "hf_folder": a.hf_folder,
                      "tokenizer": a.tokenizer, "init": a.init, "model_config": a.model_config}
