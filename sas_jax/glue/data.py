@@ -74,11 +74,14 @@ def _split_names(spec: TaskSpec, splits) -> tuple:
 
 
 def load_task(task: str, *, glue_dir: str | None = None, tfds_data_dir: str | None = None,
-              splits=None) -> dict:
+              splits=None, skip_bad_rows: bool = False, log=print) -> dict:
     """{split: GlueSplit} of `task` from exactly one source (TSV folder or tfds data_dir); a task
     given by files (a task.json) is read from its own files and needs neither.
 
-    Default splits: train and the dev split(s); pass `splits=("test",)` for test.
+    Default splits: train and the dev split(s); pass `splits=("test",)` for test. A bad row of a
+    labelled TSV split (too few columns, a label outside the task's labels, an empty text) is a
+    UserError naming the file, the line and the value, or with `skip_bad_rows` (config
+    `data.skip_bad_rows`, `--skip_bad_rows`) is left out, `log` printing the count and the first.
     """
     spec = get_task(task)
     names = _split_names(spec, splits)
@@ -90,7 +93,7 @@ def load_task(task: str, *, glue_dir: str | None = None, tfds_data_dir: str | No
         raise UserError("give exactly one GLUE source: --glue_dir=<folder with CoLA/, SST-2/, ...> "
                         "or --tfds_data_dir=<tensorflow-datasets data_dir holding glue/*>")
     if glue_dir:
-        return {s: read_tsv_split(spec, glue_dir, s) for s in names}
+        return {s: read_tsv_split(spec, glue_dir, s, skip_bad_rows=skip_bad_rows, log=log) for s in names}
     return {s: read_tfds_split(spec, tfds_data_dir, s) for s in names}
 
 
@@ -110,15 +113,39 @@ def _column(ref, header, path):
 
 def _label_id(spec: TaskSpec, value: str):
     if spec.is_regression:
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            return None
     value = value.strip()
     if value in spec.labels:
         return spec.labels.index(value)
     return None
 
 
-def read_tsv_split(spec: TaskSpec, glue_dir: str, split: str) -> GlueSplit:
-    """One split from `<glue_dir>/<TASK>/<split>.tsv` in the standard GLUE layouts."""
+def _clip(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[:n - 3] + "...")
+
+
+def _bad_row(spec: TaskSpec, row: list, need: int, columns: tuple, cl) -> str | None:
+    """What is wrong with one labelled row (user_task's wording), or None."""
+    if len(row) < need:
+        return f"short row, {len(row)} fields where {need} are needed: {_clip(chr(9).join(row))}"
+    if cl is not None and _label_id(spec, row[cl]) is None:
+        if spec.is_regression:
+            return f"label {row[cl]!r} is not a number (the task is a regression)"
+        return f"label {row[cl]!r} is not one of {spec.title}'s labels: {', '.join(spec.labels)}"
+    for name, c in columns:
+        if c is not None and not row[c].strip():
+            return f"empty {name} (column {c + 1})"
+    return None
+
+
+def read_tsv_split(spec: TaskSpec, glue_dir: str, split: str, *, skip_bad_rows: bool = False,
+                   log=print) -> GlueSplit:
+    """One split from `<glue_dir>/<TASK>/<split>.tsv` in the standard GLUE layouts. A bad row of
+    a labelled split is refused (one line: file, line, value) or, with `skip_bad_rows`, left out
+    with a note; the test splits keep their rows (the GLUE server wants every one)."""
     path = tsv_path(spec, glue_dir, split)
     if not os.path.isfile(path):
         raise UserError(f"GLUE file {path} not found; pass --glue_dir=<folder with {spec.folder}/"
@@ -136,14 +163,23 @@ def read_tsv_split(spec: TaskSpec, glue_dir: str, split: str) -> GlueSplit:
     ci = header.index(id_col) if id_col else None
     need = max(c for c in (ca, cb, cl, ci) if c is not None) + 1
     text_a, text_b, labels, idx, skipped = [], [], [], [], 0
+    first_line = 2 if header is not None else 1  # the file's line number of rows[0]
+    first_bad = None
     for n, row in enumerate(rows):
-        if len(row) < need:
+        if not is_test:
+            bad = _bad_row(spec, row, need, (("text", ca), ("second text", cb)), cl)
+            if bad is not None:
+                where = f"{path} line {n + first_line}: {bad}"
+                if not skip_bad_rows:
+                    raise UserError(f"{where}; fix the file, or pass --skip_bad_rows (config "
+                                    "data.skip_bad_rows=true) to leave such rows out with a count")
+                skipped += 1
+                first_bad = first_bad or f"line {n + first_line}: {bad}"
+                continue
+        elif len(row) < need:
             skipped += 1
             continue
         label = -1 if cl is None else _label_id(spec, row[cl])
-        if label is None:
-            skipped += 1
-            continue
         text_a.append(row[ca])
         if cb is not None:
             text_b.append(row[cb])
@@ -151,6 +187,8 @@ def read_tsv_split(spec: TaskSpec, glue_dir: str, split: str) -> GlueSplit:
         idx.append(int(row[ci]) if ci is not None and row[ci].isdigit() else n)
     if not text_a:
         raise UserError(f"{path} has no usable rows ({skipped} malformed); re-download the GLUE data")
+    if first_bad is not None:
+        log(f"note: skipped {skipped} bad row(s) of {path} (skip_bad_rows); the first: {first_bad}")
     return GlueSplit(spec.name, split, text_a, text_b if cb is not None else None,
                      _labels_array(spec, labels), np.asarray(idx, np.int64), skipped)
 

@@ -187,7 +187,8 @@ def _encode(data: dict, split: str, tokenizer, max_seq_length: int) -> data_lib.
 def load_data(config, tokenizer, splits=None) -> dict:
     """{split: EncodedSplit} of `config.task` from the config's source (a task file: its own files)."""
     raw = data_lib.load_task(task_of(config).name, glue_dir=config.data.glue_dir or None,
-                             tfds_data_dir=config.data.tfds_data_dir or None, splits=splits)
+                             tfds_data_dir=config.data.tfds_data_dir or None, splits=splits,
+                             skip_bad_rows=bool(config.data.get("skip_bad_rows", False)))
     return {k: data_lib.encode_split(v, tokenizer, int(config.data.max_seq_length)) for k, v in raw.items()}
 
 

@@ -45,6 +45,10 @@ def task_config(task: str, *, base: bool = False, tiny: bool = False) -> ml_coll
     c.data.tfds_data_dir = ""  # or a tensorflow-datasets data_dir holding glue/<task>
     c.data.task_file = spec.file  # a task given by files: its task.json (docs/tasks.md); "" for GLUE
     c.data.max_seq_length = 128  # [CLS] a [SEP] (b [SEP]), longer segment truncated first
+    # A GLUE TSV row of train/dev with too few columns, a label outside the task's, or an empty
+    # text: refused naming file and line (False), or left out with a count (True; the official
+    # QQP train.tsv has such rows; docs/cli.md).
+    c.data.skip_bad_rows = False
     c.data.train_size = spec.train_size  # GLUE train rows (a task file's: its own): steps and warm-up derive from it
     c.data.dev_size = sum(spec.dev_sizes.values())  # GLUE dev rows (all dev splits)
 

@@ -9,9 +9,13 @@ from sas_jax.glue import data
 from sas_jax.glue.tasks import TASKS, get_task, parse_tasks
 
 
-def test_layout_quirks(glue_dir):
-    qqp = data.load_task("qqp", glue_dir=str(glue_dir))["train"]
-    assert qqp.skipped == 1 and len(qqp) == gf.SIZES["train"]  # the broken row
+def test_layout_quirks(glue_dir, capsys):
+    with pytest.raises(UserError, match=r"QQP/train.tsv line 7: short row, 4 fields where 6 are needed: "
+                                        r"'999\\t1\\t2\\ta question cut short'; .*pass --skip_bad_rows"):
+        data.load_task("qqp", glue_dir=str(glue_dir))  # the broken row: refused by default
+    qqp = data.load_task("qqp", glue_dir=str(glue_dir), skip_bad_rows=True)["train"]
+    assert qqp.skipped == 1 and len(qqp) == gf.SIZES["train"]  # left out, with a note naming it
+    assert "note: skipped 1 bad row(s) of" in capsys.readouterr().out
     mnli = data.load_task("mnli", glue_dir=str(glue_dir))
     assert 'the king said " love me " and left' in mnli["train"].text_a  # no csv quoting
     assert set(mnli) == {"train", "dev_matched", "dev_mismatched"}
@@ -31,6 +35,26 @@ def test_bad_input_is_one_line_user_error(glue_dir, tmp_path):
         data.load_task("rte", glue_dir=str(glue_dir), splits=["dev_matched"])
     assert parse_tasks("all") == TASKS and parse_tasks("RTE,sst-2,rte") == ("sst2", "rte")
     assert get_task("STS-B").is_regression and get_task("mnli").num_labels == 3
+
+
+@pytest.mark.parametrize("line, want", [
+    ("a fine sentence\t7", r"label '7' is not one of SST-2's labels: 0, 1"),
+    ("   \t1", r"empty text \(column 1\)"),
+    ("no label at all", r"short row, 1 fields where 2 are needed"),
+])
+def test_a_bad_glue_row_is_named_or_skipped_with_a_count(glue_dir, tmp_path, capsys, line, want):
+    import shutil  # noqa: PLC0415
+
+    root = tmp_path / "glue"
+    shutil.copytree(glue_dir / "SST-2", root / "SST-2")
+    path = root / "SST-2" / "train.tsv"
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join([*rows[:3], line, *rows[3:]]) + "\n")
+    with pytest.raises(UserError, match=rf"SST-2/train.tsv line 4: {want}.*; fix the file, or pass --skip_bad_rows"):
+        data.load_task("sst2", glue_dir=str(root))
+    train = data.load_task("sst2", glue_dir=str(root), skip_bad_rows=True)["train"]
+    assert train.skipped == 1 and len(train) == len(rows) - 1
+    assert f"skipped 1 bad row(s) of {path} (skip_bad_rows); the first: line 4: " in capsys.readouterr().out
 
 
 def test_truncation_drops_from_the_longer_segment_first():
