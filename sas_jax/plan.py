@@ -102,6 +102,36 @@ def format_plan(p: dict) -> str:
     ])
 
 
+def check_corpus(config, workdir: str) -> str:
+    """What the real run checks of its corpus before it starts, without reading the rows: a
+    one-line UserError for an empty `data.corpus_dir`, a folder holding no prepared corpus
+    (unless the config prepares its own, the demo), or another sequence length; the workdir
+    must be able to be a folder. Returns a line describing the corpus."""
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+
+    from sas_jax import files  # noqa: PLC0415
+    from sas_jax.data import prepare as prepare_lib  # noqa: PLC0415
+
+    files.check_dir(workdir, "WORKDIR")
+    corpus_dir = config.data.corpus_dir
+    if not corpus_dir:
+        raise UserError("data.corpus_dir is empty; prepare a corpus with `python -m sas_jax.prepare` "
+                        "and pass --config.data.corpus_dir=<dir>")
+    path = corpus_dir if os.path.isabs(corpus_dir) else os.path.join(workdir, corpus_dir)
+    if not prepare_lib.holds_corpus(path):
+        if config.data.prepare.text_files:
+            return f"corpus: {path} is prepared by the run on first use (data.prepare.text_files)"
+        raise UserError(f"data.corpus_dir={corpus_dir} holds no prepared corpus (no meta.json in {path}); "
+                        "prepare one with `python -m sas_jax.prepare --output=<dir>` and pass its folder")
+    with open(os.path.join(path, "meta.json")) as f:
+        meta = json.load(f)
+    if int(meta.get("seq_len", config.seq_len)) != int(config.seq_len):
+        raise UserError(f"seq_len={config.seq_len} but the corpus was prepared with {meta['seq_len']}; set "
+                        f"--config.seq_len={meta['seq_len']} or re-prepare")
+    return f"corpus: {path}, {int(meta.get('num_rows', 0)):,} rows of {meta.get('seq_len')} tokens"
+
+
 @cli.entry_point  # bad arguments, configs, overrides: one line `error: ...`, exit 2
 def main(argv=None) -> int:
     ap = cli.ArgumentParser(prog="python -m sas_jax.plan", description=__doc__.splitlines()[0])
@@ -110,14 +140,19 @@ def main(argv=None) -> int:
     ap.add_argument("--gpus_per_node", type=int, default=8)
     ap.add_argument("--processes_per_node", type=int, default=0, help="default: one per GPU")
     ap.add_argument("--num_examples", type=int, default=REFERENCE_EXAMPLES)
+    ap.add_argument("--workdir", default="", help="the run's --workdir: check its corpus (data.corpus_dir) as "
+                    "the run would (the SLURM launch's dry run passes it)")
     args, extra = ap.parse_known_args(argv)
     overrides, rest = cli.split_config_overrides(extra)
     if rest:
         raise UserError(f"unrecognized arguments: {' '.join(rest)}; config overrides look like --config.KEY=VALUE")
     config = load_config(args.config, overrides)
+    corpus = check_corpus(config, args.workdir) if args.workdir else None
     p = plan_launch(config, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                     processes_per_node=args.processes_per_node or args.gpus_per_node, num_examples=args.num_examples)
     print(format_plan(p))
+    if corpus:
+        print(corpus)
 
 
 if __name__ == "__main__":

@@ -128,9 +128,21 @@ def test_a_sigterm_to_the_batch_shell_is_forwarded_to_srun(tmp_path):
 
 def test_dry_run_passes_the_overrides_to_the_plan(tmp_path):
     env = slurm_env(tmp_path, DRY_RUN="1", SLURM_NNODES="4", SLURM_JOB_NUM_NODES="4")
-    r = subprocess.run(["bash", str(spooled(tmp_path)), "configs/sas_small.py", "/tmp/unused",
-                        "--config.batch_size=256"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    corpus = tmp_path / "corpus"  # what the run checks before it starts: meta.json and its seq_len
+    corpus.mkdir()
+    (corpus / "meta.json").write_text('{"seq_len": 128, "num_rows": 1000}')
+    script = str(spooled(tmp_path))
+    r = subprocess.run(["bash", script, "configs/sas_small.py", str(tmp_path / "w"), "--config.batch_size=256",
+                        f"--config.data.corpus_dir={corpus}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "devices: 32 in 32 processes" in r.stdout
     assert "global batch: 256; per host: 64; per process: 8; per device: 8" in r.stdout
-    assert not (tmp_path / "srun.log").exists()
+    assert f"corpus: {corpus}, 1,000 rows of 128 tokens" in r.stdout
+    assert not (tmp_path / "srun.log").exists() and not (tmp_path / "w").exists()
+    # Without a corpus the real job would fail at its start: so does the dry run, in one line.
+    r = subprocess.run(["bash", script, "configs/sas_small.py", str(tmp_path / "w")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: data.corpus_dir is empty; prepare a corpus with `python -m sas_jax.prepare` and pass "
+        "--config.data.corpus_dir=<dir>"], r.stderr[-2000:]
