@@ -520,9 +520,21 @@ class Trainer:
                 max_predictions=self.config.sas.max_predictions)
             say(evaluation.fill_mask_line(self.model, self.state.params, self.corpus, example, position,
                                           mesh=self.mesh, rules=self.rules))
+        note, flags = self._export_flags()
         say(f"saved step {step} in {self.ckpt.directory}; fine-tune: python -m sas_jax.glue sweep "
-            f"--checkpoint_dir={self.workdir} --glue_dir=<GLUE data>; export: python -m sas_jax.convert export "
-            f"--checkpoint_dir={self.workdir} --out=<folder>")
+            f"--checkpoint_dir={self.workdir} --glue_dir=<GLUE data>; export{note}: python -m sas_jax.convert export "
+            f"--checkpoint_dir={self.workdir} --out=<folder>{flags}")
+
+    def _export_flags(self) -> tuple[str, str]:
+        """(a note, the flags) the printed export command needs to succeed on this run: an MLM
+        head whose LayerNorm eps is not the encoder's (the SAS rows) is refused by default, so
+        the command leaves it out (`--mlm_eps_gap=skip`) and the note says how to write it anyway."""
+        cfg, params = self.objective.model_config, self.state.params
+        if "mlm_head" in params and "discriminator" not in params and cfg.mlm_layer_norm_eps != cfg.layer_norm_eps:
+            return (f" (the MLM head's LayerNorm eps {cfg.mlm_layer_norm_eps:g} is not the encoder's "
+                    f"{cfg.layer_norm_eps:g}, which HF heads use: left out; --mlm_eps_gap=allow writes it with "
+                    "the measured gap recorded)", " --mlm_eps_gap=skip")
+        return "", ""
 
     def close(self) -> None:
         try:

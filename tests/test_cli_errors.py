@@ -98,6 +98,7 @@ def test_glue_sweep_on_a_damaged_checkpoint(damage, wants, cli, tmp_path, tiny_w
     r = cli("-m", "sas_jax.glue", "sweep", f"--checkpoint_dir={workdir}", f"--glue_dir={tmp_path}/glue",
             "--tasks=rte", "--config=glue:tiny", f"--out={tmp_path}/g", timeout=180)
     assert_one_line_error(r, [f"checkpoint {step_dir} is damaged", *wants])
+    assert not (tmp_path / "g").exists()  # read before --out is written: nothing half-made to clean up
 
 
 # ----------------------------------------------------------------------------- the helper, in-process

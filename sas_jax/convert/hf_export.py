@@ -164,11 +164,12 @@ def mlm_eps_decision(params, cfg: ModelConfig, policy: str) -> tuple[bool, dict 
 
 
 def export_sas(params, cfg: ModelConfig, out_dir: str, *, tokenizer=None, mlm_eps_gap: str = "skip",
-               sample_lines=()) -> dict[str, str]:
-    """A SAS/SASDA (or any PretrainingModel with an RTD head) as HF folders; returns {role: folder}."""
+               sample_lines=(), decision: tuple | None = None) -> dict[str, str]:
+    """A SAS/SASDA (or any PretrainingModel with an RTD head) as HF folders; returns {role: folder}.
+    `decision`: `mlm_eps_decision`'s answer when the caller already has it (measured and warned once)."""
     params = _host(params)
     tok = _tokenizer(tokenizer)
-    write_mlm, gap = mlm_eps_decision(params, cfg, mlm_eps_gap)
+    write_mlm, gap = decision if decision is not None else mlm_eps_decision(params, cfg, mlm_eps_gap)
     extra = {"mlm_eps_gap": gap} if gap and write_mlm else {}
     if cfg.disentangled:
         arch = "DebertaV2ForMaskedLM" if write_mlm else "DebertaV2Model"

@@ -163,7 +163,7 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, *, step: int | None = N
         elif "rtd_head" in params:
             write_mlm, gap = hf_export.mlm_eps_decision(params, cfg, mlm_eps_gap)
             folders = hf_export.export_sas(params, cfg, out_dir, tokenizer=tok, sample_lines=lines,
-                                           mlm_eps_gap="allow" if write_mlm else "skip")
+                                           decision=(write_mlm, gap))  # measured and warned once
         else:
             write_mlm, gap = hf_export.mlm_eps_decision(params, cfg, mlm_eps_gap)
             if cfg.disentangled:
@@ -224,6 +224,30 @@ def _folder_kind(hf_folder: str) -> str:
     return "single"
 
 
+def _check_family(hf_folder: str, kind: str) -> None:
+    """A one-line UserError for a folder of a model family this package does not read (e.g.
+    GPT-2), naming the families it reads and the one it found."""
+    from sas_jax.convert import hf_keys  # noqa: PLC0415
+
+    sub = {"single": "", "discriminator": "discriminator"}.get(kind)
+    if sub is None:  # generator/ + discriminator/: written by export (each config is read on import)
+        return
+    path = os.path.join(hf_folder, sub, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} cannot be read as JSON ({' '.join(str(e).split())}); re-copy the folder") from None
+    found = (config.get("architectures") or [None])[0]
+    model_type = config.get("model_type")
+    known_types = sorted({f.model_type for f in hf_keys.FAMILIES.values()})
+    if found in hf_keys.FAMILIES or model_type in known_types:  # a known family: its classes are checked later
+        return
+    raise UserError(f"{hf_folder} holds a {found or '?'} model (model_type {model_type!r}); this package reads "
+                    f"{', '.join(known_types)} encoders: {', '.join(sorted(hf_keys.FAMILIES))}; pass such a folder "
+                    "(e.g. one `python -m sas_jax.convert export` wrote)")
+
+
 def _run_config(hf_folder: str, config_spec: str):
     import ml_collections  # noqa: PLC0415
 
@@ -252,6 +276,7 @@ def import_to_workdir(hf_folder: str, workdir: str, *, config: str = "", tokeniz
     from sas_jax.train_state import TrainState  # noqa: PLC0415
 
     kind = _folder_kind(hf_folder)
+    _check_family(hf_folder, kind)  # before "no sas_jax_run.json": no --config can read another family
     if checkpointing.checkpoint_steps(workdir):
         raise UserError(f"workdir {workdir} already holds checkpoints; pick another --workdir or delete it")
     run = _run_config(hf_folder, config)
