@@ -216,6 +216,7 @@ def _mount_tmpfs(path, size):
     return r.returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_exit_2_and_the_earlier_checkpoints_resume(tmp_path, cli, prepared_corpus):
     """A real full disk where this machine lets the test mount a small tmpfs; else skipped
     (test_main's simulated write error covers the message)."""
