@@ -160,10 +160,14 @@ def test_launch_scripts_are_valid_bash():
         assert r.returncode == 0, r.stdout
 
 
-def test_dry_run_plan_for_four_nodes_of_eight_gpus():
+def test_dry_run_plan_for_four_nodes_of_eight_gpus(tmp_path):
     env = {**os.environ, "DRY_RUN": "1", "NODES": "4", "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("SLURM_JOB_NUM_NODES", None)
-    r = subprocess.run(["bash", "launch/slurm_train.sbatch", "configs/sas_small.py", "/tmp/unused"], cwd=ROOT,
+    corpus = tmp_path / "corpus"  # the dry run checks the corpus as the job would: its meta.json
+    corpus.mkdir()
+    (corpus / "meta.json").write_text('{"seq_len": 128, "num_rows": 25600000}')
+    r = subprocess.run(["bash", "launch/slurm_train.sbatch", "configs/sas_small.py", str(tmp_path / "run"),
+                        f"--config.data.corpus_dir={corpus}"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     out = r.stdout
