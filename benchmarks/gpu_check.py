@@ -158,18 +158,6 @@ def check_attention(tiny: bool) -> dict:
             "grad_max_abs": gscale}
 
 
-def _eqns(jaxpr, prefix=""):
-    for e in jaxpr.eqns:
-        where = f"{prefix}/{e.source_info.name_stack}"
-        yield where, e
-        for p in e.params.values():
-            for sub in p if isinstance(p, (list, tuple)) else (p,):
-                if hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
-                    yield from _eqns(sub.jaxpr, where)
-                elif hasattr(sub, "eqns"):
-                    yield from _eqns(sub, where)
-
-
 def check_bf16_step(tiny: bool) -> dict:
     """The bf16 SAS step: dtypes in its jaxpr (as tests/test_bf16.py) and one finite step."""
     import jax  # noqa: PLC0415
@@ -177,6 +165,7 @@ def check_bf16_step(tiny: bool) -> dict:
 
     from sas_jax import config_lib, train  # noqa: PLC0415
     from sas_jax.data.synthetic import markov_corpus  # noqa: PLC0415
+    from sas_jax.models.mixed import jaxpr_equations  # noqa: PLC0415
 
     cfg = config_lib.load_config("sas_small:tiny" if tiny else "sas_small",
                                  ["model.dtype=bfloat16", "data.eval_rows=0"] + ([] if tiny else ["batch_size=64"]))
@@ -185,7 +174,7 @@ def check_bf16_step(tiny: bool) -> dict:
     params_f32 = all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves((t.state.params, t.state.opt_state))
                      if jnp.issubdtype(x.dtype, jnp.floating))
     batch, _ = t.make_batch(0)
-    eqns = list(_eqns(jax.make_jaxpr(t.step_fn)(t.state, batch, t.step_key).jaxpr))
+    eqns = list(jaxpr_equations(jax.make_jaxpr(t.step_fn)(t.state, batch, t.step_key).jaxpr))
     dots = [(w, e) for w, e in eqns if e.primitive.name == "dot_general"]
     not_bf16 = sorted({w for w, e in dots if "dense_prediction" not in w
                        and any(v.aval.dtype != jnp.bfloat16 for v in e.invars)})

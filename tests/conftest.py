@@ -26,6 +26,16 @@ jax.config.update("jax_threefry_partitionable", True)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def load_script(name: str):
+    """`benchmarks/<name>.py`, a script, imported as a module (its `main(argv)` and helpers)."""
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_config(name: str, arg: str | None = "tiny", overrides=()):
     """`configs/<name>.py` → get_config(arg) (+ "a.b=v" overrides), as the CLI would load it."""
     from sas_jax import config_lib  # noqa: PLC0415

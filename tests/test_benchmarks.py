@@ -4,23 +4,15 @@ Sane, positive numbers and JSON fields for SAS, BERT and ELECTRA, and the struct
 the benchmark exists to check: SAS and BERT run the same single encoder forward per step
 (identical encoder-layer dot ops; SAS's total = BERT's + the RTD head's), ELECTRA two.
 """
-import importlib.util
 import json
 import math
 
 import jax
-from conftest import ROOT
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("step_throughput", ROOT / "benchmarks" / "step_throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_step_benchmark_tiny_cpu(tmp_path, capsys):
-    bench = load_bench()
+    bench = load_script("step_throughput")
     out = tmp_path / "out.json"
     bench.main(["--configs=sas_small,bert_small,electra_small", "--variant=tiny", "--steps=2", "--repeats=1",
                 "--warmup=1", "--num_devices=1", "--with-store", f"--json={out}"])
@@ -67,7 +59,7 @@ def test_step_benchmark_tiny_cpu(tmp_path, capsys):
 
 
 def test_dot_census_reads_scopes():
-    bench = load_bench()
+    bench = load_script("step_throughput")
     text = "\n".join([
         '%1 = stablehlo.dot_general %a, %b : (x) -> y loc(#loc1)',
         '%2 = stablehlo.dot_general %a, %b : (x) -> y loc(#loc2)',

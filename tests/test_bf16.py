@@ -15,23 +15,11 @@ import pytest
 
 from sas_jax import losses, train
 from sas_jax.data.synthetic import markov_corpus
+from sas_jax.models.mixed import jaxpr_equations
 
 # Measured on the CPU at this shape (60 steps): f32 3.0588, bf16 3.0558 nats, |diff| 0.003;
 # the bound leaves room for other seeds and XLA versions.
 RUN_TOLERANCE = 0.05  # nats
-
-
-def _eqns(jaxpr, prefix=""):
-    """(name stack, eqn) of every equation, sub-jaxprs (pjit, custom_vjp, checkpoint) included."""
-    for e in jaxpr.eqns:
-        where = f"{prefix}/{e.source_info.name_stack}"
-        yield where, e
-        for p in e.params.values():
-            for sub in p if isinstance(p, (list, tuple)) else (p,):
-                if hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
-                    yield from _eqns(sub.jaxpr, where)
-                elif hasattr(sub, "eqns"):
-                    yield from _eqns(sub, where)
 
 
 def _trainer(config_factory, dtype, **overrides):
@@ -48,7 +36,7 @@ def test_bf16_step_dtypes(config_factory):
             assert leaf.dtype == jnp.float32, leaf.dtype
     batch, _ = t.make_batch(0)
     closed = jax.make_jaxpr(t.step_fn)(t.state, batch, t.step_key)
-    eqns = list(_eqns(closed.jaxpr))
+    eqns = list(jaxpr_equations(closed.jaxpr))
     dots = [(w, e) for w, e in eqns if e.primitive.name == "dot_general"]
     encoder = [(w, e) for w, e in dots if "encoder/" in w]
     # 2 layers x 8 matmuls, forward + 2 backward each (a custom_vjp's forward is listed twice)

@@ -4,22 +4,14 @@ The fast test runs the orchestration (wheels, env, the summary) alone; the slow 
 phase in this process (`--tiny --in_process`: checks, step_throughput, hf_baseline eager,
 a 16-step training run with held-out evaluation and a 5-step profile).
 """
-import importlib.util
 import json
 
 import pytest
-from conftest import ROOT
-
-
-def load_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_gpu_check_orchestration(tmp_path, capsys):
-    check = load_check()
+    check = load_script("gpu_check")
     assert check.ensure_wheels() == []  # everything importable here: nothing installed
     summary = check.main(["--tiny", "--in_process", f"--out={tmp_path}", "--skip=checks,step,hf,train"])
     out = capsys.readouterr().out
@@ -30,7 +22,7 @@ def test_gpu_check_orchestration(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_gpu_check_tiny_in_process(tmp_path, capsys):
-    check = load_check()
+    check = load_script("gpu_check")
     summary = check.main(["--tiny", "--in_process", f"--out={tmp_path}"])
     out = capsys.readouterr().out
     assert all(v["rc"] == 0 for v in summary["phases"].values()), summary["phases"]

@@ -5,12 +5,11 @@ The step runs for BERT, ELECTRA and SAS, its losses are finite, the JSON carries
 the model `sas_jax` builds for the same config (same shapes). Eager only: `torch.compile`
 takes minutes on CPU.
 """
-import importlib.util
 import json
 import math
 
 import pytest
-from conftest import ROOT, load_config
+from conftest import load_config, load_script
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -25,16 +24,9 @@ SHARED_REPORT_KEYS = ("device_kind", "platform", "num_devices", "cpu_model", "cp
                       "results", "ratios")
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("hf_baseline", ROOT / "benchmarks" / "hf_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    bench = load_bench()
+    bench = load_script("hf_baseline")
     tmp = tmp_path_factory.mktemp("hf")
     ours = {"results": [{"config": "sas_small:tiny", "tokens_per_s": 1000.0, "batch": 8, "seq_len": 32,
                          "dtype": "float32", "with_store_tokens_per_s": 900.0}]}
@@ -93,6 +85,6 @@ def test_hf_peers_have_the_parameters_of_our_models(report):
 
 
 def test_rows_without_a_peer_are_refused():
-    bench = load_bench()
+    bench = load_script("hf_baseline")
     with pytest.raises(ValueError, match="absolute-position"):
         bench.recipe_of(load_config("deberta_small", "tiny"))

@@ -43,3 +43,17 @@ def _bwd(spec, res, g):
 
 
 _einsum_f32.defvjp(_fwd, _bwd)
+
+
+def jaxpr_equations(jaxpr, prefix=""):
+    """(name stack, equation) of every equation of `jaxpr`, sub-jaxprs (pjit, custom_vjp,
+    checkpoint) included: how the tests and the device check read the dtypes of a compiled step."""
+    for e in jaxpr.eqns:
+        where = f"{prefix}/{e.source_info.name_stack}"
+        yield where, e
+        for p in e.params.values():
+            for sub in p if isinstance(p, (list, tuple)) else (p,):
+                if hasattr(sub, "jaxpr") and hasattr(sub, "consts"):
+                    yield from jaxpr_equations(sub.jaxpr, where)
+                elif hasattr(sub, "eqns"):
+                    yield from jaxpr_equations(sub, where)
