@@ -97,9 +97,14 @@ def test_a_reader_on_a_damaged_checkpoint_is_one_error_line_on_a_busy_machine(ti
     assert not (tmp_path / "hf").exists()
 
 
-def test_quiet_io_puts_the_hooks_back_and_drops_only_the_io_noise(tiny_workdir, tmp_path):
+def test_quiet_io_puts_the_hooks_back_and_drops_only_the_io_noise(tiny_workdir, tmp_path, monkeypatch):
     """In-process: the hooks are wrapped only inside the region (nested ones too), and put back
     after a failed read; the same diagnosis names the damage for resume and readers."""
+    # No region open before this test (a Checkpointer that another test of this worker left open
+    # holds one, and its hooks wrap the ones this test sets).
+    import threading  # noqa: PLC0415
+
+    monkeypatch.setattr(checkpointing, "_quiet", {"depth": 0, "saved": None, "lock": threading.Lock()})
     hooks = (sys.excepthook, sys.unraisablehook, __import__("threading").excepthook)
     seen = []
     sys.unraisablehook = seen.append
