@@ -19,11 +19,10 @@ import threading
 import jax
 import numpy as np
 
-from sas_jax import (checkpointing, distributed, evaluation, flops, objectives, optim, profiling, run_identity,
-                     sharding, train_state, train_step)
+from sas_jax import (checkpointing, distributed, evaluation, flops, interrupts, objectives, optim, profiling,
+                     run_identity, sharding, startup, train_state, train_step)
 from sas_jax.data import pipeline
 from sas_jax.data.corpus import open_corpus
-from sas_jax import interrupts, startup
 from sas_jax.errors import UserError
 from sas_jax.metrics_log import MetricWriter
 from sas_jax.workdir_lock import WorkdirLock

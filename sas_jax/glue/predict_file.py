@@ -30,7 +30,7 @@ import numpy as np
 
 from sas_jax import files
 from sas_jax.errors import UserError
-from sas_jax.glue import kept_model
+from sas_jax.glue import kept_model, user_task
 
 csv.field_size_limit(sys.maxsize)
 
@@ -54,18 +54,7 @@ def read_records(path: str, fmt: str) -> tuple:
         if fmt == "text":
             return None, [[line] for line in f.read().splitlines() if line.strip()]
         if fmt == "jsonl":
-            records = []
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path} line {n} is not JSON ({e.msg}); JSON lines hold one object "
-                                    "per line") from None
-                if not isinstance(obj, dict):
-                    raise UserError(f"{path} line {n} is not a JSON object; JSON lines hold one object per line")
-                records.append(obj)
+            records = [obj for _, obj in user_task.json_rows(path)]  # the task files' reader
             return sorted({k for r in records for k in r}), records
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(f)
         rows = [r for r in reader if any(c.strip() for c in r)]

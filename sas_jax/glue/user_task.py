@@ -282,7 +282,7 @@ def read_split(path: str, split: str, col_a: str, col_b: str | None, col_label: 
     wanted = [c for c in (col_a, col_b, col_label) if c is not None]
     out = []
     try:
-        for line, row in (_json_rows(path) if fmt == "jsonl" else _table_rows(path, fmt, wanted)):
+        for line, row in (json_rows(path) if fmt == "jsonl" else _table_rows(path, fmt, wanted)):
             out.append(_checked(path, line, row, col_a, col_b, col_label))
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from None
@@ -322,7 +322,8 @@ def _table_rows(path: str, fmt: str, wanted: list):
             yield reader.line_num, dict(zip(header, row))
 
 
-def _json_rows(path: str):
+def json_rows(path: str):
+    """(line number, object) of each non-blank line of a JSON-lines file; one line names a bad one."""
     with open(path, encoding="utf-8-sig") as f:
         for n, text in enumerate(f, 1):
             if not text.strip():
