@@ -36,6 +36,7 @@ import shutil
 
 import jax
 import numpy as np
+from flax import traverse_util
 
 from sas_jax import files
 from sas_jax.errors import UserError
@@ -79,19 +80,11 @@ def check_keep(keep: str) -> str:
 
 # ----------------------------------------------------------------------------- writing
 def _flat(params) -> dict:
-    return {jax.tree_util.keystr(p, simple=True, separator="/"): np.asarray(x, np.float32)
-            for p, x in jax.tree_util.tree_leaves_with_path(params)}
+    return {k: np.asarray(x, np.float32) for k, x in traverse_util.flatten_dict(params, sep="/").items()}
 
 
 def _nested(flat) -> dict:
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def is_pair(spec) -> bool:
