@@ -38,7 +38,7 @@ setup(
         "bench": ["torch>=2.4", "transformers>=5.0"],
         # Test-only: HF parity (torch CPU + transformers), metric checks (scipy).
         # torch is capped below 2.14 so pip takes the CPU wheel rather than a CUDA build.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "pytest-timeout>=2.3", "scipy>=1.10", "torch>=2.4,<2.14", "transformers>=5.0", "safetensors>=0.4",
                  "scikit-learn>=1.3", "nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.0", "tensorboard>=2.16"],
     },
 )

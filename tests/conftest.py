@@ -3,11 +3,12 @@ import os
 
 # 8 fake CPU devices so sharded code paths run; LLVM optimisation level 0 halves the
 # compile time of the tiny models, which dominates the suite on 2 cores.
-# The fake devices' collectives wait up to 15 minutes for each other (XLA's default, 40 s, aborts
-# the process when two test workers and their subprocesses share 2 busy cores).
+# The fake devices' collectives wait up to 5 minutes for each other (XLA's default, 40 s, aborts
+# the process when two test workers and their subprocesses share 2 busy cores); a longer wait is
+# a deadlock, and the abort ends it before pytest-timeout's 10 minutes (pytest.ini).
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-                           " --xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=900"
-                           " --xla_cpu_collective_timeout_seconds=900").strip()
+                           " --xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=300"
+                           " --xla_cpu_collective_timeout_seconds=300").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Identical computations compiled by different tests are compiled once, also in the CLI
 # subprocesses the tests start (they inherit these variables; jax reads them at import).
