@@ -103,6 +103,7 @@ def encoder_shape_config(size: str = "small") -> ml_collections.ConfigDict:
     m.norm_rel_ebd = "layer_norm"  # DA: layer_norm | none on the relative table
     m.enhanced_mask_decoder = False  # DA: MLM head reads DeBERTa's EMD (absolute positions + last layer twice)
     m.generator_ratio = 0.25  # ELECTRA: generator width / discriminator width (heads = width/64, FFN 4x)
+    m.embedding_sharing = "shared"  # ELECTRA-DA: shared | gdes (discriminator reads stop_gradient(E_G) + E_delta)
     return m
 
 

@@ -16,6 +16,9 @@ Every system of the paper is a setting of `config.objective` (corruption, heads)
 | `bert`, `unigram`, `uniform` | `StaticBatchBuilder` | `PretrainingModel` | no sampling |
 | `electra` | `ElectraBatchBuilder` | `ElectraModel` | generator → Gumbel-max → discriminator |
 
+`electra` runs on either attention type: absolute (ELECTRA) or disentangled (ELECTRA-DA,
+with `model.embedding_sharing` shared or gdes; docs/reference.md §9.8).
+
 `objective.mlm` / `objective.rtd` decide which heads (and losses) exist; the
 step's metrics carry exactly those losses (`train_step.StepSettings`, filled here).
 """
@@ -34,6 +37,7 @@ from sas_jax.corruption.static_batch import STATIC_KINDS, ElectraBatchBuilder, S
 from sas_jax.corruption.store import SampleStore
 from sas_jax.errors import UserError
 from sas_jax.models import ElectraModel, ModelConfig, PretrainingModel
+from sas_jax.models.config import EMBEDDING_SHARING
 from sas_jax.train_step import StepSettings
 
 CORRUPTIONS = ("sas", *STATIC_KINDS, "electra")
@@ -51,12 +55,20 @@ def check_objective(config) -> None:
     if config.model.get("enhanced_mask_decoder", False):  # docs/reference.md §9.7
         if o.corruption == "electra":
             raise UserError("model.enhanced_mask_decoder=True is not available for objective.corruption=electra "
-                            "(absolute attention); set model.enhanced_mask_decoder=False")
+                            "(the generator/discriminator pair has none); set model.enhanced_mask_decoder=False")
         if config.model.attention_type != "disentangled":
             raise UserError("model.enhanced_mask_decoder=True needs model.attention_type=disentangled (absolute "
                             "models already see positions at the input); set model.enhanced_mask_decoder=False")
         if not o.mlm:
             raise UserError("model.enhanced_mask_decoder=True feeds the MLM head: set objective.mlm=True")
+    sharing = config.model.get("embedding_sharing", "shared")
+    if sharing not in EMBEDDING_SHARING:
+        raise UserError(f"model.embedding_sharing={sharing!r} is unknown; use one of {', '.join(EMBEDDING_SHARING)}")
+    if sharing == "gdes" and (o.corruption != "electra" or config.model.attention_type != "disentangled"):
+        raise UserError("model.embedding_sharing=gdes splits the word table between ELECTRA's generator and "
+                        "discriminator on disentangled attention (objective.corruption=electra, "
+                        "model.attention_type=disentangled, e.g. configs/electra_da_small.py); "
+                        "set model.embedding_sharing=shared")
     s = config.sas
     if s.cold_start not in COLD_STARTS:
         raise UserError(f"sas.cold_start={s.cold_start!r} is unknown; use one of {', '.join(COLD_STARTS)}")
@@ -70,9 +82,6 @@ def check_objective(config) -> None:
         if o.random_token_rate:
             raise UserError("objective.random_token_rate is BERT's; ELECTRA keeps the unmasked 15% unchanged: "
                             "set it to 0")
-        if config.model.attention_type != "absolute":
-            raise UserError("objective.corruption=electra needs model.attention_type=absolute (the generator and "
-                            "discriminator share the embedding LayerNorm)")
         need = electra_budget(config.sas.mask_rate, config.seq_len)
         if config.sas.max_predictions < need:
             raise UserError(f"sas.max_predictions={config.sas.max_predictions} < ELECTRA's budget "

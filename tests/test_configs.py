@@ -49,6 +49,11 @@ ROWS = {
     "unig_mlm_rtd": Row("small", "unigram"),
     "unif_sas": Row("small", "sas", cold_start="uniform"),
     "unif_sasc": Row("small", "sas", lam=CONSTANT, cold_start="uniform"),
+    # Beyond the paper: ELECTRA's recipe on the DA encoder (DeBERTa-V3's RTD; docs/reference.md §9.8).
+    "electra_da_small": Row("small", "electra", lam=CONSTANT, embedding=128, generator_ratio=0.25,
+                            attention="disentangled"),
+    "electra_da_base": Row("base", "electra", lam=CONSTANT, steps=766_000, generator_ratio=1 / 3,
+                           attention="disentangled"),
 }
 
 
@@ -181,7 +186,9 @@ def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
 
     # The heads exist exactly when the row trains them.
     if row.corruption == "electra":
-        assert set(params) == {"embeddings", "generator", "generator_head", "discriminator", "discriminator_head"}
+        per_network = {"generator_embeddings", "discriminator_embeddings"} if row.attention == "disentangled" else set()
+        assert set(params) == {"embeddings", "generator", "generator_head", "discriminator", "discriminator_head",
+                               *per_network}
     else:
         heads = {k for k, on in (("mlm_head", row.mlm), ("rtd_head", row.rtd)) if on}
         assert set(params) == {"embeddings", "encoder"} | heads

@@ -113,6 +113,8 @@ CHOSEN = {
     "deberta_base": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
     "deberta_small": (PretrainingModel, StaticBatchBuilder, "bert", True, False, E, 0),
     "electra_base": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
+    "electra_da_base": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
+    "electra_da_small": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
     "electra_small": (ElectraModel, ElectraBatchBuilder, "electra", True, True, C, 0),
     "sas_base": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
     "sas_demo": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 1),  # the `mlm` cold start
@@ -178,7 +180,9 @@ def test_build_chooses_the_rows_model_builder_and_step_settings(name):
     ({"objective.mlm": False}, r"corruption=sas samples the MLM head"),
     ({"objective.corruption": "electra", "objective.rtd": False}, r"generator \(MLM\) and a discriminator"),
     ({"objective.corruption": "electra", "objective.random_token_rate": 0.1}, r"random_token_rate is BERT's"),
-    ({"objective.corruption": "electra", "model.attention_type": "disentangled"}, r"attention_type=absolute"),
+    ({"model.embedding_sharing": "tied"}, r"model.embedding_sharing='tied' is unknown; use one of shared, gdes"),
+    ({"model.embedding_sharing": "gdes"}, r"gdes splits the word table .*set model.embedding_sharing=shared"),
+    ({"objective.corruption": "electra", "model.embedding_sharing": "gdes"}, r"embedding_sharing=gdes .*disentangled"),
     ({"objective.corruption": "electra", "sas.max_predictions": 18, "seq_len": 128,
       "model.max_position_embeddings": 128}, r"max_predictions=18 < ELECTRA's budget .*=19"),
 ])

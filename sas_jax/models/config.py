@@ -20,6 +20,7 @@ import dataclasses
 import jax.numpy as jnp
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+EMBEDDING_SHARING = ("shared", "gdes")  # ELECTRA's word table: plainly shared, or DeBERTa-V3's GDES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +54,9 @@ class ModelConfig:
     enhanced_mask_decoder: bool = False
     # ELECTRA: generator width H_g = round(H * ratio), heads max(1, H_g/64), FFN 4*H_g.
     generator_ratio: float = 0.25
+    # ELECTRA with disentangled attention: how the discriminator reads the shared word table
+    # (shared: E_G itself; gdes: stop_gradient(E_G) + its own zero-initialised E_delta). docs/reference.md §9.8
+    embedding_sharing: str = "shared"
 
     def __post_init__(self):
         if self.dtype not in _DTYPES:
@@ -73,6 +77,12 @@ class ModelConfig:
                              "(absolute models already see positions at the input)")
         if self.type_vocab_size < 0:
             raise ValueError("model.type_vocab_size must be >= 0 (0 = no token-type table)")
+        if self.embedding_sharing not in EMBEDDING_SHARING:
+            raise ValueError(f"model.embedding_sharing={self.embedding_sharing!r}; use one of "
+                             f"{', '.join(EMBEDDING_SHARING)}")
+        if self.embedding_sharing == "gdes" and not self.disentangled:
+            raise ValueError("model.embedding_sharing=gdes needs model.attention_type=disentangled (absolute "
+                             "ELECTRA shares its whole embedding module); set model.embedding_sharing=shared")
         if not 0.0 < self.generator_ratio <= 1.0:
             raise ValueError(f"model.generator_ratio={self.generator_ratio}; use a value in (0, 1]")
         if self.vocab_size <= 0:

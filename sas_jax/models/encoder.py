@@ -69,41 +69,68 @@ class Embeddings(nn.Module):
     `disentangled` configs (DebertaV2): positions only if `position_biased_input`,
     token types only if `type_vocab_size > 0`, then `embed_proj` E→H *without*
     bias *before* the LayerNorm over H, then the rows are multiplied by the mask.
+
+    `part` (disentangled configs only) splits the module where the width changes, for
+    ELECTRA-DA (`models/electra.py`): "tables" owns only the E-wide tables (`lookup`),
+    "projection" only `embed_proj` and the LayerNorm over H (`normalize`); "all" (the
+    default, every other model) is both, `__call__ = normalize(lookup(...))`.
     """
 
     cfg: ModelConfig
+    part: str = "all"  # all | tables | projection
 
     def setup(self):
         c = self.cfg
-        embed = functools.partial(nn.Embed, param_dtype=jnp.float32, dtype=c.compute_dtype)
-        self.word_embeddings = embed(
-            c.vocab_size, c.embedding_size,
-            embedding_init=nn.with_logical_partitioning(INIT, ("vocab", "embed")))
-        if c.position_biased_input:
-            self.position_embeddings = embed(
-                c.max_position_embeddings, c.embedding_size,
-                embedding_init=nn.with_logical_partitioning(INIT, (None, "embed")))
-        if c.type_vocab_size > 0:
-            self.token_type_embeddings = embed(
-                c.type_vocab_size, c.embedding_size,
-                embedding_init=nn.with_logical_partitioning(INIT, (None, "embed")))
-        if c.disentangled and c.embedding_size != c.hidden_size:
-            self.embed_proj = dense(c.hidden_size, ("embed", "hidden"), dtype=c.compute_dtype,
-                                    use_bias=False, name="embed_proj")
-        self.LayerNorm = layer_norm(c.layer_norm_eps, "embed", dtype=c.compute_dtype, name="LayerNorm")
-        self.dropout = nn.Dropout(c.dropout_rate)
+        if self.part not in ("all", "tables", "projection"):
+            raise ValueError(f"Embeddings part={self.part!r}; use all, tables or projection")
+        if self.part != "all" and not c.disentangled:
+            raise ValueError("Embeddings can be split into tables and projection only for "
+                             "attention_type='disentangled' (absolute models normalise over E)")
+        if self.part != "projection":
+            embed = functools.partial(nn.Embed, param_dtype=jnp.float32, dtype=c.compute_dtype)
+            self.word_embeddings = embed(
+                c.vocab_size, c.embedding_size,
+                embedding_init=nn.with_logical_partitioning(INIT, ("vocab", "embed")))
+            if c.position_biased_input:
+                self.position_embeddings = embed(
+                    c.max_position_embeddings, c.embedding_size,
+                    embedding_init=nn.with_logical_partitioning(INIT, (None, "embed")))
+            if c.type_vocab_size > 0:
+                self.token_type_embeddings = embed(
+                    c.type_vocab_size, c.embedding_size,
+                    embedding_init=nn.with_logical_partitioning(INIT, (None, "embed")))
+        if self.part != "tables":
+            if c.disentangled and c.embedding_size != c.hidden_size:
+                self.embed_proj = dense(c.hidden_size, ("embed", "hidden"), dtype=c.compute_dtype,
+                                        use_bias=False, name="embed_proj")
+            self.LayerNorm = layer_norm(c.layer_norm_eps, "embed", dtype=c.compute_dtype, name="LayerNorm")
+            self.dropout = nn.Dropout(c.dropout_rate)
 
     def __call__(self, input_ids_BxL, token_type_ids_BxL=None, *, deterministic: bool,
                  input_mask_BxL=None):
+        x = self.lookup(input_ids_BxL, token_type_ids_BxL)
+        return self.normalize(x, deterministic=deterministic, input_mask_BxL=input_mask_BxL)
+
+    def lookup(self, input_ids_BxL, token_type_ids_BxL=None, *, word_table_VxE=None):
+        """[B, L, E]: word (+ position) (+ token type) rows, summed. `word_table_VxE`
+        replaces the word table (ELECTRA-DA's GDES discriminator: sg(E_G) + E_delta)."""
         c = self.cfg
         length = input_ids_BxL.shape[1]
-        x = self.word_embeddings(input_ids_BxL)
+        if word_table_VxE is None:
+            x = self.word_embeddings(input_ids_BxL)
+        else:  # as nn.Embed: cast the table to the compute dtype, then gather
+            x = jnp.take(word_table_VxE.astype(c.compute_dtype), input_ids_BxL, axis=0)
         if c.position_biased_input:
             x = x + self.position_embeddings(jnp.arange(length)[None, :])
         if c.type_vocab_size > 0:
             if token_type_ids_BxL is None:
                 token_type_ids_BxL = jnp.zeros_like(input_ids_BxL)
             x = x + self.token_type_embeddings(token_type_ids_BxL)
+        return x
+
+    def normalize(self, x, *, deterministic: bool, input_mask_BxL=None):
+        """(embed_proj E→H,) LayerNorm, pad rows zeroed (disentangled), dropout."""
+        c = self.cfg
         if c.disentangled and c.embedding_size != c.hidden_size:
             x = self.embed_proj(x)
         x = self.LayerNorm(x)

@@ -1,4 +1,5 @@
-"""ELECTRA pair model: generator sizing, shared embeddings, methods, gradient flow."""
+"""ELECTRA pair model: generator sizing, shared embeddings, methods, gradient flow (absolute attention;
+the disentangled pair, ELECTRA-DA, is tests/models/test_electra_da.py)."""
 import dataclasses
 
 import flax.linen as nn
@@ -86,10 +87,3 @@ def test_gradients_flow_as_electra(model_and_params):
     assert norm(g_mlm["generator"]) > 0 and norm(g_mlm["discriminator"]) == 0
     assert norm(g_rtd["generator"]) == 0 and norm(g_rtd["generator_head"]) == 0
     assert norm(g_rtd["discriminator"]) > 0
-
-
-def test_disentangled_electra_is_refused():
-    cfg = dataclasses.replace(CFG, attention_type="disentangled", position_biased_input=False)
-    ids, mask, pos = _inputs()
-    with pytest.raises(NotImplementedError):
-        jax.eval_shape(lambda: ElectraModel(cfg).init(jax.random.key(0), ids, mask, pos))
