@@ -55,7 +55,9 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -132,60 +134,187 @@ def steps_for_budget(config, budget: float, vocab_size: int) -> tuple:
     return int(budget // per_step), per_step
 
 
-def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: float, seeds: Sequence[int],
-         out: str, *, eval_rows: int | None = None, evals: int = 8, corpora: dict | None = None) -> tuple:
-    """([Run], {corpus dir: Corpus}): every run's config, with the corpora opened (prepared if the
-    config says so). Bad rows, overrides or budgets fail here, before any training."""
-    from sas_jax.data import corpus as corpus_lib  # noqa: PLC0415
+class StudyProblems(UserError):
+    """Everything wrong with a study's command, found before anything is trained or written:
+    one line per problem, each naming the row (or the downstream task), the field, the values
+    and the fix. `main` prints each as its own `error:` line (exit 2); str() joins them with "; "."""
 
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def min_predictions(config) -> tuple:
+    """(the fewest `sas.max_predictions` slots a full row of `seq_len` tokens needs, the rule in words),
+    by the rules the batch builders enforce: every objective selects `masking.target_counts` positions
+    of a row (max(1, round(mask_rate * non-pad tokens)); `masking.positions_from_mask` refuses more
+    than the slots), ELECTRA also fills `static_batch.electra_budget` slots (int((rate + 0.005) * L))."""
+    from sas_jax.corruption import masking, static_batch  # noqa: PLC0415
+
+    length, rate = int(config.seq_len), float(config.sas.mask_rate)
+    need = int(masking.target_counts(np.ones((1, length), bool), rate)[0])
+    rule = f"max(1, round(sas.mask_rate*seq_len)) = max(1, round({rate:g}*{length}))"
+    if config.objective.corruption == "electra":
+        budget = static_batch.electra_budget(rate, length)
+        if budget > need:
+            return budget, f"ELECTRA's budget int((sas.mask_rate+0.005)*seq_len) = int({rate + 0.005:g}*{length})"
+    return need, rule
+
+
+def row_config_problems(name: str, config, n_eval: int) -> list:
+    """What keeps `config` (row `name`) from training, whatever its corpus: one line each."""
+    from sas_jax import objectives  # noqa: PLC0415
+
+    out = []
+    length, positions = int(config.seq_len), int(config.model.max_position_embeddings)
+    if length > positions:
+        out.append(f"row {name}: seq_len={length} exceeds model.max_position_embeddings={positions}; "
+                   f"set --config.seq_len={positions} or less (and a corpus prepared at that length)")
+    need, rule = min_predictions(config)
+    have = int(config.sas.max_predictions)
+    if have < need:
+        out.append(f"row {name}: sas.max_predictions={have} is fewer than the {need} masked positions of a full "
+                   f"row ({rule}); set --config.sas.max_predictions={need} (or lower sas.mask_rate)")
+    else:  # the trainer's other objective checks (ELECTRA's budget is the one above)
+        try:
+            objectives.check_objective(config)
+        except UserError as e:
+            out.append(f"row {name}: {e}")
+    batch = int(config.batch_size)
+    if n_eval <= 0 or n_eval % batch:
+        out.append(f"row {name}: --eval_rows={n_eval} must be a positive multiple of its batch_size={batch}; "
+                   f"pass --eval_rows={max(1, round(n_eval / batch)) * batch}")
+    return out
+
+
+def row_corpus_problems(name: str, config, corpus, n_eval: int, *, prepared_here: bool = False) -> list:
+    """What keeps row `name` from training on `corpus`, as `train.check_config` and the example order
+    would refuse it at its first step: sequence length, vocabulary, rows. One line each."""
+    out = []
+    where = corpus.directory
+    if int(corpus.seq_len) != int(config.seq_len):
+        again = (f"delete {where} so this study prepares it again at {config.seq_len}" if prepared_here else
+                 f"prepare a corpus at that length (python -m sas_jax.prepare ... --seq_len={config.seq_len})")
+        out.append(f"row {name}: seq_len={config.seq_len} but the corpus {where} was prepared with "
+                   f"seq_len={corpus.seq_len}; set --config.seq_len={corpus.seq_len}, or {again}")
+    vocab = int(config.model.vocab_size)
+    if vocab != -1 and vocab < int(corpus.vocab_size):
+        out.append(f"row {name}: model.vocab_size={vocab} is smaller than the corpus tokenizer's {corpus.vocab_size} "
+                   f"pieces ({where}); set --config.model.vocab_size=-1 (take the tokenizer's) or at least "
+                   f"{corpus.vocab_size}")
+    rows, batch = int(corpus.num_rows), int(config.batch_size)
+    if n_eval >= rows or rows - n_eval < batch:  # evaluation.held_out_ids, pipeline.ExampleOrder
+        out.append(f"row {name}: the corpus {where} has {rows} rows; {n_eval} held out (--eval_rows) leave "
+                   f"{max(0, rows - n_eval)} to train on, fewer than one batch_size={batch}; pass a smaller "
+                   f"--eval_rows or use a corpus of at least {n_eval + batch} rows")
+    return out
+
+
+def plan(rows: Sequence[str], variant: str, overrides: Sequence[str], budget: float, seeds: Sequence[int],
+         out: str, *, eval_rows: int | None = None, evals: int = 8, corpora: dict | None = None,
+         problems: list | None = None) -> tuple:
+    """([Run], {corpus dir: Corpus}, {row: config or None}): every run's config, with the corpora opened
+    (prepared if the config says so), and every pre-trained row's config as loaded (None: it did not
+    load), in the order of `rows`. Every problem of every row (an unknown row or override, a config that does not
+    fit its corpus: sequence length, vocabulary, `sas.max_predictions`, rows, a budget below one step)
+    is found here, before any training: appended to `problems` when given (the runs of the rows
+    without one are returned), else raised as one `StudyProblems`. A corpus this study prepares (the
+    demo's) is prepared only once the configs pass, so a failed check never leaves one that refuses
+    the corrected command."""
+    from sas_jax.data import corpus as corpus_lib  # noqa: PLC0415
+    from sas_jax.data import prepare as prepare_lib  # noqa: PLC0415
+
+    found: list = []
     if budget <= 0:
-        raise UserError(f"--flops={budget} must be a positive number of training FLOPs, e.g. 1.27e18")
+        found.append(f"--flops={budget} must be a positive number of training FLOPs, e.g. 1.27e18")
     configs = {}
     baseline = any(row_name(r) == RANDOM_ROW for r in rows)  # no pre-training: fine-tuned from the initialiser
     rows = [r for r in rows if row_name(r) != RANDOM_ROW]
     if baseline and not rows:
-        raise UserError(f"the {RANDOM_ROW} row takes its encoder shape and tokenizer from another row's checkpoint; "
-                        f"add one, e.g. --rows=sas_small,{RANDOM_ROW}")
+        found.append(f"the {RANDOM_ROW} row takes its encoder shape and tokenizer from another row's checkpoint; "
+                     f"add one, e.g. --rows=sas_small,{RANDOM_ROW}")
+    names = []
     for spec in rows:
         name = row_name(spec)
-        if name in configs:
-            raise UserError(f"row {name!r} is given twice in --rows")
+        if name in names:
+            found.append(f"row {name!r} is given twice in --rows; give each row once")
+            continue
+        names.append(name)
         full = f"{spec}:{variant}" if variant and ":" not in spec else spec
-        configs[name] = config_lib.load_config(full, overrides)
+        try:
+            configs[name] = config_lib.load_config(full, overrides)
+        except UserError as e:
+            configs[name] = None
+            found.append(f"row {name}: {e}")
+    loaded = {name: config for name, config in configs.items() if config is not None}
+    n_evals = {}
+    for name, config in loaded.items():
+        n_evals[name] = int(eval_rows) if eval_rows is not None else (int(config.data.eval_rows) or
+                                                                      8 * int(config.batch_size))
+        found += row_config_problems(name, config, n_evals[name])
+    by_dir: dict = {}
+    for name, config in loaded.items():
+        try:
+            config.data.corpus_dir = resolve_corpus_dir(config, out)
+        except UserError as e:
+            found.append(f"row {name}: {e}")
+            continue
+        by_dir.setdefault(config.data.corpus_dir, []).append(name)
     corpora = {} if corpora is None else corpora
+    prepared_here = set()
+    for d, sharing in by_dir.items():
+        first = configs[sharing[0]]
+        if bool(first.data.prepare.text_files):
+            prepared_here.add(d)
+        if d in corpora:
+            continue
+        if first.data.prepare.text_files and not prepare_lib.holds_corpus(d):
+            lengths = sorted({int(configs[n].seq_len) for n in sharing})
+            if len(lengths) > 1:
+                found.append(f"rows {', '.join(sharing)} share the corpus {d} this study prepares, at one "
+                             f"seq_len, but ask for {lengths}; give every row the same --config.seq_len")
+            if found:  # prepared at a length or vocabulary the fix may change: not until the configs pass
+                continue
+        try:
+            corpora[d] = corpus_lib.open_corpus(first, out, prepare_here=bool(first.data.prepare.text_files))
+        except UserError as e:
+            found.append(f"row{'s' if len(sharing) > 1 else ''} {', '.join(sharing)}: {e}")
     runs = []
-    for name, config in configs.items():
-        config.data.corpus_dir = resolve_corpus_dir(config, out)
-        if config.data.corpus_dir not in corpora:
-            corpora[config.data.corpus_dir] = corpus_lib.open_corpus(
-                config, out, prepare_here=bool(config.data.prepare.text_files))
-        corpus = corpora[config.data.corpus_dir]
+    for name, config in loaded.items():
+        corpus = corpora.get(config.data.corpus_dir)
+        if corpus is None:
+            continue
+        mine = row_corpus_problems(name, config, corpus, n_evals[name],
+                                   prepared_here=config.data.corpus_dir in prepared_here)
+        found += mine
         vocab = int(corpus.vocab_size if config.model.vocab_size == -1 else config.model.vocab_size)
+        if mine or budget <= 0:
+            continue
         steps, per_step = steps_for_budget(config, budget, vocab)
         if steps < 1:
-            raise UserError(f"--flops={fmt_flops(budget)} is less than one step of {name} "
-                            f"({fmt_flops(per_step)} FLOPs); raise the budget")
-        n_eval = int(eval_rows) if eval_rows is not None else (int(config.data.eval_rows) or
-                                                                8 * int(config.batch_size))
-        if n_eval <= 0 or n_eval % int(config.batch_size):
-            raise UserError(f"--eval_rows={n_eval} must be a positive multiple of {name}'s batch_size="
-                            f"{config.batch_size}")
+            found.append(f"row {name}: --flops={fmt_flops(budget)} is less than one step of it "
+                         f"({fmt_flops(per_step)} FLOPs); raise the budget to at least {fmt_flops(per_step)}")
+            continue
         config.num_train_steps = steps
-        config.data.eval_rows = n_eval
+        config.data.eval_rows = n_evals[name]
         config.log.eval_every_steps = max(1, math.ceil(steps / max(1, int(evals))))
         config.ckpt.every_steps = min(int(config.ckpt.every_steps), steps)
         for seed in seeds:
             c = config.copy_and_resolve_references()
             c.seed = int(seed)
             runs.append(Run(name, int(seed), c, per_step, os.path.join(out, name, f"seed{int(seed)}")))
-    if baseline:  # the first row's shape and tokenizer, 0 steps; its weights come from each seed's initialiser
+    if baseline and runs and runs[0].row == names[0]:  # the first row's shape and tokenizer, 0 steps
         first = runs[0]
         for seed in seeds:
             c = first.config.copy_and_resolve_references()
             c.seed, c.num_train_steps = int(seed), 0
             runs.append(Run(RANDOM_ROW, int(seed), c, 0.0, os.path.join(out, RANDOM_ROW, f"seed{int(seed)}"),
                             shape_from=first))
-    return runs, corpora
+    if problems is None and found:
+        raise StudyProblems(found)
+    if problems is not None:
+        problems += found
+    return runs, corpora, configs
 
 
 def unigram_entropy(corpus) -> float:
@@ -243,21 +372,104 @@ class Downstream:
         return c
 
 
+def finetune_recipe(variant: str, seq_len: int, finetune_overrides: Sequence[str]) -> tuple:
+    """(configs/glue.py[:tiny], its "a.b=v" overrides): length `seq_len`, then `--finetune.*`."""
+    return ("glue:tiny" if "tiny" in variant.split(",") else "glue",
+            [f"data.max_seq_length={int(seq_len)}", *finetune_overrides])
+
+
+def check_downstream(kind: str, *, configs: dict, corpora: dict, baseline: bool, variant: str, task: str,
+                     text: str, sizes: tuple, finetune_overrides: Sequence[str], stage: str) -> list:
+    """What would fail the study's fine-tunes after its pre-training: one line each. The task file
+    must exist and parse (`glue.user_task`), a GLUE folder hold the task's files, the word-order
+    task find enough lines that fit `seq_len` (built into `stage`, a scratch folder
+    `setup_downstream` copies from), the real task's package be installed, `--finetune.*` name
+    fields of configs/glue.py, and the fine-tuning length fit every row's position table. Texts
+    longer than that length are cut (as GLUE's are): a note, not a problem. `configs`: `plan`'s
+    (checked whatever else is wrong with the rows; the first row gives the tokenizer and length);
+    `baseline`: the random row is one of the rows."""
+    from sas_jax.data import downstream, real_tasks  # noqa: PLC0415
+    from sas_jax.glue import data as data_lib  # noqa: PLC0415
+    from sas_jax.glue import sweep  # noqa: PLC0415
+    from sas_jax.glue import tasks as tasks_lib  # noqa: PLC0415
+
+    if kind == "none":
+        return ([(f"the {RANDOM_ROW} row is a downstream baseline; it needs --downstream (not none): drop "
+                  f"{RANDOM_ROW} from --rows or pass --downstream=auto")] if baseline else [])
+    first = next(iter(configs.values()), None)
+    if first is None or first.data.corpus_dir not in corpora:  # the first row's problems are reported
+        return []
+    seq_len = int(first.seq_len)
+    tok = corpora[first.data.corpus_dir].tokenizer
+    glue_config, overrides = finetune_recipe(variant, seq_len, finetune_overrides)
+    where = f"downstream (--downstream={kind})"
+    out, spec = [], None
+    try:
+        if kind == "auto":
+            downstream.build_word_order_task(text, stage, train_size=sizes[0], dev_size=sizes[1], seed=0,
+                                             encode=tok.encode, max_tokens=seq_len - 2, tokenizer_id=tok.fingerprint)
+            spec = tasks_lib.get_task("word_order")
+        elif kind in real_tasks.RECIPES:  # built after the checks; its rows are short sentences
+            real_tasks.require_wordnet()
+        elif tasks_lib.is_task_file(kind):
+            spec = tasks_lib.get_task(kind)  # reads and checks every file
+        elif not os.path.isdir(kind):
+            out.append(f"--downstream={kind!r} is not a folder; pass auto, none, {', '.join(real_tasks.RECIPES)}, "
+                       "a task file (path/to/task.json) or a GLUE TSV folder (with SST-2/, CoLA/, ...)")
+        else:
+            spec = tasks_lib.get_task(task)
+            for split in ("train", *spec.dev_splits):
+                if not os.path.isfile(data_lib.tsv_path(spec, kind, split)):
+                    out.append(f"{where}: GLUE file {data_lib.tsv_path(spec, kind, split)} not found; pass the "
+                               f"folder holding {spec.folder}/{split}.tsv (the standard GLUE layout) or another --task")
+    except UserError as e:
+        out.append(f"{where}: {e}")
+    try:  # the task's own name once read; the word-order task stands in for a recipe built later
+        c = sweep.load_task_config(spec.name if spec else "word_order", glue_config, overrides)
+    except UserError as e:
+        return [*out, f"{where}: fine-tuning config {glue_config} with --finetune.*: {e}"]
+    length = int(c.data.max_seq_length)
+    for name, config in configs.items():
+        positions = int(config.model.max_position_embeddings) if config is not None else length
+        if length > positions:
+            out.append(f"{where}: fine-tuning length data.max_seq_length={length} exceeds row {name}'s "
+                       f"model.max_position_embeddings={positions}; set --finetune.data.max_seq_length={positions} "
+                       "or less")
+    if spec is not None and spec.file and not out:  # a task file: would its texts be cut?
+        from sas_jax.glue import user_task  # noqa: PLC0415
+
+        splits = user_task.load(spec.file).splits
+        try:
+            cut = {s: (data_lib.encode_split(splits[s], tok, length).truncated, len(splits[s]))
+                   for s in ("train", *spec.dev_splits)}
+        except UserError as e:
+            return [*out, f"{where}: {e}"]
+        if any(n for n, _ in cut.values()):
+            say(f"note: {where}: " + ", ".join(f"{n} of {m} {s} rows" for s, (n, m) in cut.items()) +
+                f" are longer than data.max_seq_length={length} tokens with [CLS]/[SEP] and are cut (as GLUE's "
+                "are); raise --finetune.data.max_seq_length (at most the rows' model.max_position_embeddings) "
+                "to keep them")
+    return out
+
+
 def setup_downstream(kind: str, *, out: str, variant: str, runs: list, corpora: dict, task: str,
                      text: str, sizes: tuple, finetune_overrides: Sequence[str],
-                     recipe_sizes: tuple | None = None) -> Downstream | None:
-    """The downstream task of the study: the word-order task built now (`auto`), a real task built now
-    (`wordnet_supersense`, `sas_jax.data.real_tasks`), a task file, a GLUE folder, or None."""
+                     recipe_sizes: tuple | None = None, staged: str | None = None) -> Downstream | None:
+    """The downstream task of the study: the word-order task built now (`auto`; copied from `staged`
+    when `check_downstream` built it there), a real task built now (`wordnet_supersense`,
+    `sas_jax.data.real_tasks`), a task file, a GLUE folder, or None."""
     if kind == "none":
         return None
     seq_len = int(runs[0].config.seq_len)
-    glue_config = "glue:tiny" if "tiny" in variant.split(",") else "glue"
-    overrides = [f"data.max_seq_length={seq_len}", *finetune_overrides]
+    glue_config, overrides = finetune_recipe(variant, seq_len, finetune_overrides)
     if kind == "auto":
         from sas_jax.data import downstream  # noqa: PLC0415
 
         tok = corpora[runs[0].config.data.corpus_dir].tokenizer
         folder = os.path.join(out, "downstream")
+        if staged and os.path.isdir(os.path.join(staged, downstream.FOLDER)):  # the same build: kept as it is
+            shutil.copytree(os.path.join(staged, downstream.FOLDER), os.path.join(folder, downstream.FOLDER),
+                            dirs_exist_ok=True)
         meta = downstream.build_word_order_task(text, folder, train_size=sizes[0], dev_size=sizes[1], seed=0,
                                                 encode=tok.encode, max_tokens=seq_len - 2,
                                                 tokenizer_id=tok.fingerprint)
@@ -268,7 +480,8 @@ def setup_downstream(kind: str, *, out: str, variant: str, runs: list, corpora: 
     from sas_jax.glue import tasks as tasks_lib  # noqa: PLC0415
 
     if kind in real_tasks.RECIPES:  # built from an installed package into <out>/downstream/<recipe>/
-        caps = dict(max_train=recipe_sizes[0], max_dev=recipe_sizes[1], max_test=recipe_sizes[1]) if recipe_sizes else {}
+        caps = ({"max_train": recipe_sizes[0], "max_dev": recipe_sizes[1], "max_test": recipe_sizes[1]}
+                if recipe_sizes else {})
         real_tasks.build(kind, os.path.join(out, "downstream", kind), seed=0, **caps)
         kind = os.path.join(out, "downstream", kind, "task.json")
     if tasks_lib.is_task_file(kind):  # a task given by files (docs/tasks.md)
@@ -496,7 +709,9 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
         raise UserError("no rows given; pass --rows=bert_small,electra_small,sas_small")
     if not seeds:
         raise UserError("no seeds given; pass --seeds=0 (or 0,1,2)")
-    runs, corpora = plan(rows, variant, overrides, budget, seeds, out, eval_rows=eval_rows, evals=evals)
+    problems: list = []
+    runs, corpora, configs = plan(rows, variant, overrides, budget, seeds, out, eval_rows=eval_rows, evals=evals,
+                                  problems=problems)
     say(f"budget: {fmt_flops(budget)} training FLOPs per run (paper convention, sas_jax.flops.train_flops)")
     for r in {r.row: r for r in runs}.values():
         if r.shape_from is not None:
@@ -506,25 +721,34 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
         say(f"  {r.row}: {fmt_flops(r.flops_per_step)} FLOPs/step x {r.steps} steps = {fmt_flops(r.train_flops)}"
             f" (batch {r.config.batch_size} x seq {r.config.seq_len}; held-out eval every "
             f"{r.config.log.eval_every_steps} steps on {r.config.data.eval_rows} rows)")
-    if downstream == "none" and any(r.shape_from is not None for r in runs):
-        raise UserError(f"the {RANDOM_ROW} row is a downstream baseline; it needs --downstream (not none)")
-    os.makedirs(out, exist_ok=True)
-    if dry_run:
-        return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
-                         for r in runs]}
     tiny = "tiny" in variant.split(",")
     sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else (4000, 1000))
     recipe_sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else None)  # None: all rows
-    manifest = check_manifest(out, {
+    manifest = {
         "variant": variant, "flops": float(budget), "overrides": list(overrides),
         "finetune_overrides": list(finetune_overrides), "downstream": downstream,
         "task": task if downstream not in ("auto", "none") else None,
         "downstream_size": list(sizes) if downstream == "auto" else (
             list(recipe_sizes or ()) or None if downstream in REAL_TASK_NAMES else None),
-        "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]}, write=False)
-    ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
-                          text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
-                          recipe_sizes=recipe_sizes)
+        "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]}
+    try:
+        manifest = check_manifest(out, manifest, write=False)
+    except UserError as e:
+        problems.append(str(e))
+    with tempfile.TemporaryDirectory(prefix="sas_jax_study_") as stage:
+        problems += check_downstream(downstream, configs=configs, corpora=corpora, variant=variant, task=task,
+                                     baseline=any(row_name(r) == RANDOM_ROW for r in rows), text=downstream_text,
+                                     sizes=sizes, finetune_overrides=finetune_overrides, stage=stage)
+        if problems:  # nothing trained, no study.json: the corrected command runs in the same --out
+            raise StudyProblems(problems)
+        if dry_run:
+            say(f"dry run: {len(runs)} runs checked against their corpus and the downstream data; nothing trained")
+            return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
+                             for r in runs]}
+        os.makedirs(out, exist_ok=True)
+        ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
+                              text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
+                              recipe_sizes=recipe_sizes, staged=stage)
     # Recorded once the downstream task is set up: a study that failed before training takes the
     # corrected command in the same --out.
     files.write_json(os.path.join(out, "study.json"), manifest)
@@ -566,7 +790,8 @@ def parser() -> argparse.ArgumentParser:
                    "data.eval_rows, else 8 batches)")
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run, besides step 0 "
                    "(default 8)")
-    p.add_argument("--dry_run", action="store_true", help="print the steps of every row and stop")
+    p.add_argument("--dry_run", action="store_true", help="check every row against its corpus and the downstream "
+                   "data, print the steps of every row and stop (nothing trained, no study.json)")
     return p
 
 
@@ -617,6 +842,10 @@ def main(argv=None) -> int:
                   out=a.out, seeds=_ints(a.seeds, "--seeds"), overrides=pre, downstream=a.downstream,
                   task=a.task, downstream_text=a.downstream_text, downstream_size=sizes, finetune_overrides=ft,
                   eval_rows=a.eval_rows, evals=a.evals, dry_run=a.dry_run)
+    except StudyProblems as e:  # one `error:` line per problem (`cli.report`), exit 2
+        for problem in e.problems:
+            cli.report(problem)
+        return cli.EXIT_USER_ERROR
     except Stopped as e:  # as `sas_jax.main` after a SIGTERM: saved, exit 0, re-run to resume
         say(f"stopped: {e}")
         return 0

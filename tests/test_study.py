@@ -103,13 +103,244 @@ def test_fmt_flops_and_bad_arguments(cli):
         study.split_overrides(["--confg.seed=1"])
     assert study.split_overrides(["--config.seed", "3", "--finetune.num_epochs=1"]) == (["seed=3"], ["num_epochs=1"])
     r = cli("-m", "sas_jax.study", "--rows=nope", "--variant=tiny", "--flops=1e9", "--out=/nonexistent/x")
-    assert r.returncode == 2 and r.stderr.startswith("error: config 'nope'") and len(r.stderr.splitlines()) == 1
+    assert r.returncode == 2 and r.stderr.startswith("error: row nope: config 'nope'") and len(r.stderr.splitlines()) == 1
     assert "Traceback" not in r.stderr
+
+
+def _text(path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _json(path):
+    return json.loads(_text(path))
 
 
 def _mtimes(root):
     return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns
             for d, _, fs in os.walk(root) for f in fs}
+
+
+# ----------------------------------------------------------------------------- checks before spending
+POEMS = {"downstream_text": TEXT, "downstream_size": (32, 16)}  # a small word-order task: cheap to check
+
+
+def _dry(tmp_path, rows=("sas_small",), overrides=(), **kw):
+    """run_study's dry run on the tiny variant (budget 1.1e9); kw as run_study's."""
+    args = {"variant": "tiny", "budget": 1.1e9, "out": str(tmp_path / "study"), "dry_run": True, **POEMS}
+    args.update(kw)
+    return study.run_study(list(rows), overrides=list(overrides), **args)
+
+
+def _problems(tmp_path, rows=("sas_small",), overrides=(), **kw) -> list:
+    with pytest.raises(study.StudyProblems) as e:
+        _dry(tmp_path, rows, overrides, **kw)
+    assert str(e.value) == "; ".join(e.value.problems)
+    return e.value.problems
+
+
+def _corpus(prepared_corpus):
+    from sas_jax.data.corpus import Corpus
+
+    return Corpus.open(prepared_corpus)
+
+
+def test_dry_run_plans_steps_at_equal_flops_and_writes_nothing(tmp_path, prepared_corpus, capsys):
+    budget = 1.1e9
+    rows = ("sas_small", "bert_small", "electra_small", "random")
+    plan = _dry(tmp_path, rows, [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"], seeds=(0, 1))
+    log = capsys.readouterr().out
+    assert "budget: 1.1e9 training FLOPs per run" in log and "dry run: 8 runs checked" in log
+    vocab = _corpus(prepared_corpus).vocab_size
+    per_step = {row: flops.train_flops(make_config(row, "tiny", num_train_steps=1), vocab_size=vocab)
+                for row in rows[:3]}
+    got = {(r["row"], r["seed"]): r for r in plan["runs"]}
+    assert sorted(got) == sorted((row, seed) for row in rows for seed in (0, 1))
+    for row in rows[:3]:
+        steps = math.floor(budget / per_step[row])
+        assert got[(row, 0)]["steps"] == got[(row, 1)]["steps"] == steps
+        flops_used = got[(row, 0)]["train_flops"]
+        assert flops_used == pytest.approx(steps * per_step[row]) and flops_used <= budget
+        assert f"  {row}: " in log and f"x {steps} steps" in log
+    # Equal budget: more FLOPs per step, fewer steps (ELECTRA's generator > SAS's sampling > BERT).
+    assert per_step["electra_small"] > per_step["sas_small"] > per_step["bert_small"]
+    assert got[("electra_small", 0)]["steps"] < got[("sas_small", 0)]["steps"] < got[("bert_small", 0)]["steps"]
+    assert (got[("random", 0)]["steps"], got[("random", 1)]["train_flops"]) == (0, 0.0)
+    assert not os.path.exists(tmp_path / "study")  # checked, nothing written
+
+
+def test_check_finds_a_seq_len_that_is_not_the_corpus(tmp_path, prepared_corpus):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    assert _problems(tmp_path, overrides=[*base, "seq_len=48", "sas.max_predictions=8"]) == [
+        (f"row sas_small: seq_len=48 but the corpus {prepared_corpus} was prepared with seq_len=32; set "
+         "--config.seq_len=32, or prepare a corpus at that length (python -m sas_jax.prepare ... --seq_len=48)")]
+    too_long, other_corpus, finetune = _problems(tmp_path, overrides=[*base, "seq_len=80", "sas.max_predictions=12"])
+    assert too_long == ("row sas_small: seq_len=80 exceeds model.max_position_embeddings=64; set "
+                        "--config.seq_len=64 or less (and a corpus prepared at that length)")
+    assert other_corpus.startswith("row sas_small: seq_len=80 but the corpus ")
+    assert finetune.startswith("downstream (--downstream=auto): fine-tuning length data.max_seq_length=80 exceeds")
+
+
+def test_check_finds_a_vocabulary_smaller_than_the_tokenizer(tmp_path, prepared_corpus):
+    assert _corpus(prepared_corpus).vocab_size == 300  # the tiny variant's model.vocab_size is 128
+    problems = _problems(tmp_path, ("sas_small", "bert_small"), [f"data.corpus_dir={prepared_corpus}"])
+    assert problems == [f"row {row}: model.vocab_size=128 is smaller than the corpus tokenizer's 300 pieces "
+                        f"({prepared_corpus}); set --config.model.vocab_size=-1 (take the tokenizer's) or at least 300"
+                        for row in ("sas_small", "bert_small")]
+    _dry(tmp_path, ("sas_small",), [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=300"])  # enough
+
+
+def test_check_finds_too_few_prediction_slots(tmp_path, prepared_corpus):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    # round(0.15 * 32) = 5 positions; 4 slots are too few for every objective.
+    problems = _problems(tmp_path, ("sas_small", "electra_small"), [*base, "sas.max_predictions=4"])
+    assert problems == [f"row {row}: sas.max_predictions=4 is fewer than the 5 masked positions of a full row "
+                        "(max(1, round(sas.mask_rate*seq_len)) = max(1, round(0.15*32))); set "
+                        "--config.sas.max_predictions=5 (or lower sas.mask_rate)" for row in ("sas_small", "electra_small")]
+    _dry(tmp_path, ("sas_small", "electra_small"), [*base, "sas.max_predictions=5"])  # exactly enough
+    (problem,) = _problems(tmp_path, overrides=[*base, "sas.mask_rate=0.3"])  # round(9.6) = 10 > 6
+    assert "the 10 masked positions" in problem and "--config.sas.max_predictions=10" in problem
+
+
+@pytest.mark.parametrize("kind", ["sas", "bert", "electra"])
+@pytest.mark.parametrize("rate, length", [(0.15, 32), (0.15, 128), (0.3, 32), (0.4, 50), (0.02, 20), (0.109, 55)])
+def test_min_predictions_is_the_fewest_slots_the_batch_builders_take(kind, rate, length):
+    """min_predictions is the smallest sas.max_predictions every builder the row runs accepts on full
+    rows: the whole-word selection (SAS's and BERT's training, every objective's held-out evaluation)
+    and, for ELECTRA, its slot budget."""
+    from sas_jax.corruption.static_batch import ElectraBatchBuilder, StaticBatchBuilder
+
+    config = make_config(f"{kind}_small", "tiny", seq_len=length, **{"sas.mask_rate": rate})
+    vocab = 64
+    tables = {"word_start_table": np.ones(vocab, bool), "special_table": np.eye(vocab, dtype=bool)[0], "pad_id": 0,
+              "mask_rate": rate, "seed": 0, "mask_id": 1, "vocab_size": vocab}
+    rows = np.random.default_rng(0).integers(2, vocab, (4, length)).astype(np.int32)  # no [PAD], every token a word
+    builders = [lambda p: StaticBatchBuilder(kind="bert", max_predictions=p, **tables)]
+    if kind == "electra":
+        builders.append(lambda p: ElectraBatchBuilder(max_predictions=p, **tables))
+
+    def accepted(slots: int) -> bool:
+        try:
+            for make in builders:
+                make(slots).build(rows, np.arange(4), step=0)
+        except ValueError as e:
+            assert "max_predictions" in str(e)
+            return False
+        return True
+
+    fewest = next(p for p in range(1, length + 1) if accepted(p))
+    assert study.min_predictions(config)[0] == fewest
+
+
+def test_min_predictions_names_electras_budget_where_it_is_larger():
+    # int((rate + 0.005) * L) exceeds round(rate * L) only where 0.005 * L reaches past the rounding:
+    # never at L = 32 or 128, but at 1000 tokens and rate 0.14 the selection takes 140 and ELECTRA 145.
+    config = make_config("electra_small", "tiny", seq_len=1000, **{"sas.mask_rate": 0.14})
+    assert study.min_predictions(config) == (145, ("ELECTRA's budget int((sas.mask_rate+0.005)*seq_len) = "
+                                                    "int(0.145*1000)"))
+    assert study.min_predictions(make_config("sas_small", "tiny", seq_len=1000, **{"sas.mask_rate": 0.14}))[0] == 140
+
+
+def test_check_finds_an_unknown_row_and_reports_every_problem_once(tmp_path, prepared_corpus, capsys):
+    out = tmp_path / "study"
+    argv = ["--rows=sas_small,nope,bert_small,sas_small", "--variant=tiny", "--flops=1.1e9", f"--out={out}",
+            f"--config.data.corpus_dir={prepared_corpus}", "--config.sas.max_predictions=4",
+            f"--downstream_text={TEXT}", "--downstream_size=32,16", "--dry_run"]
+    assert study.main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert all(line.startswith("error: ") for line in err) and len(err) == 6, err
+    assert err[0].startswith("error: row nope: config 'nope' is not in ") and "known: bert_base" in err[0]
+    assert err[1] == "error: row 'sas_small' is given twice in --rows; give each row once"
+    assert [line.split(":")[1] for line in err[2:]] == [" row sas_small", " row bert_small"] * 2
+    assert "sas.max_predictions=4" in err[2] and "model.vocab_size=128" in err[4]
+    assert not out.exists()
+
+
+def test_check_finds_rows_and_budgets_the_corpus_cannot_give(tmp_path, prepared_corpus):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    rows = _corpus(prepared_corpus).num_rows
+    (problem,) = _problems(tmp_path, overrides=base, eval_rows=rows - 2)  # a multiple of 8 below the rows
+    assert problem == (f"row sas_small: the corpus {prepared_corpus} has {rows} rows; {rows - 2} held out "
+                       f"(--eval_rows) leave 2 to train on, fewer than one batch_size=8; pass a smaller --eval_rows "
+                       f"or use a corpus of at least {rows + 6} rows")
+    assert _problems(tmp_path, overrides=base, eval_rows=12) == [
+        "row sas_small: --eval_rows=12 must be a positive multiple of its batch_size=8; pass --eval_rows=16"]
+    (problem,) = _problems(tmp_path, overrides=base, budget=1e6)
+    assert problem.startswith("row sas_small: --flops=1e6 is less than one step of it (3.73e7 FLOPs)")
+
+
+def _task_file(root, texts_train, texts_dev, *, name="tiny_task"):
+    root.mkdir(parents=True, exist_ok=True)
+    for split, texts in (("train", texts_train), ("dev", texts_dev)):
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["sentence", "label"])
+            w.writerows([t, ("neg", "pos")[i % 2]] for i, t in enumerate(texts))
+    (root / "task.json").write_text(json.dumps({"name": name, "train": "train.csv", "dev": "dev.csv",
+                                                "text": "sentence", "label": "label"}))
+    return str(root / "task.json")
+
+
+def test_check_finds_downstream_data_that_would_fail_after_pre_training(tmp_path, prepared_corpus, capsys):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    missing = str(tmp_path / "nowhere" / "task.json")
+    (problem,) = _problems(tmp_path, overrides=base, downstream=missing)
+    assert problem.startswith(f"downstream (--downstream={missing}): task file {missing} not found")
+    bad = tmp_path / "bad"
+    path = _task_file(bad, ["a b c"] * 4, ["d e f"] * 4)
+    (bad / "task.json").write_text(json.dumps({"name": "bad", "train": "train.csv", "dev": "dev.csv", "text": "txt"}))
+    (problem,) = _problems(tmp_path, overrides=base, downstream=path)
+    assert problem.startswith(f"downstream (--downstream={path}): ") and "no column 'txt'" in problem
+    (problem,) = _problems(tmp_path, overrides=base, downstream=str(tmp_path / "typo"))
+    assert problem.startswith(f"--downstream='{tmp_path / 'typo'}' is not a folder")
+    glue = tmp_path / "glue"
+    (glue / "SST-2").mkdir(parents=True)
+    (glue / "SST-2" / "train.tsv").write_text("sentence\tlabel\na b\t1\n")
+    (problem,) = _problems(tmp_path, overrides=base, downstream=str(glue))
+    assert problem == (f"downstream (--downstream={glue}): GLUE file {glue / 'SST-2' / 'dev.tsv'} not found; pass "
+                       "the folder holding SST-2/dev.tsv (the standard GLUE layout) or another --task")
+    # What the fine-tune would refuse after all the pre-training: a length past the position table, a bad key.
+    (problem,) = _problems(tmp_path, overrides=base, finetune_overrides=["data.max_seq_length=128"])
+    assert problem == ("downstream (--downstream=auto): fine-tuning length data.max_seq_length=128 exceeds row "
+                       "sas_small's model.max_position_embeddings=64; set --finetune.data.max_seq_length=64 or less")
+    (problem,) = _problems(tmp_path, overrides=base, finetune_overrides=["num_epoch=1"])
+    assert problem.startswith("downstream (--downstream=auto): fine-tuning config glue:tiny with --finetune.*: "
+                              "unknown config key 'num_epoch' (did you mean 'num_epochs'?)")
+    (problem,) = _problems(tmp_path, overrides=base, downstream_size=(5000, 10))
+    assert problem.startswith("downstream (--downstream=auto): the text has ") and "needs 5010" in problem
+    # Texts longer than the fine-tuning length are cut, as GLUE's: a note, not a problem.
+    capsys.readouterr()
+    path = _task_file(tmp_path / "long", ["word " * 40, "short text"] * 2, ["word " * 50, "a b"])
+    _dry(tmp_path, overrides=base, downstream=path)
+    assert (f"note: downstream (--downstream={path}): 2 of 4 train rows, 1 of 2 dev rows are longer than "
+            "data.max_seq_length=32 tokens") in capsys.readouterr().out
+    assert not (tmp_path / "study").exists()
+
+
+def test_a_failed_check_writes_nothing_and_the_corrected_command_runs(tmp_path, prepared_corpus, capsys):
+    out = tmp_path / "study"
+    wrong = [f"data.corpus_dir={prepared_corpus}"]  # model.vocab_size=128 < the tokenizer's 300
+    with pytest.raises(study.StudyProblems) as e:  # every problem at once: the rows' and the downstream task's
+        study.run_study(["sas_small"], variant="tiny", budget=1.1e9, out=str(out), overrides=wrong, **POEMS,
+                        downstream=str(tmp_path / "typo"))
+    vocab, typo = e.value.problems
+    assert vocab.startswith("row sas_small: model.vocab_size=128 is smaller") and "is not a folder" in typo
+    assert not out.exists()  # a real run, refused before anything was written: no study.json
+    right = [*wrong, "model.vocab_size=-1"]
+    plan = _dry(tmp_path, overrides=right)
+    assert [r["row"] for r in plan["runs"]] == ["sas_small"]
+    # A real run's study.json refuses other settings; the dry run says so too.
+    out.mkdir()
+    (out / "study.json").write_text(json.dumps({"variant": "tiny", "flops": 2e9, "rows": ["sas_small"]}))
+    (problem,) = _problems(tmp_path, overrides=right)
+    assert problem.startswith(f"{out} holds a study with flops=2000000000.0, not 1100000000.0")
+    # A corpus the study prepares itself (the demo's) is not prepared while a config is wrong.
+    demo = tmp_path / "demo"
+    problems = _problems(tmp_path, ("sas_small",), ["sas.max_predictions=2"], variant="demo", out=str(demo))
+    assert problems == [("row sas_small: sas.max_predictions=2 is fewer than the 10 masked positions of a full row "
+                         "(max(1, round(sas.mask_rate*seq_len)) = max(1, round(0.15*64))); set "
+                         "--config.sas.max_predictions=10 (or lower sas.mask_rate)")]
+    assert not demo.exists()
 
 
 @pytest.mark.slow
