@@ -75,6 +75,9 @@ TITLES = {"row": "row", "seed": "seed", "steps": "steps", "train_flops": "train 
           "rtd_baseline": "RTD all-original acc", "unigram_entropy": "unigram entropy",
           "downstream_score": "downstream dev"}
 TABLE = "study_table"
+TEST_KEYS = ("downstream_score", "mlm_loss")  # the figures the paired tests compare between rows
+LOWER_IS_BETTER = ("mlm_loss",)
+FAMILIES = ("sas", "electra", "bert")  # study.family: by the row's name (sasda_small, electra_da_small, deberta_small)
 RANDOM_ROW = "random"  # --rows=...,random: no pre-training, the downstream baseline (glue/random_init.py)
 REAL_TASK_NAMES = ("wordnet_supersense",)  # sas_jax.data.real_tasks.RECIPES, without importing it here
 
@@ -612,16 +615,58 @@ def run_one(run: Run, corpus, entropy: float, ds: Downstream | None, cache: dict
 
 # ----------------------------------------------------------------------------- table
 def summarize(results: list) -> list:
-    """Per row (in order): n and {column: {mean, sd}} over its seeds (sd: sample sd; None when n = 1)."""
+    """Per row (in order): n, seeds and {column: {n, mean, sd, note}} over its seeds
+    (`analysis.stats.mean_sd`: sample sd; None, with the reason in `note`, below 2 seeds)."""
+    from sas_jax.analysis import stats  # noqa: PLC0415
+
     out = []
     for row in dict.fromkeys(r["row"] for r in results):
         mine = [r for r in results if r["row"] == row]
-        stats = {}
+        figures = {}
         for k in COLUMNS[2:]:
             vals = [r[k] for r in mine if r.get(k) is not None]
             if vals:
-                stats[k] = {"mean": float(np.mean(vals)), "sd": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}
-        out.append({"row": row, "n": len(mine), "seeds": [r["seed"] for r in mine], **stats})
+                figures[k] = stats.mean_sd(vals)
+        out.append({"row": row, "n": len(mine), "seeds": [r["seed"] for r in mine], **figures})
+    return out
+
+
+def family(row: str) -> str | None:
+    """The objective family a row's name says (sas, electra, bert: `sasda_small` → sas,
+    `deberta_small` → bert), or None."""
+    name = row.lower()
+    return next((f for f in FAMILIES if f in name), None)
+
+
+def comparisons(rows: Sequence[str]) -> list:
+    """(A, B) pairs the study tests: every SAS row against every ELECTRA row and every BERT row
+    (by `family`), then, with the `random` row, every pre-trained row against it."""
+    trained = [r for r in rows if r != RANDOM_ROW]
+    pairs = [(a, b) for a in trained if family(a) == "sas" for other in ("electra", "bert")
+             for b in trained if family(b) == other]
+    return pairs + ([(r, RANDOM_ROW) for r in trained] if RANDOM_ROW in rows else [])
+
+
+def paired_tests(results: list) -> list:
+    """For each pair of `comparisons` and each figure of TEST_KEYS both rows have: the seeds they share,
+    their means there, a two-sided paired t-test and a paired bootstrap (`analysis.stats`) of A − B.
+    Seeds pair the runs: one seed is one fine-tuning seed and data order for every row."""
+    from sas_jax.analysis import stats  # noqa: PLC0415
+
+    out = []
+    for a, b in comparisons(list(dict.fromkeys(r["row"] for r in results))):
+        for k in TEST_KEYS:
+            va = {r["seed"]: r[k] for r in results if r["row"] == a and r.get(k) is not None}
+            vb = {r["seed"]: r[k] for r in results if r["row"] == b and r.get(k) is not None}
+            if not va or not vb:  # not a figure of both rows (the random row has no held-out ones)
+                continue
+            seeds = sorted(set(va) & set(vb))
+            x, y = [va[s] for s in seeds], [vb[s] for s in seeds]
+            t, boot = stats.paired_t_test(x, y), stats.paired_bootstrap(x, y)
+            out.append({"a": a, "b": b, "figure": k, "lower_is_better": k in LOWER_IS_BETTER, "seeds": seeds,
+                        "n": len(seeds), "mean_a": float(np.mean(x)) if x else None,
+                        "mean_b": float(np.mean(y)) if y else None, "mean_diff": t["mean_diff"],
+                        "t_test": t, "bootstrap": boot, "note": t["note"]})
     return out
 
 
@@ -635,13 +680,31 @@ def _cell(k: str, v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _signed(v) -> str:
+    return "" if v is None else f"{v:+.4f}"
+
+
+def _test_cells(t: dict) -> list:
+    """t (df), p, bootstrap interval cells of one `paired_tests` entry; n/a with the reason."""
+    tt, boot = t["t_test"], t["bootstrap"]
+    if tt["p"] is None:
+        cells = [f"n/a ({tt['note']})", "n/a"]
+    else:
+        cells = [f"{tt['t']:.3g} ({tt['df']})", f"{tt['p']:.3g}"]
+    cells.append("n/a" if boot["low"] is None else f"[{_signed(boot['low'])}, {_signed(boot['high'])}]")
+    return cells
+
+
 def write_table(results: list, out: str, *, budget: float, task: str | None) -> dict:
-    """`<out>/study_table.{md,json,csv}`; returns the JSON object."""
-    summary = summarize(results)
+    """`<out>/study_table.{md,json,csv}`: the runs, per row the mean ± sd over seeds (`summary`) and the
+    paired tests between rows (`tests`); returns the JSON object."""
+    from sas_jax.analysis import stats  # noqa: PLC0415
+
+    summary, tests = summarize(results), paired_tests(results)
     table = {"budget_flops": budget, "budget": fmt_flops(budget), "flops_convention": "paper (sas_jax.flops.train_flops)",
              "downstream_task": task, "columns": list(COLUMNS),
              "runs": [{k: r.get(k) for k in (*COLUMNS, "flops_per_step", "curve")} for r in results],
-             "summary": summary}
+             "summary": summary, "tests": tests}
     files.write_json(os.path.join(out, TABLE + ".json"), table)
     with open(os.path.join(out, TABLE + ".csv"), "w", newline="") as f:
         w = csv.writer(f)
@@ -654,25 +717,31 @@ def write_table(results: list, out: str, *, budget: float, task: str | None) -> 
                     w.writerow([s["row"], stat] + ["" if k not in s or s[k][stat] is None else s[k][stat]
                                                    for k in COLUMNS[2:]])
     titles = dict(TITLES, downstream_score=f"{task} dev" if task else "downstream dev")
-    lines = [f"Training budget {fmt_flops(budget)} FLOPs each (paper convention). Held-out figures are the "
-             "last evaluation (sas_jax/evaluation.py; ELECTRA's MLM figures are its generator's); losses in nats.",
+    lines = [(f"Training budget {fmt_flops(budget)} FLOPs each (paper convention). Held-out figures are the "
+              "last evaluation (sas_jax/evaluation.py; ELECTRA's MLM figures are its generator's); losses in nats."),
              "",
              "| " + " | ".join(titles[k] for k in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in COLUMNS) + " |" for r in results]
-    if any(s["n"] > 1 for s in summary):
-        cols = COLUMNS[2:]
-        lines += ["", "Mean ± sd over seeds:", "",
-                  "| row | n | " + " | ".join(titles[k] for k in cols) + " |", "|" + "---|" * (len(cols) + 2)]
-        for s in summary:
-            cells = []
-            for k in cols:
-                if k not in s:
-                    cells.append("")
-                elif not s[k]["sd"]:  # one seed, or a column every seed shares (steps, FLOPs, entropy)
-                    cells.append(_cell(k, s[k]["mean"]))
-                else:
-                    cells.append(f"{_cell(k, s[k]['mean'])} ± {_cell(k, s[k]['sd'])}")
-            lines.append(f"| {s['row']} | {s['n']} | " + " | ".join(cells) + " |")
+    cols = [k for k in (*EVAL_KEYS, "downstream_score") if any(k in s for s in summary)]
+    lines += ["", "Per row, mean ± sd over seeds (sample sd; n/a: one seed, an sd needs 2):", "",
+              "| row | n | " + " | ".join(titles[k] for k in cols) + " |", "|" + "---|" * (len(cols) + 2)]
+    for s in summary:
+        cells = ["" if k not in s else _cell(k, s[k]["mean"]) + " ± " + ("n/a" if s[k]["sd"] is None
+                                                                            else _cell(k, s[k]["sd"])) for k in cols]
+        lines.append(f"| {s['row']} | {s['n']} | " + " | ".join(cells) + " |")
+    lines += ["", (f"Paired tests over seeds, A − B (a seed pairs the runs: one fine-tuning seed and data order): a "
+                   f"two-sided paired t-test and a paired bootstrap of the mean difference ({stats.BOOTSTRAP_RESAMPLES:,} "
+                   f"resamples, seed {stats.BOOTSTRAP_SEED}, {stats.LEVEL:.0%} percentile interval). "
+                   "Lower is better for the MLM loss, higher for the downstream score."), ""]
+    if tests:
+        lines += ["| A | B | figure | seeds | mean A | mean B | A − B | t (df) | p | bootstrap 95% interval |",
+                  "|" + "---|" * 10]
+        lines += [f"| {t['a']} | {t['b']} | {titles[t['figure']]} | {','.join(map(str, t['seeds'])) or '-'} | "
+                  f"{_cell(t['figure'], t['mean_a'])} | {_cell(t['figure'], t['mean_b'])} | {_signed(t['mean_diff'])} | "
+                  + " | ".join(_test_cells(t)) + " |" for t in tests]
+    else:
+        lines.append("No pair to test: the tests compare SAS rows with ELECTRA and BERT rows, and every pre-trained "
+                     f"row with {RANDOM_ROW} (by the rows' names).")
     with open(os.path.join(out, TABLE + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     return table

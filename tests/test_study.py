@@ -343,6 +343,80 @@ def test_a_failed_check_writes_nothing_and_the_corrected_command_runs(tmp_path, 
     assert not demo.exists()
 
 
+# ----------------------------------------------------------------------------- table and figures
+def _result(row, seed, score, loss=None):
+    return {"row": row, "seed": seed, "steps": 10, "train_flops": 1e9, "flops_per_step": 1e8, "curve": [],
+            "unigram_entropy": 5.0, "mlm_loss": loss, "downstream_score": score}
+
+
+def test_comparisons_pair_sas_with_electra_and_bert_and_every_row_with_random():
+    rows = ["bert_small", "sasda_small", "electra_da_small", "deberta_small", "sas_small", "unig_mlm", "random"]
+    assert [study.family(r) for r in rows] == ["bert", "sas", "electra", "bert", "sas", None, None]
+    assert study.comparisons(rows) == [
+        ("sasda_small", "electra_da_small"), ("sasda_small", "bert_small"), ("sasda_small", "deberta_small"),
+        ("sas_small", "electra_da_small"), ("sas_small", "bert_small"), ("sas_small", "deberta_small"),
+        *[(r, "random") for r in rows[:-1]]]
+    assert study.comparisons(["bert_small", "electra_small"]) == []
+
+
+def test_table_has_mean_sd_and_paired_tests(tmp_path):
+    # sas − bert per seed: downstream 0.10, 0.20, 0.30 (mean 0.2, sd 0.1: t = 2√3 on 2 df); MLM loss −1, −1, −1.
+    results = [_result("sas_small", s, 0.6 + 0.1 * s, 5.0 + s) for s in range(3)]
+    results += [_result("bert_small", s, 0.5, 6.0 + s) for s in range(3)]
+    results += [_result("random", 0, 0.45)]
+    table = study.write_table(results, str(tmp_path), budget=1e9, task="word_order")
+    again = _json(tmp_path / "study_table.json")
+    assert again["tests"] == table["tests"] and again["summary"] == table["summary"]
+    sas = table["summary"][0]
+    assert (sas["row"], sas["n"], sas["seeds"]) == ("sas_small", 3, [0, 1, 2])
+    assert sas["downstream_score"]["mean"] == pytest.approx(0.7) and sas["downstream_score"]["sd"] == pytest.approx(0.1)
+    assert table["summary"][2]["downstream_score"] == {"n": 1, "mean": 0.45, "sd": None,
+                                                       "note": "1 seed: no sd (needs 2)"}
+    tests = {(t["a"], t["b"], t["figure"]): t for t in table["tests"]}
+    assert list(tests) == [("sas_small", "bert_small", "downstream_score"), ("sas_small", "bert_small", "mlm_loss"),
+                           ("sas_small", "random", "downstream_score"), ("bert_small", "random", "downstream_score")]
+    down = tests[("sas_small", "bert_small", "downstream_score")]
+    assert (down["seeds"], down["n"], down["lower_is_better"]) == ([0, 1, 2], 3, False)
+    assert down["mean_diff"] == pytest.approx(0.2) and down["t_test"]["t"] == pytest.approx(2 * math.sqrt(3))
+    assert down["t_test"]["p"] == pytest.approx(1 - math.sqrt(12 / 14)) and down["t_test"]["df"] == 2
+    assert down["bootstrap"]["low"] == pytest.approx(0.1) and down["bootstrap"]["high"] == pytest.approx(0.3)
+    assert down["bootstrap"]["resamples"] == 10_000 and down["bootstrap"]["seed"] == 0
+    loss = tests[("sas_small", "bert_small", "mlm_loss")]
+    assert loss["mean_diff"] == pytest.approx(-1.0) and loss["t_test"]["p"] is None and loss["lower_is_better"]
+    assert "the same amount" in loss["note"]
+    rand = tests[("sas_small", "random", "downstream_score")]
+    assert (rand["seeds"], rand["t_test"]["p"], rand["bootstrap"]["low"]) == ([0], None, None)
+    assert rand["note"] == "1 seed in common: a paired test needs 2" and rand["mean_diff"] == pytest.approx(0.15)
+    md = (tmp_path / "study_table.md").read_text()
+    assert "| sas_small | 3 | 6.0000 ± 1.0000 |" in md and "| 0.7000 ± 0.1000 |" in md
+    assert "| random | 1 |" in md and "| 0.4500 ± n/a |" in md
+    assert ("| sas_small | bert_small | word_order dev | 0,1,2 | 0.7000 | 0.5000 | +0.2000 | 3.46 (2) | 0.0742 | "
+            "[+0.1000, +0.3000] |") in md
+    assert ("| sas_small | random | word_order dev | 0 | 0.6000 | 0.4500 | +0.1500 | n/a (1 seed in common: a paired "
+            "test needs 2) | n/a | n/a |") in md
+    study.write_table([_result("sas_small", 0, 0.6)], str(tmp_path), budget=1e9, task="word_order")
+    assert "No pair to test" in (tmp_path / "study_table.md").read_text()
+
+
+def test_downstream_plot_shows_mean_sd_and_every_seed(tmp_path, monkeypatch):
+    from sas_jax.analysis import study_plots
+
+    figures = []
+    monkeypatch.setattr(study_plots, "save", lambda fig, path: figures.append(fig) or path)
+    study_plots.plot_downstream({"sas_small": [0.6, 0.7, 0.8], "random": [0.5]}, str(tmp_path / "d.png"), chance=0.5)
+    ax = figures[0].axes[0]
+    assert [round(p.get_height(), 6) for p in ax.patches] == [0.7, 0.5]  # the bars: means
+    (bars,) = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]  # sd: only with 2+ seeds
+    (segment,) = bars.lines[2][0].get_segments()  # the bar from mean - sd to mean + sd, sd 0.1
+    assert segment[:, 1].tolist() == pytest.approx([0.6, 0.8])
+    points = np.concatenate([c.get_offsets() for c in ax.collections if c.get_offsets().shape[1:] == (2,)
+                             and type(c).__name__ == "PathCollection"])
+    assert sorted(points[:, 1].round(6).tolist()) == [0.5, 0.6, 0.7, 0.8]
+    assert len(set(points[:3, 0].round(6).tolist())) == 3  # the seeds side by side, not on one another
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["sas_small\n(n=3)", "random\n(n=1)"]
+    assert study_plots.seed_offsets(1).tolist() == [0.0] and study_plots.seed_offsets(3).tolist() == [-0.25, 0, 0.25]
+
+
 @pytest.mark.slow
 def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
     out = str(tmp_path / "study")

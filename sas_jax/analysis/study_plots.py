@@ -49,30 +49,42 @@ def plot_held_out_vs_flops(curves: dict, path: str, *, unigram_entropy: float | 
     return save(fig, path)
 
 
+def seed_offsets(n: int, width: float = 0.5) -> np.ndarray:
+    """x offsets of `n` seed points around a bar's centre, evenly over `width` (0 for one), so
+    equal scores of several seeds stay visible side by side."""
+    return np.zeros(1) if n <= 1 else np.linspace(-width / 2, width / 2, n)
+
+
 def plot_downstream(scores: dict, path: str, *, metric: str = "dev accuracy", chance: float | None = None,
                     title: str = "") -> str:
-    """`scores`: {row: [score per seed]}: a bar per row at the mean, each seed as a dot,
-    error bars (sample sd) only where there are two or more seeds."""
+    """`scores`: {row: [score per seed]}: a bar per row at the mean with sample-sd error bars (two or
+    more seeds; one seed: no bar of sd, "1 seed" in the label), each seed a point beside the others,
+    the row's n under its name and a dashed line at `chance`."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(scores) + 2), 4))
     names = list(scores)
     finite = [v for vs in scores.values() for v in vs if v is not None and np.isfinite(v)]
     if finite and min(finite) >= 0.0 and max(finite) <= 1.0:  # accuracies: the whole range
         ax.set_ylim(0.0, 1.12)
+    labels = []
     for i, row in enumerate(names):
         vals = np.asarray([v for v in scores[row] if v is not None and np.isfinite(v)], float)
+        labels.append(f"{row}\n(n={vals.size})")
         if not vals.size:
             continue
+        mean = float(vals.mean())
         sd = float(np.std(vals, ddof=1)) if vals.size > 1 else None
-        ax.bar(i, vals.mean(), color=f"C{i % 10}", alpha=0.8, yerr=sd, capsize=6 if sd is not None else 0)
-        ax.scatter(np.full(vals.size, i), vals, color="k", s=12, zorder=3)
-        ax.text(i, vals.mean(), f"{vals.mean():.3f}" + (f"\n± {sd:.3f}" if sd is not None else ""),
+        ax.bar(i, mean, width=0.7, color=f"C{i % 10}", alpha=0.6)
+        if sd is not None:
+            ax.errorbar(i, mean, yerr=sd, color="k", capsize=6, linewidth=1.2, zorder=4)
+        ax.scatter(i + seed_offsets(vals.size), vals, color="k", s=14, zorder=5)
+        ax.text(i, mean + (sd or 0.0), f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None else "\n1 seed: no sd"),
                 ha="center", va="bottom", fontsize=8)
     if chance is not None:
         ax.axhline(chance, color="0.4", linestyle="--", linewidth=1, label=f"chance {chance:g}")
         ax.legend(fontsize=8)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylabel(metric)
+    ax.set_xticks(range(len(names)), labels)
+    ax.set_ylabel(f"{metric} (mean ± sd over seeds; dots: seeds)")
     ax.set_title(title or "Downstream score at equal pre-training FLOPs")
     ax.grid(axis="y", alpha=0.3)
     return save(fig, path)
