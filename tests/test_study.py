@@ -417,62 +417,75 @@ def test_downstream_plot_shows_mean_sd_and_every_seed(tmp_path, monkeypatch):
     assert study_plots.seed_offsets(1).tolist() == [0.0] and study_plots.seed_offsets(3).tolist() == [-0.25, 0, 0.25]
 
 
+# ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
+    """One pre-trained row and the random baseline, 6 steps, 2 evaluations, a 32-line fine-tune: every
+    stage, table, figure, the resume and the refusal of other settings (the planning of several rows
+    at equal FLOPs is test_dry_run_plans_steps_at_equal_flops_and_writes_nothing's)."""
     out = str(tmp_path / "study")
-    budget = 1.1e9
-    argv = ["--rows=sas_small,bert_small", "--variant=tiny", f"--flops={budget}", f"--out={out}",
+    budget = 2.3e8
+    argv = ["--rows=sas_small,random", "--variant=tiny", f"--flops={budget}", f"--out={out}",
             f"--config.data.corpus_dir={prepared_corpus}", "--config.model.vocab_size=-1",
-            "--config.log.tensorboard=false", "--downstream_size=128,64", "--finetune.num_epochs=1"]
+            "--config.log.tensorboard=false", f"--downstream_text={TEXT}", "--downstream_size=32,32",
+            "--finetune.num_epochs=1", "--eval_rows=16", "--evals=2"]
     assert study.main(argv) == 0
     log = capsys.readouterr().out
-    assert "budget: 1.1e9 training FLOPs per run" in log
+    assert "budget: 2.3e8 training FLOPs per run" in log
 
-    # Steps follow the paper-convention accounting: equal budget, more FLOPs/step -> fewer steps.
-    from sas_jax.data.corpus import Corpus
-
-    vocab = Corpus.open(prepared_corpus).vocab_size
-    per_step = {}
-    for row in ("sas_small", "bert_small"):
-        c = make_config(row, "tiny", num_train_steps=1)
-        per_step[row] = flops.train_flops(c, vocab_size=vocab)
-    table = json.load(open(os.path.join(out, "study_table.json")))
+    corpus = _corpus(prepared_corpus)
+    per_step = flops.train_flops(make_config("sas_small", "tiny", num_train_steps=1), vocab_size=corpus.vocab_size)
+    steps = math.floor(budget / per_step)
+    table = _json(os.path.join(out, "study_table.json"))
     runs = {r["row"]: r for r in table["runs"]}
-    assert set(runs) == {"sas_small", "bert_small"}
-    for row, r in runs.items():
-        assert r["steps"] == math.floor(budget / per_step[row]) and 20 <= r["steps"] <= 40
-        assert r["train_flops"] == pytest.approx(r["steps"] * per_step[row]) and r["train_flops"] <= budget
-        assert f"{row}: " in log and f"x {r['steps']} steps" in log
-        for k in ("mlm_loss", "mlm_accuracy", "mlm_loss_replaced", "unigram_entropy", "downstream_score"):
-            assert np.isfinite(r[k]), (row, k)
+    assert list(runs) == ["sas_small", "random"] and steps == 6
+    sas, rand = runs["sas_small"], runs["random"]
+    assert sas["steps"] == steps and sas["train_flops"] == pytest.approx(steps * per_step)
+    assert sas["train_flops"] <= budget
+    assert "  sas_small: " in log and f"x {steps} steps" in log and "on 16 rows" in log
+    for k in ("mlm_loss", "mlm_accuracy", "mlm_loss_replaced", "rtd_accuracy", "rtd_auc", "downstream_score"):
+        assert np.isfinite(sas[k]), k
+    every = math.ceil(steps / 2)
+    assert [p["step"] for p in sas["curve"]] == [0, every, steps]  # step 0, every ceil(steps / evals), the last
+    assert [p["train_flops"] for p in sas["curve"]] == pytest.approx([0, every * per_step, steps * per_step])
+    # The baseline: no steps, no FLOPs, no held-out figures (no heads to evaluate), a fine-tuned score.
+    assert (rand["steps"], rand["train_flops"], rand["curve"]) == (0, 0.0, [])
+    assert all(rand[k] is None for k in study.EVAL_KEYS) and np.isfinite(rand["downstream_score"])
+    for r in (sas, rand):
         assert 0.0 <= r["downstream_score"] <= 1.0
-        assert 8 <= len(r["curve"]) <= 11 and r["curve"][0]["step"] == 0 and r["curve"][-1]["step"] == r["steps"]
-    assert per_step["sas_small"] > per_step["bert_small"] and runs["sas_small"]["steps"] < runs["bert_small"]["steps"]
-    assert np.isfinite(runs["sas_small"]["rtd_auc"]) and runs["bert_small"]["rtd_auc"] is None  # BERT has no RTD head
-    assert runs["sas_small"]["unigram_entropy"] == runs["bert_small"]["unigram_entropy"]
-    md = open(os.path.join(out, "study_table.md")).read()
-    assert "| sas_small | 0 |" in md and "word_order dev" in md
-    assert len(open(os.path.join(out, "study_table.csv")).read().splitlines()) == 3
+        assert r["unigram_entropy"] == study.unigram_entropy(corpus)  # one corpus: one reference for every row
+    assert [(s["row"], s["n"], s["downstream_score"]["sd"]) for s in table["summary"]] == [
+        ("sas_small", 1, None), ("random", 1, None)]
+    (test,) = table["tests"]  # SAS against the baseline, on the downstream score (random has no MLM loss)
+    assert (test["a"], test["b"], test["figure"], test["seeds"]) == ("sas_small", "random", "downstream_score", [0])
+    assert test["note"] == "1 seed in common: a paired test needs 2" and test["t_test"]["p"] is None
+    assert test["mean_diff"] == pytest.approx(sas["downstream_score"] - rand["downstream_score"])
+    md = _text(os.path.join(out, "study_table.md"))
+    assert "| sas_small | 0 |" in md and "| random | 0 |" in md and "word_order dev" in md
+    assert "| sas_small | random | word_order dev | 0 |" in md and "n/a (1 seed in common" in md
+    assert len(_text(os.path.join(out, "study_table.csv")).splitlines()) == 3
     for png in ("held_out_mlm_vs_flops.png", "downstream.png"):
         assert os.path.getsize(os.path.join(out, png)) > 1000
+    assert sorted(_json(os.path.join(out, "study.json"))["rows"]) == ["random", "sas_small"]
 
     # Resume: a finished run is skipped; a run whose fine-tune is lost re-runs only that.
-    sas, bert = os.path.join(out, "sas_small", "seed0"), os.path.join(out, "bert_small", "seed0")
-    os.remove(os.path.join(bert, "result.json"))
-    os.remove(os.path.join(bert, "finetune", "word_order.json"))
-    before_sas, before_bert = _mtimes(sas), _mtimes(os.path.join(bert, "checkpoints"))
-    before_metrics = os.stat(os.path.join(bert, "metrics.jsonl")).st_mtime_ns
+    sas_dir, rand_dir = os.path.join(out, "sas_small", "seed0"), os.path.join(out, "random", "seed0")
+    os.remove(os.path.join(sas_dir, "result.json"))
+    os.remove(os.path.join(sas_dir, "finetune", "word_order.json"))
+    before_rand, before_ckpt = _mtimes(rand_dir), _mtimes(os.path.join(sas_dir, "checkpoints"))
+    before_metrics = os.stat(os.path.join(sas_dir, "metrics.jsonl")).st_mtime_ns
     assert study.main(argv) == 0
     log = capsys.readouterr().out
-    assert "sas_small/seed0: finished before, skipped" in log
-    assert "bert_small/seed0: pre-training already finished" in log
-    assert f"pre-training {runs['bert_small']['steps']} steps" not in log
-    assert _mtimes(sas) == before_sas
-    assert _mtimes(os.path.join(bert, "checkpoints")) == before_bert
-    assert os.stat(os.path.join(bert, "metrics.jsonl")).st_mtime_ns == before_metrics
-    again = json.load(open(os.path.join(bert, "result.json")))
-    assert again["steps"] == runs["bert_small"]["steps"] and np.isfinite(again["downstream_score"])
+    assert "random/seed0: finished before, skipped" in log
+    assert "sas_small/seed0: pre-training already finished" in log
+    assert f"pre-training {steps} steps" not in log
+    assert _mtimes(rand_dir) == before_rand
+    assert _mtimes(os.path.join(sas_dir, "checkpoints")) == before_ckpt
+    assert os.stat(os.path.join(sas_dir, "metrics.jsonl")).st_mtime_ns == before_metrics
+    again = _json(os.path.join(sas_dir, "result.json"))
+    assert again["steps"] == steps and again["curve"] == sas["curve"] and np.isfinite(again["downstream_score"])
 
     # Another budget into the same folder is refused (one line, exit 2).
     assert study.main([a if not a.startswith("--flops") else "--flops=2e9" for a in argv]) == 2
-    assert "holds a study with flops=" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds a study with flops=" in err
