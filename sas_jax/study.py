@@ -34,6 +34,37 @@ The rows share one corpus (`data.corpus_dir`; a variant that prepares its corpus
 `demo` does, prepares it once in `<out>/demo_corpus/`), so their held-out rows, unigram
 entropy and downstream data are the same.
 
+Checks before spending: before anything is trained or written, every run (and `--dry_run`,
+which stops after them) checks every row against its corpus and the downstream data: the row
+exists and its overrides load; `seq_len` is the corpus's and fits
+`model.max_position_embeddings`; `model.vocab_size` is -1 or at least the corpus
+tokenizer's; `sas.max_predictions` holds the positions a full row takes (`min_predictions`,
+the batch builders' own rule); the corpus keeps one batch beside the `--eval_rows` held out;
+the budget buys a step; the task file exists and parses (or the GLUE folder holds the task's
+files, or the word-order text gives enough lines that fit `seq_len`); `--finetune.*` loads and
+the fine-tuning length fits every row; `<out>/study.json`, if any, has these settings. All
+problems are listed, one `error:` line each naming the row (or the task), the field, the
+values and the fix, exit 2, and nothing is written: no `study.json`, so the corrected command
+runs in the same `--out` (a corpus the study prepares itself, as `demo`'s, is prepared only
+once the configs pass). Texts of a task file longer than the fine-tuning length are cut, as
+GLUE's: a note, not a problem.
+
+The tiny variant (`--variant=tiny`, the tests' shape) needs a corpus prepared at seq_len 32
+(`python -m sas_jax.prepare ... --seq_len=32`), a tokenizer of at most 128 pieces (its
+`model.vocab_size`; or pass `--config.model.vocab_size=-1` to take the tokenizer's), and more
+rows than it holds out plus one batch of 8: with the default `--eval_rows` (8 batches, 64 rows)
+at least 72; fine-tuning lengths up to its 64 positions.
+
+The table (`study_table.md`, `.json`): every run, then per row the mean ± sample sd over its
+seeds of the held-out figures and the downstream score (`summary`; n/a with one seed), then
+paired tests over seeds (`tests`; a seed pairs the runs: one fine-tuning seed and data order
+for every row) of every SAS row against every ELECTRA and BERT row (by name: `sasda_small`,
+`electra_da_small`, `deberta_small`) and of every pre-trained row against `random`: the mean
+difference, a two-sided paired t-test and a seeded paired bootstrap (10,000 resamples, 95%
+interval; `sas_jax.analysis.stats`), on the downstream score and the held-out MLM loss; "n/a"
+with the reason below two seeds in common. `downstream.png` shows each row's mean, sd error
+bars and every seed as a point.
+
 Resume: re-run the same command. A run whose `result.json` exists is skipped; a
 pre-training run resumes from its last checkpoint; a fine-tune without its result
 JSON runs again. `<out>/study.json` records the budget, variant and overrides, and a
