@@ -11,7 +11,8 @@
   `import_sas` reads.
 - `export_electra_pair(params, cfg, out)`: an `ElectraModel` as the two HF
   checkpoints `out/generator` and `out/discriminator`, each with its own copy of
-  the shared embeddings.
+  the shared embeddings (ELECTRA-DA: DebertaV2ForMaskedLM + DebertaV2Model with
+  the RTD sidecar; with gdes the discriminator's word table is E_G + E_delta).
 
 Tokenizer: `tokenizer` (a path or a `sas_jax.data.tokenizer.Tokenizer`) writes a
 `tokenizer.json` that reproduces the project's ids exactly (verified at export;
@@ -175,11 +176,7 @@ def export_sas(params, cfg: ModelConfig, out_dir: str, *, tokenizer=None, mlm_ep
         arch = "DebertaV2ForMaskedLM" if write_mlm else "DebertaV2Model"
         path = export_hf(params, cfg, out_dir, arch, tokenizer=tok, sample_lines=sample_lines, extra=extra)
         if "rtd_head" in params:
-            from safetensors.numpy import save_file
-
-            head = {hf: np.ascontiguousarray(_get(params, ours).T if transpose else _get(params, ours))
-                    for ours, hf, transpose in hf_keys.head_entries("rtd")}
-            save_file(head, os.path.join(path, hf_keys.RTD_SIDECAR), metadata={"format": "pt"})
+            _write_rtd_sidecar(params, path)
         return {"mlm" if write_mlm else "encoder": path}
     out = {"discriminator": export_hf(params, cfg, os.path.join(out_dir, "discriminator"),
                                       "ElectraForPreTraining", tokenizer=tok, sample_lines=sample_lines)}
@@ -189,14 +186,41 @@ def export_sas(params, cfg: ModelConfig, out_dir: str, *, tokenizer=None, mlm_ep
     return out
 
 
+def _write_rtd_sidecar(params, folder: str) -> None:
+    """Our RTD head (`rtd_head`) next to a DebertaV2 folder, which has no RTD class: HF ignores
+    the file, `import_hf` reads it back."""
+    from safetensors.numpy import save_file
+
+    head = {hf: np.ascontiguousarray(_get(params, ours).T if transpose else _get(params, ours))
+            for ours, hf, transpose in hf_keys.head_entries("rtd")}
+    save_file(head, os.path.join(folder, hf_keys.RTD_SIDECAR), metadata={"format": "pt"})
+
+
 def export_electra_pair(params, cfg: ModelConfig, out_dir: str, *, tokenizer=None,
                         sample_lines=()) -> dict[str, str]:
     """An ElectraModel as `out/generator` (ElectraForMaskedLM) + `out/discriminator` (ElectraForPreTraining).
 
-    Lossless: our generator head already uses `layer_norm_eps`, as HF's."""
+    Lossless: our generator head already uses `layer_norm_eps`, as HF's.
+
+    ELECTRA-DA (`cfg.disentangled`): `out/generator` is a DebertaV2ForMaskedLM (legacy
+    `cls.predictions` head, tied to the shared word table) and `out/discriminator` a
+    DebertaV2Model plus our RTD head in `sas_rtd_head.safetensors`. Each folder holds the
+    shared word table; with gdes the discriminator's is the folded E_G + E_delta
+    (`electra.network_params`). config.json's `sas_jax.embedding_sharing` records which."""
     params = _host(params)
     tokenizer = _tokenizer(tokenizer)
     gen_cfg = electra.generator_config(cfg)
+    if cfg.disentangled:
+        extra = {"embedding_sharing": cfg.embedding_sharing}
+        gen, disc = (electra.network_params(params, n) for n in ("generator", "discriminator"))
+        # HF's DeBERTa head takes the model's eps, as our generator head does (`layer_norm_eps`).
+        gen_cfg = dataclasses.replace(gen_cfg, mlm_layer_norm_eps=cfg.layer_norm_eps)
+        out = {"generator": export_hf(gen, gen_cfg, os.path.join(out_dir, "generator"), "DebertaV2ForMaskedLM",
+                                      tokenizer=tokenizer, sample_lines=sample_lines, extra=extra),
+               "discriminator": export_hf(disc, cfg, os.path.join(out_dir, "discriminator"), "DebertaV2Model",
+                                          tokenizer=tokenizer, sample_lines=sample_lines, extra=extra)}
+        _write_rtd_sidecar(disc, out["discriminator"])
+        return out
     return {
         "generator": export_hf(params, gen_cfg, os.path.join(out_dir, "generator"), "ElectraForMaskedLM",
                                tokenizer=tokenizer, sample_lines=sample_lines, encoder="generator",

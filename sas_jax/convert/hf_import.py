@@ -219,15 +219,22 @@ def import_electra_pair(generator, discriminator, *, generator_hf_config=None, d
     Each network's `embeddings_project` and encoder come from its own checkpoint;
     the shared embeddings (tables + LayerNorm) from `embeddings_from`. The
     generator width must follow `generator_config` (ratio = H_g / H).
+
+    An ELECTRA-DA export (DebertaV2ForMaskedLM + DebertaV2Model with the RTD sidecar) is
+    read back too: each network's `embed_proj`, LayerNorm and encoder from its own folder,
+    the shared tables from `embeddings_from`; with `sas_jax.embedding_sharing = gdes` the word
+    table E_G from the generator and E_delta = (discriminator's table) − E_G.
     """
     if embeddings_from not in ("generator", "discriminator"):
         raise ValueError("embeddings_from must be 'generator' or 'discriminator'")
-    d_conf, d_sd, _ = _source(discriminator, discriminator_hf_config)
+    d_conf, d_sd, d_folder = _source(discriminator, discriminator_hf_config)
     g_conf, g_sd, _ = _source(generator, generator_hf_config)
     if not isinstance(d_conf, Mapping):
         d_conf = d_conf.to_dict()
     if not isinstance(g_conf, Mapping):
         g_conf = g_conf.to_dict()
+    if d_conf.get("model_type") == "deberta-v2":
+        return _import_electra_da_pair(g_conf, g_sd, d_conf, d_sd, d_folder, embeddings_from, strict)
     d_cfg = hfc.from_hf_config(d_conf, "ElectraForPreTraining")
     g_hf = hfc.from_hf_config(g_conf, "ElectraForMaskedLM")
     cfg = dataclasses.replace(d_cfg, generator_ratio=g_hf.hidden_size / d_cfg.hidden_size)
@@ -243,5 +250,44 @@ def import_electra_pair(generator, discriminator, *, generator_hf_config=None, d
     params = {"embeddings": (d if embeddings_from == "discriminator" else g)["embeddings"],
               "generator": g["generator"], "generator_head": g["generator_head"],
               "discriminator": d["discriminator"], "discriminator_head": d["discriminator_head"]}
+    check_params(params, ElectraModel(cfg))
+    return cfg, params
+
+
+def _import_electra_da_pair(g_conf, g_sd, d_conf, d_sd, d_folder, embeddings_from, strict):
+    """`import_electra_pair` for an ELECTRA-DA export (see there)."""
+    if g_conf.get("model_type") != "deberta-v2":
+        raise ValueError(f"the discriminator is DebertaV2 but the generator is {g_conf.get('model_type')!r}; "
+                         "pass the generator folder of the same ELECTRA-DA export")
+    sharing = (d_conf.get(hfc.EXTRA_KEY) or {}).get("embedding_sharing", "shared")
+    d_cfg = hfc.from_hf_config(d_conf, "DebertaV2Model")
+    g_hf = hfc.from_hf_config(g_conf, "DebertaV2ForMaskedLM")
+    cfg = dataclasses.replace(d_cfg, generator_ratio=g_hf.hidden_size / d_cfg.hidden_size, embedding_sharing=sharing)
+    g_cfg = electra.generator_config(cfg)
+    for k in ("hidden_size", "num_heads", "intermediate_size", "num_layers", "embedding_size", "vocab_size"):
+        if getattr(g_cfg, k) != getattr(g_hf, k):
+            raise ValueError(f"the generator's {k}={getattr(g_hf, k)} does not follow the sizing rule "
+                             f"(expected {getattr(g_cfg, k)} for ratio {cfg.generator_ratio})")
+    d_sd = dict(d_sd)
+    sidecar = os.path.join(d_folder, hf_keys.RTD_SIDECAR) if d_folder else ""
+    if not (sidecar and os.path.exists(sidecar)):
+        raise FileNotFoundError(f"no {hf_keys.RTD_SIDECAR} (the discriminator's RTD head) in {d_folder or 'the input'}; "
+                                "pass the discriminator folder of an ELECTRA-DA export")
+    from safetensors.numpy import load_file
+
+    d_sd.update(load_file(sidecar))
+    d = params_from_state_dict(d_sd, d_cfg, "DebertaV2Model", heads=["rtd"], strict=strict)
+    g = params_from_state_dict(g_sd, g_cfg, "DebertaV2ForMaskedLM", strict=strict)
+    own = ("embed_proj", "LayerNorm")
+    tables = {k: v for k, v in (d if embeddings_from == "discriminator" else g)["embeddings"].items() if k not in own}
+    params = {"embeddings": tables,
+              "generator_embeddings": {k: v for k, v in g["embeddings"].items() if k in own},
+              "generator": g["encoder"], "generator_head": g["mlm_head"],
+              "discriminator_embeddings": {k: v for k, v in d["embeddings"].items() if k in own},
+              "discriminator": d["encoder"], "discriminator_head": d["rtd_head"]}
+    if sharing == "gdes":
+        e_g = g["embeddings"]["word_embeddings"]["embedding"]
+        params["embeddings"] = {**tables, "word_embeddings": {"embedding": e_g}}
+        params["discriminator_word_delta"] = d["embeddings"]["word_embeddings"]["embedding"] - e_g
     check_params(params, ElectraModel(cfg))
     return cfg, params

@@ -27,6 +27,7 @@ import numpy as np
 from sas_jax import checkpoint_damage, checkpointing
 from sas_jax.errors import UserError
 from sas_jax.models.config import ModelConfig
+from sas_jax.models.electra import network_params
 from sas_jax.models.encoder import INIT, Embeddings, Encoder, gelu
 
 log = logging.getLogger("sas_jax.glue")
@@ -94,9 +95,17 @@ def _flat_names(tree) -> list:
 def split_encoder(params: dict) -> tuple:
     """(encoder params {'embeddings','encoder'}, the rest) of pre-training params.
 
-    SAS/BERT: 'encoder'; ELECTRA: its 'discriminator' becomes the encoder.
+    SAS/BERT: 'encoder'; ELECTRA: its 'discriminator' becomes the encoder. ELECTRA-DA: the
+    discriminator's embeddings are the shared tables joined with its own projection and
+    LayerNorm (`discriminator_embeddings`), its word table E_G + E_delta under gdes
+    (`models.electra.network_params`); the generator's parts are the rest.
     """
     params = dict(params)
+    if "encoder" not in params and "discriminator_embeddings" in params:
+        disc = network_params(params, "discriminator")
+        for k in ("embeddings", "discriminator", "discriminator_embeddings", "discriminator_word_delta"):
+            params.pop(k, None)
+        params["embeddings"], params["encoder"] = disc["embeddings"], disc["encoder"]
     if "encoder" not in params and "discriminator" in params:
         params["encoder"] = params.pop("discriminator")
     missing = [k for k in ("embeddings", "encoder") if k not in params]

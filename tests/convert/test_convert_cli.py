@@ -212,6 +212,35 @@ def test_wordpiece_bert_export(tmp_path, wordpiece_corpora, lowercase):
 
 
 @pytest.mark.slow
+def test_electra_da_gdes_export_and_import(tmp_path, wordpiece_corpora):
+    """ELECTRA-DA with GDES through the CLI: generator → DebertaV2ForMaskedLM whose fill-mask is
+    ours, discriminator → DebertaV2Model with the folded word table E_G + E_delta and the RTD
+    sidecar; import gives back the pair (E_delta within a rounding) that the trainer restores."""
+    corpus = wordpiece_corpora[True]
+    workdir, config, params = make_checkpoint(tmp_path / "run", "electra_da_small", corpus, embedding_sharing="gdes")
+    out = tmp_path / "hf"
+    assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
+    assert sorted(os.listdir(out)) == ["discriminator", "generator"]
+    gen_cfg, disc_cfg = (json.load(open(out / role / "config.json")) for role in ("generator", "discriminator"))
+    assert gen_cfg["architectures"] == ["DebertaV2ForMaskedLM"] and disc_cfg["architectures"] == ["DebertaV2Model"]
+    assert disc_cfg["sas_jax"]["embedding_sharing"] == "gdes"
+    assert os.path.isfile(out / "discriminator" / "sas_rtd_head.safetensors")
+    assert_same_fill_mask(str(out / "generator"), workdir)
+    disc = transformers.AutoModel.from_pretrained(str(out / "discriminator"))
+    folded = params["embeddings"]["word_embeddings"]["embedding"] + params["discriminator_word_delta"]
+    np.testing.assert_array_equal(disc.embeddings.word_embeddings.weight.detach().numpy(), folded)
+
+    assert convert_main(["import", f"--hf_folder={out}", f"--workdir={tmp_path}/imported"]) == 0
+    back = checkpointing.read_model(str(tmp_path / "imported"))
+    assert back.cfg.embedding_sharing == "gdes" and back.cfg.attention_type == "disentangled"
+    np.testing.assert_allclose(back.params.pop("discriminator_word_delta"), params.pop("discriminator_word_delta"),
+                               atol=1e-7)
+    for a, b in zip(jax.tree_util.tree_leaves(back.params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(a, b)
+    assert_restores_in_trainer(str(tmp_path / "imported"), config)
+
+
+@pytest.mark.slow
 def test_trained_wordpiece_sas_export(tmp_path, wordpiece_corpora):
     """The whole WordPiece path: a vocabulary the project trains, a tiny SAS trained two steps
     by the trainer on rows of it, exported; stock AutoTokenizer gives the project's ids on the

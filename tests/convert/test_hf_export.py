@@ -130,6 +130,41 @@ def test_electra_pair_export_roundtrip(tmp_path):
     assert_same_params(params_back, params)
 
 
+@pytest.mark.parametrize("sharing", ["shared", "gdes"])
+def test_electra_da_pair_export_roundtrip(sharing, tmp_path):
+    """ELECTRA-DA → DebertaV2ForMaskedLM (generator) + DebertaV2Model (discriminator): stock HF
+    reproduces both networks at 1e-5; with gdes the discriminator's table is E_G + E_delta."""
+    cfg = dataclasses.replace(SASDA, embedding_size=32, embedding_sharing=sharing)  # both networks project
+    ids, mask, slots = inputs()
+    model = ElectraModel(cfg)
+    params = random_params(model, ids, mask, slots)  # E_delta != 0 with gdes
+    v, args = {"params": params}, (jnp.asarray(ids), jnp.asarray(mask))
+    paths = export_electra_pair(params, cfg, str(tmp_path))
+    gen = load(transformers.DebertaV2ForMaskedLM, paths["generator"])
+    disc = load(transformers.DebertaV2Model, paths["discriminator"])
+    assert (gen.config.hidden_size, gen.config.num_attention_heads, gen.config.intermediate_size) == (16, 1, 64)
+    assert gen.config.embedding_size == disc.config.embedding_size == 32
+    word = params["embeddings"]["word_embeddings"]["embedding"]
+    disc_word = disc.embeddings.word_embeddings.weight.detach().numpy()
+    np.testing.assert_array_equal(gen.deberta.embeddings.word_embeddings.weight.detach().numpy(), word)
+    np.testing.assert_array_equal(disc_word, word + params["discriminator_word_delta"] if sharing == "gdes" else word)
+    valid = mask.astype(bool)
+    close(f"electra-da {sharing} export disc hidden", model.apply(v, *args, method="discriminator_hidden"),
+          run(disc, ids, mask).last_hidden_state.numpy(), valid)
+    close(f"electra-da {sharing} export mlm", model.apply(v, *args, jnp.asarray(slots), method="generator_logits"),
+          np.take_along_axis(run(gen, ids, mask).logits.numpy(), slots[:, :, None], 1))
+    cfg_back, params_back = import_electra_pair(paths["generator"], paths["discriminator"])
+    assert cfg_back == cfg  # embedding_sharing kept under config.json "sas_jax"
+    if sharing == "gdes":  # E_delta comes back as (E_G + E_delta) − E_G: within a rounding of the table
+        np.testing.assert_allclose(params_back.pop("discriminator_word_delta"),
+                                   params.pop("discriminator_word_delta"), atol=1e-7)
+    assert_same_params(params_back, params)
+    # The discriminator's RTD head travels in the sidecar, as for SASDA exports.
+    _, disc_params = import_hf(paths["discriminator"])
+    np.testing.assert_array_equal(disc_params["rtd_head"]["dense"]["kernel"],
+                                  params["discriminator_head"]["dense"]["kernel"])
+
+
 def test_bert_export_with_tokenizer(tmp_path):
     cfg = dataclasses.replace(SAS, mlm_layer_norm_eps=1e-12)
     ids, mask, slots = inputs()

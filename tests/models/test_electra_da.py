@@ -211,3 +211,17 @@ def test_gdes_step_on_eight_devices_matches_one_device():
     assert np.abs(p8["discriminator_word_delta"]).max() > 0  # the RTD loss trained E_delta
     assert not np.array_equal(p8["embeddings"]["word_embeddings"]["embedding"],
                               before["embeddings"]["word_embeddings"]["embedding"])
+
+
+def test_glue_fine_tunes_the_discriminator_with_its_own_projection_and_folded_table():
+    from sas_jax.glue import model as glue_model  # noqa: PLC0415
+
+    params = _perturbed(_init(GDES))
+    enc, rest = glue_model.split_encoder(params)
+    disc = network_params(params, "discriminator")
+    assert_same = lambda a, b: jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)  # noqa: E731
+    assert_same(enc, {"embeddings": disc["embeddings"], "encoder": disc["encoder"]})
+    assert set(rest) == {"generator_embeddings", "generator", "generator_head", "discriminator_head"}
+    fresh = glue_model.init_params(glue_model.GlueModel(GDES, 2), jax.random.key(0))
+    _, missing, unexpected = glue_model.merge_pretrained(fresh, enc)
+    assert unexpected == [] and all(k.startswith("classifier/") for k in missing)  # only the new head is fresh
