@@ -208,7 +208,10 @@ def forward_components(config, *, vocab_size: Optional[int] = None, model_cfg: O
       `objective.rtd`), plus the generator's own embedding (lookup charged again,
       with its own projection E→H_gen), layers and MLM head; the generator's shape is
       `models.electra.generator_config`.
-    - disentangled attention: every layer adds `disentangled_layer_flops`.
+    - disentangled attention: every layer adds `disentangled_layer_flops`; for electra
+      (ELECTRA-DA) the generator's layers too, at its own width. Its shared word table is
+      still charged per network, as ELECTRA's; GDES's table sum (`sg(E_G) + E_delta`) is
+      once per step, not per token, and is not charged.
     - `model.enhanced_mask_decoder` (with an MLM head): `mlm_emd`, the last layer
       run twice more over every position (docs/reference.md §9.7), each pass
       charged as one layer; the absolute position lookup is already in the

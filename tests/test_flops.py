@@ -7,7 +7,7 @@ import pytest
 from sas_jax import config_lib, flops
 from sas_jax.models.config import ModelConfig
 
-from conftest import ROOT
+from conftest import ROOT, load_config
 
 
 def sig4(x: float) -> str:
@@ -89,6 +89,32 @@ def test_deberta_small_worked_figures():
     assert layer.terms["da_allowance_scores"] + layer.terms["da_allowance_hidden"] == 8_448
     assert flops.forward_flops_per_token(deberta_small()) == pytest.approx(42_135_991.44, abs=0.005)
     assert flops.train_flops(deberta_small()) == pytest.approx(1.38071e18, rel=5e-6)
+
+
+@pytest.mark.parametrize("sharing", ["shared", "gdes"])
+def test_electra_da_small_worked_figures(sharing):
+    """ELECTRA-Small's components with every layer of both networks disentangled (docs/reference.md
+    §12.3): the discriminator layer is DeBERTa-Small's; the generator's (h 64, 1 head) adds c2p + p2c
+    2·2·64·256 and the allowance 11·128 + 11·64. GDES's table sum is per step, not charged."""
+    c = load_config("electra_da_small", None, [f"model.embedding_sharing={sharing}"])
+    p = parts(c)
+    assert list(p) == list(parts(electra_small()))
+    assert p["discriminator.embedding"].per_unit == 7_914_112  # the lookup rule is BERT-style, as DeBERTa's
+    assert p["discriminator.layer"].per_unit == 1_995_264 and p["discriminator.layer"].count == 12
+    assert p["generator.embedding"].per_unit == 7_864_768  # its lookup charged again, its own 128→64 projection
+    gen = p["generator.layer"]
+    assert gen.terms["c2p"] + gen.terms["p2c"] == 2 * 2 * 64 * 256 == 65_536
+    assert gen.terms["da_allowance_scores"] + gen.terms["da_allowance_hidden"] == 11 * 128 + 11 * 64
+    assert gen.per_unit == 136_256 + 65_536 + 2_112 == 203_904
+    assert p["generator.mlm_head"].per_token == pytest.approx(1_257_103.44, abs=0.005)
+    total = flops.forward_flops_per_token(c)
+    assert total == pytest.approx(43_559_887.44, abs=0.005)
+    assert total - flops.forward_flops_per_token(electra_small()) == 12 * (1_995_264 - 1_724_672 + 203_904 - 136_256)
+    assert sig4(flops.train_flops(c)) == "1.427e+18"
+    assert flops.train_flops(c) == pytest.approx(1.42737e18, rel=5e-6)
+    live = flops.model_flops_components(c)  # both networks' relative terms, at their own kqv
+    assert live["discriminator.relative_attention"] == 6 * 2 * 256 * 255 * 12
+    assert live["generator.relative_attention"] == 6 * 2 * 64 * 255 * 12
 
 
 # ------------------------------------------------------------------ rule swaps
