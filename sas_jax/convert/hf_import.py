@@ -271,8 +271,8 @@ def _import_electra_da_pair(g_conf, g_sd, d_conf, d_sd, d_folder, embeddings_fro
     d_sd = dict(d_sd)
     sidecar = os.path.join(d_folder, hf_keys.RTD_SIDECAR) if d_folder else ""
     if not (sidecar and os.path.exists(sidecar)):
-        raise FileNotFoundError(f"no {hf_keys.RTD_SIDECAR} (the discriminator's RTD head) in {d_folder or 'the input'}; "
-                                "pass the discriminator folder of an ELECTRA-DA export")
+        raise FileNotFoundError(f"no {hf_keys.RTD_SIDECAR} (the discriminator's RTD head) in "
+                                f"{d_folder or 'the input'}; pass the discriminator folder of an ELECTRA-DA export")
     from safetensors.numpy import load_file
 
     d_sd.update(load_file(sidecar))

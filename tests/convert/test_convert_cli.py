@@ -221,7 +221,8 @@ def test_electra_da_gdes_export_and_import(tmp_path, wordpiece_corpora):
     out = tmp_path / "hf"
     assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
     assert sorted(os.listdir(out)) == ["discriminator", "generator"]
-    gen_cfg, disc_cfg = (json.load(open(out / role / "config.json")) for role in ("generator", "discriminator"))
+    gen_cfg, disc_cfg = (json.loads((out / role / "config.json").read_text())
+                         for role in ("generator", "discriminator"))
     assert gen_cfg["architectures"] == ["DebertaV2ForMaskedLM"] and disc_cfg["architectures"] == ["DebertaV2Model"]
     assert disc_cfg["sas_jax"]["embedding_sharing"] == "gdes"
     assert os.path.isfile(out / "discriminator" / "sas_rtd_head.safetensors")

@@ -219,8 +219,8 @@ def test_glue_fine_tunes_the_discriminator_with_its_own_projection_and_folded_ta
     params = _perturbed(_init(GDES))
     enc, rest = glue_model.split_encoder(params)
     disc = network_params(params, "discriminator")
-    assert_same = lambda a, b: jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)  # noqa: E731
-    assert_same(enc, {"embeddings": disc["embeddings"], "encoder": disc["encoder"]})
+    jax.tree_util.tree_map(np.testing.assert_array_equal, enc, {"embeddings": disc["embeddings"],
+                                                                 "encoder": disc["encoder"]})
     assert set(rest) == {"generator_embeddings", "generator", "generator_head", "discriminator_head"}
     fresh = glue_model.init_params(glue_model.GlueModel(GDES, 2), jax.random.key(0))
     _, missing, unexpected = glue_model.merge_pretrained(fresh, enc)
