@@ -171,3 +171,25 @@ def test_sample_hit_is_the_hit_rate_of_the_samples_sas_draws():
     share = float((np.asarray(draws) == targets).mean())
     assert got == pytest.approx(share, abs=0.01)
     assert 0.05 < got < 0.95  # not a degenerate case
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # a deadlock ends here, with every thread's stack, not at the suite's 10 minutes
+def test_evaluating_every_step_on_eight_devices_never_deadlocks(tmp_path):
+    """XLA's CPU runtime deadlocked (a collective waiting for one device forever) when the
+    held-out loop queued its programs without waiting for them, while a training step was in
+    flight: this run (evaluation after every step) stopped at evaluation 7, 7 and 58 in three
+    tries before `HeldOut.evaluate` brought each batch's sums to the host, and ran 301 after."""
+    import json  # noqa: PLC0415
+
+    from sas_jax import train  # noqa: PLC0415
+
+    cfg = load_config("sas_small", "tiny")
+    assert jax.device_count() == 8
+    cfg.num_train_steps, cfg.log.every_steps, cfg.log.eval_every_steps = 96, 1, 1
+    cfg.ckpt.every_steps, cfg.log.tensorboard, cfg.data.eval_rows = 1000, False, 64
+    train.train_and_evaluate(cfg, str(tmp_path), corpus=markov_corpus(256, cfg.seq_len, cfg.model.vocab_size))
+    evals = [d for d in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+             if "eval/mlm_loss" in d]
+    assert [d["step"] for d in evals] == list(range(97))
+    assert all(np.isfinite(d["eval/mlm_loss"]) for d in evals)

@@ -261,6 +261,8 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
         sums = []
         for batch, _ in data_lib.batches(train, bs, order=order):
             state, counts = runner.train(state, runner.put_batch(batch), dropout_key)
+            if sums:  # at most two steps in flight: see HeldOut.evaluate on unbounded queues
+                jax.block_until_ready(sums[-1])
             sums.append(counts)
             step += 1
             if config.log_every_steps and step % int(config.log_every_steps) == 0:
