@@ -38,6 +38,7 @@ ROWS = {
     "sas_small": Row("small", "sas", cold_start="unigram"),
     "sasc_small": Row("small", "sas", lam=CONSTANT, cold_start="unigram"),
     "sasda_small": Row("small", "sas", cold_start="unigram", attention="disentangled"),
+    "sascda_small": Row("small", "sas", lam=CONSTANT, cold_start="unigram", attention="disentangled"),
     "bert_base": Row("base", "bert", rtd=False, lam=None, steps=1_000_000),
     "electra_base": Row("base", "electra", lam=CONSTANT, steps=766_000, generator_ratio=1 / 3),
     "deberta_base": Row("base", "bert", rtd=False, lam=None, attention="disentangled", steps=1_000_000),
