@@ -2,7 +2,7 @@
 
     python -m sas_jax.study --rows=bert_small,electra_small,sas_small --variant=demo \\
         --flops=3.7e12 --out=runs/study_demo [--seeds=0,1] \\
-        [--downstream=auto|wordnet_supersense|<task.json>|none|<glue_dir>] \\
+        [--downstream=TASK[,TASK...]|none  (TASK: auto, wordnet_supersense, <task.json>, <glue_dir>)] \\
         [--config.a.b=v ...] [--finetune.a.b=v ...]
 
 For every row × seed it loads `configs/<row>.py:<variant>` (`--config.a.b=v` overrides
@@ -10,9 +10,9 @@ as in `python -m sas_jax.main`), sets `seed`, and gives it `num_train_steps =
 floor(budget / train FLOPs per step)` in the paper's convention
 (`sas_jax.flops.train_flops`, linear in the steps), so a row with more FLOPs per step
 gets fewer steps. It pre-trains in `<out>/<row>/seed<k>/` (held-out evaluation on
-`--eval_rows` rows, `--evals` times per run), fine-tunes the last checkpoint on one
+`--eval_rows` rows, `--evals` times per run), fine-tunes the last checkpoint on each
 downstream task and writes `<out>/study_table.{md,json,csv}`,
-`held_out_mlm_vs_flops.png` and `downstream.png`.
+`held_out_mlm_vs_flops.png` and `downstream.png` (and `downstream_<task>.png` for each further task).
 
 Downstream (`--downstream`): `auto` (default) builds the word-order task from plain
 text (`sas_jax.data.downstream`: is the line as written, or are two adjacent words
@@ -21,7 +21,10 @@ real labelled task `wordnet_supersense` (`sas_jax.data.real_tasks`, from the ins
 Debian package wordnet-base) is built into `<out>/downstream/wordnet_supersense/` (all
 rows; tiny or `--downstream_size`: a sample); a task file (`path/to/task.json`, or its
 folder; docs/tasks.md) is fine-tuned as it is; a GLUE folder fine-tunes `--task` (default
-sst2) from it; `none` skips it. The recipe is
+sst2) from it; `none` skips it. Several tasks, comma-separated (`--downstream=auto,wordnet_supersense`:
+word order and a real labelled task on the same checkpoints), fine-tune every run (and `random`) on
+each; the first task's score keeps the column `downstream_score` and `downstream.png`, each further
+task gets `downstream_score:<task>` and `downstream_<task>.png`. The recipe is
 `configs/glue.py` (`:tiny` for the tiny variant) at length `seq_len`, one learning
 rate, one seed per pre-training run; `--finetune.a.b=v` overrides any of its fields.
 
@@ -40,8 +43,9 @@ exists and its overrides load; `seq_len` is the corpus's and fits
 `model.max_position_embeddings`; `model.vocab_size` is -1 or at least the corpus
 tokenizer's; `sas.max_predictions` holds the positions a full row takes (`min_predictions`,
 the batch builders' own rule); the corpus keeps one batch beside the `--eval_rows` held out;
-the budget buys a step; the task file exists and parses (or the GLUE folder holds the task's
-files, or the word-order text gives enough lines that fit `seq_len`); `--finetune.*` loads and
+the budget buys a step; for every downstream task, the task file exists and parses (or the GLUE
+folder holds the task's files, or the word-order text gives enough lines that fit `seq_len`, or
+WordNet is installed), and no task is named twice or unknown; `--finetune.*` loads and
 the fine-tuning length fits every row; `<out>/study.json`, if any, has these settings. All
 problems are listed, one `error:` line each naming the row (or the task), the field, the
 values and the fix, exit 2, and nothing is written: no `study.json`, so the corrected command
@@ -56,19 +60,24 @@ rows than it holds out plus one batch of 8: with the default `--eval_rows` (8 ba
 at least 72; fine-tuning lengths up to its 64 positions.
 
 The table (`study_table.md`, `.json`): every run, then per row the mean ± sample sd over its
-seeds of the held-out figures and the downstream score (`summary`; n/a with one seed), then
+seeds of the held-out figures and each task's downstream score (`summary`; n/a with one seed), then
 paired tests over seeds (`tests`; a seed pairs the runs: one fine-tuning seed and data order
 for every row) of every SAS row against every ELECTRA and BERT row (by name: `sasda_small`,
 `electra_da_small`, `deberta_small`) and of every pre-trained row against `random`: the mean
 difference, a two-sided paired t-test and a seeded paired bootstrap (10,000 resamples, 95%
-interval; `sas_jax.analysis.stats`), on the downstream score and the held-out MLM loss; "n/a"
-with the reason below two seeds in common. `downstream.png` shows each row's mean, sd error
-bars and every seed as a point.
+interval; `sas_jax.analysis.stats`), on each task's downstream score and the held-out MLM loss;
+"n/a" with the reason below two seeds in common. `downstream*.png` (one per task) shows each row's
+mean, sd error bars and every seed as a point.
 
-Resume: re-run the same command. A run whose `result.json` exists is skipped; a
-pre-training run resumes from its last checkpoint; a fine-tune without its result
-JSON runs again. `<out>/study.json` records the budget, variant and overrides, and a
-re-run with others is refused.
+Resume: re-run the same command. A run whose `result.json` exists is not trained again: it is
+skipped, or only fine-tuned on the tasks its result has no score of; a pre-training run resumes
+from its last checkpoint; a fine-tune without its result JSON runs again. `<out>/study.json`
+records the budget, variant, overrides and each task's data, and a re-run with others is refused.
+To add a task to a study (finished or not, also one written before `--downstream` took a list),
+re-run its command with the task appended, e.g. `--downstream=auto,wordnet_supersense`: every
+finished pre-training and fine-tune is kept and only the new fine-tunes run (a task it has must
+keep its `--downstream_size`; a re-run naming fewer tasks keeps the others on record and tables
+only the ones it names).
 
 On one H100/H200, Small shape, a real corpus (see the README section "Comparing
 objectives at equal FLOPs" for the device-time estimate and how to prepare a corpus):
@@ -82,6 +91,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -111,6 +121,14 @@ LOWER_IS_BETTER = ("mlm_loss",)
 FAMILIES = ("sas", "electra", "bert")  # study.family: by the row's name (sasda_small, electra_da_small, deberta_small)
 RANDOM_ROW = "random"  # --rows=...,random: no pre-training, the downstream baseline (glue/random_init.py)
 REAL_TASK_NAMES = ("wordnet_supersense",)  # sas_jax.data.real_tasks.RECIPES, without importing it here
+SCORE_KEY = "downstream_score"  # the first downstream task's column; each further task's is SCORE_KEY:<task>
+DOWNSTREAM_KEYS = ("downstream", "task", "downstream_size")  # study.json's record of the downstream tasks
+
+
+def score_key(index: int, task: str) -> str:
+    """The table column of the study's `index`-th downstream task: `downstream_score` for the first
+    (as a one-task study has always had it), `downstream_score:<task>` for each further one."""
+    return SCORE_KEY if index == 0 else f"{SCORE_KEY}:{task}"
 
 
 def fmt_flops(x: float) -> str:
@@ -357,18 +375,99 @@ def unigram_entropy(corpus) -> float:
     return evaluation.unigram_entropy(corpus.unigram_counts, corpus.tokenizer.special_table)
 
 
+def parse_downstream(text) -> tuple:
+    """([task], [problem]) of `--downstream`: a comma-separated list of tasks (auto, a real task's name,
+    a task file, a GLUE folder), or `none` alone (no task). Each problem is one line naming the
+    entry and the fix; the tasks returned are the good ones, each once, in the order given."""
+    given = text.split(",") if isinstance(text, str) else list(text)
+    items = [str(k).strip() for k in given if str(k).strip()]
+    if not items:
+        return [], [(f"--downstream={text!r} names no task; pass auto, {', '.join(REAL_TASK_NAMES)}, a task file, "
+                     "a GLUE folder, several of them comma-separated, or none")]
+    if items == ["none"]:
+        return [], []
+    kinds, problems = [], []
+    named = ("auto", "none", *REAL_TASK_NAMES)
+    for kind in items:
+        if kind == "none":
+            problems.append(f"--downstream={','.join(items)}: none means no downstream task and stands alone; "
+                            "drop it from the list (or pass --downstream=none by itself)")
+        elif kind in kinds:
+            problems.append(f"task {kind!r} is given twice in --downstream; give each task once")
+        elif (kind not in named and os.sep not in kind and "/" not in kind and not kind.lower().endswith(".json")
+              and not os.path.exists(kind)):  # a bare word: a misspelt task name more likely than a folder
+            close = [n for n in named if n.startswith(kind)] or difflib.get_close_matches(kind, named, n=1)
+            problems.append(f"unknown downstream task {kind!r} in --downstream (not a task name, a task file or "
+                            f"a folder); {f'did you mean {close[0]!r}? ' if close else ''}pass auto, "
+                            f"{', '.join(REAL_TASK_NAMES)}, path/to/task.json or a GLUE TSV folder")
+        else:
+            kinds.append(kind)
+    return kinds, problems
+
+
+def is_glue_folder(kind: str) -> bool:
+    """Whether the `--downstream` entry `kind` is a GLUE folder (fine-tuned on `--task`)."""
+    from sas_jax.glue import tasks as tasks_lib  # noqa: PLC0415
+
+    return kind not in ("auto", "none", *REAL_TASK_NAMES) and not tasks_lib.is_task_file(kind)
+
+
+def task_settings(kind: str, *, task: str, sizes: tuple, recipe_sizes: tuple | None) -> dict:
+    """What study.json records of one downstream task, as a one-task study has always recorded it:
+    `task` (--task; it matters for a GLUE folder only) and `downstream_size` (the word-order task's
+    TRAIN,DEV lines; a real task's sample, None: all rows)."""
+    return {"task": task if kind not in ("auto", "none") else None,
+            "downstream_size": list(sizes) if kind == "auto" else (
+                (list(recipe_sizes or ()) or None) if kind in REAL_TASK_NAMES else None)}
+
+
+def downstream_record(settings: dict) -> dict:
+    """study.json's `downstream`, `task`, `downstream_size` of {task: task_settings}: none; one task as
+    before tasks were a list (`downstream_size` its own); several: the tasks comma-separated, --task
+    (for a GLUE folder among them, else None) and {task: downstream_size}."""
+    if not settings:
+        return {"downstream": "none", "task": None, "downstream_size": None}
+    if len(settings) == 1:
+        ((kind, s),) = settings.items()
+        return {"downstream": kind, **s}
+    glue = [s["task"] for k, s in settings.items() if is_glue_folder(k)]
+    return {"downstream": ",".join(settings), "task": glue[0] if glue else None,
+            "downstream_size": {k: s["downstream_size"] for k, s in settings.items()}}
+
+
+def recorded_tasks(manifest: dict) -> dict:
+    """{task: task_settings} of a study.json, whichever way it records them (`downstream_record`; a
+    study.json written before tasks were a list holds one task, or none)."""
+    kinds = [k for k in str(manifest.get("downstream") or "none").split(",") if k and k != "none"]
+    size = manifest.get("downstream_size")
+    if len(kinds) == 1:
+        return {kinds[0]: {"task": manifest.get("task"), "downstream_size": size}}
+    return {k: {"task": manifest.get("task") if is_glue_folder(k) else None,
+                "downstream_size": size.get(k) if isinstance(size, dict) else None} for k in kinds}
+
+
 def check_manifest(out: str, manifest: dict, write: bool = True) -> dict:
     """Writes `<out>/study.json` (`write`; else only checks), or refuses an `out` that holds a
-    study with other settings; returns the manifest (its rows merged with the old ones)."""
+    study with other settings; returns the manifest, its rows and downstream tasks merged with the
+    old ones: a task the study did not have is added (its fine-tunes run on the finished
+    pre-training); a task it had must keep its data (`downstream_size`, and --task for a GLUE folder)."""
     path = os.path.join(out, "study.json")
     if os.path.isfile(path):
         with open(path) as f:
             old = json.load(f)
-        diff = [k for k in manifest if k != "rows" and old.get(k) != manifest[k]]
+        diff = [k for k in manifest if k != "rows" and k not in DOWNSTREAM_KEYS and old.get(k) != manifest[k]]
         if diff:
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
-        manifest = {**manifest, "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
+        had, want = recorded_tasks(old), recorded_tasks(manifest)
+        for kind in (k for k in want if k in had):
+            for field in ("downstream_size", "task"):
+                if (field == "downstream_size" or is_glue_folder(kind)) and had[kind][field] != want[kind][field]:
+                    raise UserError(f"{out} holds a study whose downstream task {kind} has {field}="
+                                    f"{had[kind][field]!r}, not {want[kind][field]!r}; use another --out (or the "
+                                    "same settings to resume; a new task may be added to --downstream)")
+        manifest = {**manifest, **downstream_record({**had, **{k: s for k, s in want.items() if k not in had}}),
+                    "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
     if write:
         files.write_json(path, manifest)
     return manifest
@@ -412,22 +511,25 @@ def finetune_recipe(variant: str, seq_len: int, finetune_overrides: Sequence[str
             [f"data.max_seq_length={int(seq_len)}", *finetune_overrides])
 
 
-def check_downstream(kind: str, *, configs: dict, corpora: dict, baseline: bool, variant: str, task: str,
+def check_downstream(kinds, *, configs: dict, corpora: dict, baseline: bool, variant: str, task: str,
                      text: str, sizes: tuple, finetune_overrides: Sequence[str], stage: str) -> list:
-    """What would fail the study's fine-tunes after its pre-training: one line each. The task file
-    must exist and parse (`glue.user_task`), a GLUE folder hold the task's files, the word-order
-    task find enough lines that fit `seq_len` (built into `stage`, a scratch folder
-    `setup_downstream` copies from), the real task's package be installed, `--finetune.*` name
-    fields of configs/glue.py, and the fine-tuning length fit every row's position table. Texts
-    longer than that length are cut (as GLUE's are): a note, not a problem. `configs`: `plan`'s
-    (checked whatever else is wrong with the rows; the first row gives the tokenizer and length);
-    `baseline`: the random row is one of the rows."""
+    """What would fail the study's fine-tunes after its pre-training, for every task of `kinds`
+    (`parse_downstream`'s list, [] or "none": none): one line each. The task file must exist and parse
+    (`glue.user_task`), a GLUE folder hold the task's files, the word-order task find enough lines that
+    fit `seq_len` (built into `stage`, a scratch folder `setup_downstream` copies from), the real task's
+    package be installed, no two entries be one task (one name: one fine-tune file per run),
+    `--finetune.*` name fields of configs/glue.py, and the fine-tuning length fit every row's position
+    table (a recipe problem several tasks share is one line naming them all). Texts longer than that
+    length are cut (as GLUE's are): a note, not a problem. `configs`: `plan`'s (checked whatever else is
+    wrong with the rows; the first row gives the tokenizer and length); `baseline`: the random row is
+    one of the rows."""
     from sas_jax.data import downstream, real_tasks  # noqa: PLC0415
     from sas_jax.glue import data as data_lib  # noqa: PLC0415
     from sas_jax.glue import sweep  # noqa: PLC0415
     from sas_jax.glue import tasks as tasks_lib  # noqa: PLC0415
 
-    if kind == "none":
+    kinds = [k for k in ([kinds] if isinstance(kinds, str) else kinds) if k != "none"]
+    if not kinds:
         return ([(f"the {RANDOM_ROW} row is a downstream baseline; it needs --downstream (not none): drop "
                   f"{RANDOM_ROW} from --rows or pass --downstream=auto")] if baseline else [])
     first = next(iter(configs.values()), None)
@@ -436,48 +538,65 @@ def check_downstream(kind: str, *, configs: dict, corpora: dict, baseline: bool,
     seq_len = int(first.seq_len)
     tok = corpora[first.data.corpus_dir].tokenizer
     glue_config, overrides = finetune_recipe(variant, seq_len, finetune_overrides)
-    where = f"downstream (--downstream={kind})"
-    out, spec = [], None
-    try:
-        if kind == "auto":
-            downstream.build_word_order_task(text, stage, train_size=sizes[0], dev_size=sizes[1], seed=0,
-                                             encode=tok.encode, max_tokens=seq_len - 2, tokenizer_id=tok.fingerprint)
-            spec = tasks_lib.get_task("word_order")
-        elif kind in real_tasks.RECIPES:  # built after the checks; its rows are short sentences
-            real_tasks.require_wordnet()
-        elif tasks_lib.is_task_file(kind):
-            spec = tasks_lib.get_task(kind)  # reads and checks every file
-        elif not os.path.isdir(kind):
-            out.append(f"--downstream={kind!r} is not a folder; pass auto, none, {', '.join(real_tasks.RECIPES)}, "
-                       "a task file (path/to/task.json) or a GLUE TSV folder (with SST-2/, CoLA/, ...)")
-        else:
-            spec = tasks_lib.get_task(task)
-            for split in ("train", *spec.dev_splits):
-                if not os.path.isfile(data_lib.tsv_path(spec, kind, split)):
-                    out.append(f"{where}: GLUE file {data_lib.tsv_path(spec, kind, split)} not found; pass the "
-                               f"folder holding {spec.folder}/{split}.tsv (the standard GLUE layout) or another --task")
-    except UserError as e:
-        out.append(f"{where}: {e}")
-    try:  # the task's own name once read; the word-order task stands in for a recipe built later
-        c = sweep.load_task_config(spec.name if spec else "word_order", glue_config, overrides)
-    except UserError as e:
-        return [*out, f"{where}: fine-tuning config {glue_config} with --finetune.*: {e}"]
-    length = int(c.data.max_seq_length)
-    for name, config in configs.items():
-        positions = int(config.model.max_position_embeddings) if config is not None else length
-        if length > positions:
-            out.append(f"{where}: fine-tuning length data.max_seq_length={length} exceeds row {name}'s "
-                       f"model.max_position_embeddings={positions}; set --finetune.data.max_seq_length={positions} "
-                       "or less")
-    if spec is not None and spec.file and not out:  # a task file: would its texts be cut?
+    out, specs, names, lengths, recipe = [], {}, {}, {}, {}  # recipe: {problem: [the tasks that have it]}
+    for kind in kinds:
+        where = f"downstream (--downstream={kind})"
+        spec = None
+        try:
+            if kind == "auto":
+                downstream.build_word_order_task(text, stage, train_size=sizes[0], dev_size=sizes[1], seed=0,
+                                                 encode=tok.encode, max_tokens=seq_len - 2,
+                                                 tokenizer_id=tok.fingerprint)
+                spec = tasks_lib.get_task("word_order")
+            elif kind in real_tasks.RECIPES:  # built after the checks; its rows are short sentences
+                real_tasks.require_wordnet()
+            elif tasks_lib.is_task_file(kind):
+                spec = tasks_lib.get_task(kind)  # reads and checks every file
+            elif not os.path.isdir(kind):
+                out.append(f"--downstream={kind!r} is not a folder; pass auto, none, {', '.join(real_tasks.RECIPES)}, "
+                           "a task file (path/to/task.json) or a GLUE TSV folder (with SST-2/, CoLA/, ...)")
+            else:
+                spec = tasks_lib.get_task(task)
+                for split in ("train", *spec.dev_splits):
+                    if not os.path.isfile(data_lib.tsv_path(spec, kind, split)):
+                        out.append(f"{where}: GLUE file {data_lib.tsv_path(spec, kind, split)} not found; pass the "
+                                   f"folder holding {spec.folder}/{split}.tsv (the standard GLUE layout) or another "
+                                   "--task")
+        except UserError as e:
+            out.append(f"{where}: {e}")
+        specs[kind] = spec
+        name = spec.name if spec else (kind if kind in real_tasks.RECIPES else None)
+        if name in names:
+            out.append(f"--downstream: {names[name]} and {kind} are one task, {name!r} (a run keeps one fine-tune "
+                       f"per task name, finetune/{name}.json); give it once")
+        elif name:
+            names[name] = kind
+        try:  # the task's own name once read; the word-order task stands in for a recipe built later
+            c = sweep.load_task_config(spec.name if spec else "word_order", glue_config, overrides)
+        except UserError as e:
+            recipe.setdefault(f"fine-tuning config {glue_config} with --finetune.*: {e}", []).append(kind)
+            continue
+        lengths[kind] = length = int(c.data.max_seq_length)
+        for row, config in configs.items():
+            positions = int(config.model.max_position_embeddings) if config is not None else length
+            if length > positions:
+                recipe.setdefault(f"fine-tuning length data.max_seq_length={length} exceeds row {row}'s "
+                                  f"model.max_position_embeddings={positions}; set --finetune.data.max_seq_length="
+                                  f"{positions} or less", []).append(kind)
+    out += [f"downstream (--downstream={','.join(shared)}): {problem}" for problem, shared in recipe.items()]
+    for kind, spec in specs.items():  # a task file: would its texts be cut?
+        if spec is None or not spec.file or out:
+            continue
         from sas_jax.glue import user_task  # noqa: PLC0415
 
+        where, length = f"downstream (--downstream={kind})", lengths[kind]
         splits = user_task.load(spec.file).splits
         try:
             cut = {s: (data_lib.encode_split(splits[s], tok, length).truncated, len(splits[s]))
                    for s in ("train", *spec.dev_splits)}
         except UserError as e:
-            return [*out, f"{where}: {e}"]
+            out.append(f"{where}: {e}")
+            continue
         if any(n for n, _ in cut.values()):
             say(f"note: {where}: " + ", ".join(f"{n} of {m} {s} rows" for s, (n, m) in cut.items()) +
                 f" are longer than data.max_seq_length={length} tokens with [CLS]/[SEP] and are cut (as GLUE's "
@@ -552,7 +671,8 @@ def finetune(run: Run, ds: Downstream, cache: dict) -> dict:
     pre = model_lib.load_pretrained(config.init_from)
     key = (pre.tokenizer.fingerprint, ds.task, int(config.data.max_seq_length))
     if key not in cache:
-        cache.clear()  # one task's data held at a time
+        for other in [k for k in cache if (k[0], k[2]) != (key[0], key[2])]:  # the study's tasks, one tokenizer
+            del cache[other]
         cache[key] = finetune_lib.load_data(config, pre.tokenizer)
     return finetune_lib.finetune(config, pretrained=pre, data=cache[key], result_path=path,
                                  log=lambda m: say(f"  {run.row}/seed{run.seed} {m}")).result
@@ -616,45 +736,78 @@ def evaluate_last(run: Run, corpus) -> None:
         t.close()
 
 
-def run_one(run: Run, corpus, entropy: float, ds: Downstream | None, cache: dict) -> dict:
-    """The result of one row × seed: pre-train, fine-tune, then `result.json` (written last)."""
+def downstream_scores(result: dict) -> dict:
+    """{task: {"score", "metric"}} of a run's result: its `downstream` (every task fine-tuned on the
+    run), or, in a result written before a study took several tasks, the one task of its flat
+    `downstream_task`/`downstream_score`/`downstream_metric` (key None where it names no task)."""
+    if isinstance(result.get("downstream"), dict):
+        return dict(result["downstream"])
+    if result.get(SCORE_KEY) is None:
+        return {}
+    return {result.get("downstream_task"): {"score": result[SCORE_KEY], "metric": result.get("downstream_metric")}}
+
+
+def _tasks(ds) -> list:
+    """[Downstream] of None, one Downstream or a sequence of them."""
+    return [] if ds is None else [ds] if isinstance(ds, Downstream) else list(ds)
+
+
+def run_one(run: Run, corpus, entropy: float, ds, cache: dict) -> dict:
+    """The result of one row × seed: pre-train, fine-tune on each task of `ds` (one Downstream, a list
+    of them, or None), then `result.json` (written last). A finished result (its `status` done) is
+    kept: only the tasks it has no score of are fine-tuned, from its last checkpoint, and added."""
     path = os.path.join(run.workdir, "result.json")
+    tasks = _tasks(ds)
     done = _read_json(path)
     if done and done.get("status") == "done":
-        say(f"{run.row}/seed{run.seed}: finished before, skipped ({path})")
-        return done
-    evals = {}
-    if run.shape_from is None:  # the random row has nothing to pre-train or evaluate
-        pretrain(run, corpus)
-        evals = read_eval(run.workdir)
-        if run.steps not in evals:
-            evaluate_last(run, corpus)
+        scores = downstream_scores(done)
+        missing = [d for d in tasks if d.task not in scores]
+        if not missing:
+            say(f"{run.row}/seed{run.seed}: finished before, skipped ({path})")
+            return done
+        say(f"{run.row}/seed{run.seed}: pre-training finished before ({path}); fine-tuning "
+            f"{', '.join(d.task for d in missing)}")
+        result = {k: v for k, v in done.items() if k != "downstream"}
+    else:
+        evals, scores = {}, {}
+        if run.shape_from is None:  # the random row has nothing to pre-train or evaluate
+            pretrain(run, corpus)
             evals = read_eval(run.workdir)
-    result = {"status": "done", "row": run.row, "seed": run.seed, "steps": run.steps,
-              "train_flops": run.train_flops, "flops_per_step": run.flops_per_step,
-              "unigram_entropy": entropy, **{k: evals.get(run.steps, {}).get(k) for k in EVAL_KEYS},
-              "curve": [{"step": s, "train_flops": s * run.flops_per_step, **evals[s]} for s in sorted(evals)],
-              "downstream_task": None, "downstream_score": None}
-    if ds is not None:
-        ft = finetune(run, ds, cache)
-        result.update(downstream_task=ds.task, downstream_score=float(ft["score"]),
-                      downstream_metric=ft.get("selection_metric"))
-        say(f"{run.row}/seed{run.seed}: {ds.task} dev {ft.get('selection_metric', 'score')} {ft['score']:.4f}")
+            if run.steps not in evals:
+                evaluate_last(run, corpus)
+                evals = read_eval(run.workdir)
+        result = {"status": "done", "row": run.row, "seed": run.seed, "steps": run.steps,
+                  "train_flops": run.train_flops, "flops_per_step": run.flops_per_step,
+                  "unigram_entropy": entropy, **{k: evals.get(run.steps, {}).get(k) for k in EVAL_KEYS},
+                  "curve": [{"step": s, "train_flops": s * run.flops_per_step, **evals[s]} for s in sorted(evals)],
+                  "downstream_task": None, SCORE_KEY: None}
+    for d in tasks:
+        if d.task in scores:
+            continue
+        ft = finetune(run, d, cache)
+        scores[d.task] = {"score": float(ft["score"]), "metric": ft.get("selection_metric")}
+        say(f"{run.row}/seed{run.seed}: {d.task} dev {ft.get('selection_metric', 'score')} {ft['score']:.4f}")
+    if tasks:  # the flat fields: the first task's, as a one-task study has always written them
+        first = scores[tasks[0].task]
+        result.update(downstream_task=tasks[0].task, downstream_score=first["score"], downstream_metric=first["metric"])
+    if scores:
+        result["downstream"] = scores
     files.write_json(path, result)
     return result
 
 
 # ----------------------------------------------------------------------------- table
-def summarize(results: list) -> list:
-    """Per row (in order): n, seeds and {column: {n, mean, sd, note}} over its seeds
-    (`analysis.stats.mean_sd`: sample sd; None, with the reason in `note`, below 2 seeds)."""
+def summarize(results: list, columns: Sequence[str] = COLUMNS) -> list:
+    """Per row (in order): n, seeds and {column: {n, mean, sd, note}} over its seeds for each of
+    `columns` past row and seed (`analysis.stats.mean_sd`: sample sd; None, with the reason in `note`,
+    below 2 seeds)."""
     from sas_jax.analysis import stats  # noqa: PLC0415
 
     out = []
     for row in dict.fromkeys(r["row"] for r in results):
         mine = [r for r in results if r["row"] == row]
         figures = {}
-        for k in COLUMNS[2:]:
+        for k in columns[2:]:
             vals = [r[k] for r in mine if r.get(k) is not None]
             if vals:
                 figures[k] = stats.mean_sd(vals)
@@ -678,15 +831,16 @@ def comparisons(rows: Sequence[str]) -> list:
     return pairs + ([(r, RANDOM_ROW) for r in trained] if RANDOM_ROW in rows else [])
 
 
-def paired_tests(results: list) -> list:
-    """For each pair of `comparisons` and each figure of TEST_KEYS both rows have: the seeds they share,
+def paired_tests(results: list, keys: Sequence[str] = TEST_KEYS) -> list:
+    """For each pair of `comparisons` and each figure of `keys` (default TEST_KEYS; a study's: each
+    downstream task's column, then the MLM loss) both rows have: the seeds they share,
     their means there, a two-sided paired t-test and a paired bootstrap (`analysis.stats`) of A − B.
     Seeds pair the runs: one seed is one fine-tuning seed and data order for every row."""
     from sas_jax.analysis import stats  # noqa: PLC0415
 
     out = []
     for a, b in comparisons(list(dict.fromkeys(r["row"] for r in results))):
-        for k in TEST_KEYS:
+        for k in keys:
             va = {r["seed"]: r[k] for r in results if r["row"] == a and r.get(k) is not None}
             vb = {r["seed"]: r[k] for r in results if r["row"] == b and r.get(k) is not None}
             if not va or not vb:  # not a figure of both rows (the random row has no held-out ones)
@@ -726,34 +880,50 @@ def _test_cells(t: dict) -> list:
     return cells
 
 
-def write_table(results: list, out: str, *, budget: float, task: str | None) -> dict:
-    """`<out>/study_table.{md,json,csv}`: the runs, per row the mean ± sd over seeds (`summary`) and the
-    paired tests between rows (`tests`); returns the JSON object."""
+def table_row(result: dict, tasks: Sequence[str]) -> dict:
+    """`result` with a column per downstream task (`score_key`; None where the run has no score of it;
+    a result naming no task holds the first task's score); no downstream column without tasks."""
+    scores, row = downstream_scores(result), dict(result)
+    row[SCORE_KEY] = None
+    for i, t in enumerate(tasks):
+        got = scores.get(t) or (scores.get(None) if i == 0 else None)
+        row[score_key(i, t)] = None if got is None else got["score"]
+    return row
+
+
+def write_table(results: list, out: str, *, budget: float, task) -> dict:
+    """`<out>/study_table.{md,json,csv}`: the runs with a downstream column per task of `task` (a task's
+    name, a list of them, or None), per row the mean ± sd over seeds (`summary`) and the paired tests
+    between rows (`tests`: each task's score, then the MLM loss); returns the JSON object."""
     from sas_jax.analysis import stats  # noqa: PLC0415
 
-    summary, tests = summarize(results), paired_tests(results)
+    tasks = [] if task is None else [task] if isinstance(task, str) else list(task)
+    keys = [score_key(i, t) for i, t in enumerate(tasks)] or [SCORE_KEY]
+    columns = (*COLUMNS[:-1], *keys)
+    results = [table_row(r, tasks) for r in results]
+    summary, tests = summarize(results, columns), paired_tests(results, (*keys, "mlm_loss"))
     table = {"budget_flops": budget, "budget": fmt_flops(budget), "flops_convention": "paper (sas_jax.flops.train_flops)",
-             "downstream_task": task, "columns": list(COLUMNS),
-             "runs": [{k: r.get(k) for k in (*COLUMNS, "flops_per_step", "curve")} for r in results],
+             "downstream_task": tasks[0] if tasks else None, "downstream_tasks": tasks, "columns": list(columns),
+             "runs": [{k: r.get(k) for k in (*columns, "flops_per_step", "curve")} for r in results],
              "summary": summary, "tests": tests}
     files.write_json(os.path.join(out, TABLE + ".json"), table)
     with open(os.path.join(out, TABLE + ".csv"), "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(COLUMNS)
+        w.writerow(columns)
         for r in results:
-            w.writerow(["" if r.get(k) is None else r[k] for k in COLUMNS])
+            w.writerow(["" if r.get(k) is None else r[k] for k in columns])
         if any(s["n"] > 1 for s in summary):
             for s in summary:
                 for stat in ("mean", "sd"):
                     w.writerow([s["row"], stat] + ["" if k not in s or s[k][stat] is None else s[k][stat]
-                                                   for k in COLUMNS[2:]])
-    titles = dict(TITLES, downstream_score=f"{task} dev" if task else "downstream dev")
+                                                   for k in columns[2:]])
+    titles = dict(TITLES, **{k: f"{t} dev" for k, t in zip(keys, tasks)})
     lines = [(f"Training budget {fmt_flops(budget)} FLOPs each (paper convention). Held-out figures are the "
               "last evaluation (sas_jax/evaluation.py; ELECTRA's MLM figures are its generator's); losses in nats."),
              "",
-             "| " + " | ".join(titles[k] for k in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in COLUMNS) + " |" for r in results]
-    cols = [k for k in (*EVAL_KEYS, "downstream_score") if any(k in s for s in summary)]
+             "| " + " | ".join(titles[k] for k in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(k, r.get(k)) for k in columns) + " |" for r in results]
+    cols = [k for k in (*EVAL_KEYS, *keys) if any(k in s for s in summary)]
     lines += ["", "Per row, mean ± sd over seeds (sample sd; n/a: one seed, an sd needs 2):", "",
               "| row | n | " + " | ".join(titles[k] for k in cols) + " |", "|" + "---|" * (len(cols) + 2)]
     for s in summary:
@@ -778,7 +948,13 @@ def write_table(results: list, out: str, *, budget: float, task: str | None) -> 
     return table
 
 
-def write_plots(results: list, out: str, *, budget: float, entropy: float, ds: Downstream | None) -> list:
+def plot_name(index: int, task: str) -> str:
+    """The figure of the study's `index`-th downstream task: downstream.png, then downstream_<task>.png."""
+    return "downstream.png" if index == 0 else f"downstream_{task}.png"
+
+
+def write_plots(results: list, out: str, *, budget: float, entropy: float, ds) -> list:
+    """held_out_mlm_vs_flops.png and a `plot_name` figure per task of `ds` (one Downstream, a list, None)."""
     from sas_jax.analysis import study_plots  # noqa: PLC0415
 
     curves: dict = {}
@@ -789,22 +965,25 @@ def write_plots(results: list, out: str, *, budget: float, entropy: float, ds: D
         curves.setdefault(r["row"], []).append(([p["train_flops"] for p in pts], [p["mlm_loss"] for p in pts]))
     paths = [study_plots.plot_held_out_vs_flops(curves, os.path.join(out, "held_out_mlm_vs_flops.png"),
                                                 unigram_entropy=entropy, budget=budget)]
-    if ds is not None:
+    tasks = _tasks(ds)
+    for i, d in enumerate(tasks):
         scores: dict = {}
         for r in results:
-            scores.setdefault(r["row"], []).append(r.get("downstream_score"))
-        paths.append(study_plots.plot_downstream(scores, os.path.join(out, "downstream.png"),
-                                                 metric=f"{ds.task} dev score", chance=ds.chance))
+            scores.setdefault(r["row"], []).append(table_row(r, [t.task for t in tasks])[score_key(i, d.task)])
+        paths.append(study_plots.plot_downstream(scores, os.path.join(out, plot_name(i, d.task)),
+                                                 metric=f"{d.task} dev score", chance=d.chance,
+                                                 title=f"{d.task}: dev score at equal pre-training FLOPs"))
     return paths
 
 
 # ----------------------------------------------------------------------------- the study
 def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, seeds: Sequence[int] = (0,),
-              overrides: Sequence[str] = (), downstream: str = "auto", task: str = "sst2",
+              overrides: Sequence[str] = (), downstream="auto", task: str = "sst2",
               downstream_text: str = DEFAULT_TEXT, downstream_size: tuple | None = None,
               finetune_overrides: Sequence[str] = (), eval_rows: int | None = None, evals: int = 8,
               dry_run: bool = False) -> dict:
-    """The whole study (see the module docstring); returns the table's JSON object."""
+    """The whole study (see the module docstring); returns the table's JSON object. `downstream`: the
+    tasks, comma-separated (as `--downstream`) or a list; "none" for none."""
     if not rows:
         raise UserError("no rows given; pass --rows=bert_small,electra_small,sas_small")
     if not seeds:
@@ -812,6 +991,8 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
     problems: list = []
     runs, corpora, configs = plan(rows, variant, overrides, budget, seeds, out, eval_rows=eval_rows, evals=evals,
                                   problems=problems)
+    kinds, wrong = parse_downstream(downstream)
+    problems += wrong
     say(f"budget: {fmt_flops(budget)} training FLOPs per run (paper convention, sas_jax.flops.train_flops)")
     for r in {r.row: r for r in runs}.values():
         if r.shape_from is not None:
@@ -826,30 +1007,29 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
     recipe_sizes = tuple(downstream_size) if downstream_size else ((256, 128) if tiny else None)  # None: all rows
     manifest = {
         "variant": variant, "flops": float(budget), "overrides": list(overrides),
-        "finetune_overrides": list(finetune_overrides), "downstream": downstream,
-        "task": task if downstream not in ("auto", "none") else None,
-        "downstream_size": list(sizes) if downstream == "auto" else (
-            list(recipe_sizes or ()) or None if downstream in REAL_TASK_NAMES else None),
+        "finetune_overrides": list(finetune_overrides),
+        **downstream_record({k: task_settings(k, task=task, sizes=sizes, recipe_sizes=recipe_sizes) for k in kinds}),
         "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]}
     try:
         manifest = check_manifest(out, manifest, write=False)
     except UserError as e:
         problems.append(str(e))
     with tempfile.TemporaryDirectory(prefix="sas_jax_study_") as stage:
-        problems += check_downstream(downstream, configs=configs, corpora=corpora, variant=variant, task=task,
+        problems += check_downstream(kinds, configs=configs, corpora=corpora, variant=variant, task=task,
                                      baseline=any(row_name(r) == RANDOM_ROW for r in rows), text=downstream_text,
                                      sizes=sizes, finetune_overrides=finetune_overrides, stage=stage)
         if problems:  # nothing trained, no study.json: the corrected command runs in the same --out
             raise StudyProblems(problems)
         if dry_run:
-            say(f"dry run: {len(runs)} runs checked against their corpus and the downstream data; nothing trained")
+            say(f"dry run: {len(runs)} runs checked against their corpus and the downstream data "
+                f"({', '.join(kinds) or 'none'}); nothing trained")
             return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
                              for r in runs]}
         os.makedirs(out, exist_ok=True)
-        ds = setup_downstream(downstream, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
-                              text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
-                              recipe_sizes=recipe_sizes, staged=stage)
-    # Recorded once the downstream task is set up: a study that failed before training takes the
+        ds = [setup_downstream(k, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
+                               text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
+                               recipe_sizes=recipe_sizes, staged=stage) for k in kinds]
+    # Recorded once the downstream tasks are set up: a study that failed before training takes the
     # corrected command in the same --out.
     files.write_json(os.path.join(out, "study.json"), manifest)
     entropy = {d: unigram_entropy(c) for d, c in corpora.items()}
@@ -857,7 +1037,7 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
     for run in runs:
         d = run.config.data.corpus_dir
         results.append(run_one(run, corpora[d], entropy[d], ds, cache))
-    table = write_table(results, out, budget=budget, task=ds.task if ds else None)
+    table = write_table(results, out, budget=budget, task=[d.task for d in ds])
     table["plots"] = write_plots(results, out, budget=budget, entropy=next(iter(entropy.values())), ds=ds)
     with open(os.path.join(out, TABLE + ".md")) as f:
         say(f.read().rstrip())
@@ -878,9 +1058,10 @@ def parser() -> argparse.ArgumentParser:
                    "(e.g. 1.27e18; 3.7e12 is ~600 demo steps)")
     p.add_argument("--out", required=True, help="output folder (re-run with the same one to resume)")
     p.add_argument("--seeds", default="0", help="comma-separated pre-training seeds (default 0)")
-    p.add_argument("--downstream", default="auto", help="auto (word-order task from --downstream_text), "
-                   "wordnet_supersense (a real labelled task built from the installed wordnet-base package), "
-                   "a task file (path/to/task.json, docs/tasks.md), none, or a GLUE TSV folder")
+    p.add_argument("--downstream", default="auto", help="comma-separated tasks, each run fine-tuned on every "
+                   "one: auto (word-order task from --downstream_text), wordnet_supersense (a real labelled task "
+                   "built from the installed wordnet-base package), a task file (path/to/task.json, docs/tasks.md) "
+                   "or a GLUE TSV folder; or none. Re-run with a task appended to add it to a study")
     p.add_argument("--task", default="sst2", help="GLUE task when --downstream is a GLUE folder (default sst2)")
     p.add_argument("--downstream_text", default=DEFAULT_TEXT, help="text files (comma-separated globs) of "
                    "the word-order task (default: the bundled data/demo/*.txt)")

@@ -417,6 +417,264 @@ def test_downstream_plot_shows_mean_sd_and_every_seed(tmp_path, monkeypatch):
     assert study_plots.seed_offsets(1).tolist() == [0.0] and study_plots.seed_offsets(3).tolist() == [-0.25, 0, 0.25]
 
 
+# ----------------------------------------------------------------------------- several downstream tasks
+# A study written before --downstream took a list, as that code wrote it (a finished tiny run of the
+# end-to-end test below: its study.json, and the result.json of its pre-trained row, the curve cut to
+# its last point). New code must resume it and add tasks to it without pre-training again.
+OLD_STUDY_JSON = {"downstream": "auto", "downstream_size": [32, 32], "eval_rows": 16, "evals": 2,
+                  "finetune_overrides": ["num_epochs=1"], "flops": 230000000.0,
+                  "overrides": ["data.corpus_dir=<corpus>", "model.vocab_size=-1", "log.tensorboard=false"],
+                  "rows": ["random", "sas_small"], "task": None, "variant": "tiny"}
+OLD_RESULT_JSON = {
+    "curve": [{"mlm_accuracy": 0.0, "mlm_loss": 5.66092766655816, "mlm_loss_replaced": 5.686887105305989,
+               "rtd_accuracy": 0.8490566037735849, "rtd_auc": 0.4858710562414266, "rtd_baseline": 0.8490566037735849,
+               "sample_hit": 0.0035098079178068372, "sample_hit_replaced": 0.003416455661257108, "step": 6,
+               "train_flops": 223758720.0, "unigram_ce": 5.184502661342711, "unigram_hit": 0.011239548455441426}],
+    "downstream_metric": "accuracy", "downstream_score": 0.5, "downstream_task": "word_order",
+    "flops_per_step": 37293120.0, "mlm_accuracy": 0.0, "mlm_loss": 5.66092766655816,
+    "mlm_loss_replaced": 5.686887105305989, "row": "sas_small", "rtd_accuracy": 0.8490566037735849,
+    "rtd_auc": 0.4858710562414266, "rtd_baseline": 0.8490566037735849, "seed": 0, "status": "done", "steps": 6,
+    "train_flops": 223758720.0, "unigram_entropy": 4.956556719578904}
+
+
+def test_downstream_takes_a_list_and_names_each_bad_entry():
+    assert study.parse_downstream("auto") == (["auto"], [])
+    assert study.parse_downstream(" auto , wordnet_supersense,") == (["auto", "wordnet_supersense"], [])
+    assert study.parse_downstream("none") == ([], [])
+    assert study.parse_downstream(["auto", "data/x/task.json"]) == (["auto", "data/x/task.json"], [])
+    assert study.parse_downstream("auto,auto") == (
+        ["auto"], ["task 'auto' is given twice in --downstream; give each task once"])
+    assert study.parse_downstream("auto,none") == (
+        ["auto"], [("--downstream=auto,none: none means no downstream task and stands alone; drop it from the list "
+                    "(or pass --downstream=none by itself)")])
+    assert study.parse_downstream("auto,wordnet_supersens") == (["auto"], [(
+        "unknown downstream task 'wordnet_supersens' in --downstream (not a task name, a task file or a folder); "
+        "did you mean 'wordnet_supersense'? pass auto, wordnet_supersense, path/to/task.json or a GLUE TSV folder")])
+    (kinds, (problem,)) = study.parse_downstream("qqq")
+    assert kinds == [] and problem.startswith("unknown downstream task 'qqq' in --downstream (not a task name, a "
+                                              "task file or a folder); pass auto")
+    assert study.parse_downstream(" , ") == ([], [("--downstream=' , ' names no task; pass auto, wordnet_supersense, "
+                                                   "a task file, a GLUE folder, several of them comma-separated, or "
+                                                   "none")])
+    # A path is not a name: a missing one is the downstream check's "is not a folder".
+    assert study.parse_downstream("runs/nowhere") == (["runs/nowhere"], [])
+
+
+def test_bad_downstream_entries_are_one_error_line_each(tmp_path, prepared_corpus, capsys):
+    out = tmp_path / "study"
+    argv = ["--rows=sas_small", "--variant=tiny", "--flops=1.1e9", f"--out={out}",
+            f"--config.data.corpus_dir={prepared_corpus}", "--config.model.vocab_size=-1",
+            f"--downstream_text={TEXT}", "--downstream_size=32,16", "--dry_run",
+            "--downstream=auto,wordnet,auto"]
+    assert study.main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [("error: unknown downstream task 'wordnet' in --downstream (not a task name, a task file or a "
+                    "folder); did you mean 'wordnet_supersense'? pass auto, wordnet_supersense, path/to/task.json or "
+                    "a GLUE TSV folder"),
+                   "error: task 'auto' is given twice in --downstream; give each task once"]
+    assert not out.exists()
+
+
+def test_dry_run_checks_every_downstream_task(tmp_path, prepared_corpus, capsys):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    good = _task_file(tmp_path / "good", ["a b c", "d e f"] * 4, ["g h i", "j k l"] * 2)
+    missing = str(tmp_path / "nowhere" / "task.json")
+    plan = _dry(tmp_path, overrides=base, downstream=f"auto,{good}")
+    assert len(plan["runs"]) == 1 and f"(auto, {good}); nothing trained" in capsys.readouterr().out
+    (problem,) = _problems(tmp_path, overrides=base, downstream=f"auto,{missing},{good}")
+    assert problem.startswith(f"downstream (--downstream={missing}): task file {missing} not found")
+    # The same task twice under two paths: one fine-tune file per task name.
+    twin = _task_file(tmp_path / "twin", ["m n o"] * 4, ["p q r"] * 4)
+    (problem,) = _problems(tmp_path, overrides=base, downstream=f"{good},auto,{twin}")
+    assert problem == (f"--downstream: {good} and {twin} are one task, 'tiny_task' (a run keeps one fine-tune per "
+                       "task name, finetune/tiny_task.json); give it once")
+    # A problem of the fine-tuning recipe every task shares: one line naming them all.
+    (problem,) = _problems(tmp_path, overrides=base, downstream=f"auto,{good}",
+                           finetune_overrides=["data.max_seq_length=128"])
+    assert problem == (f"downstream (--downstream=auto,{good}): fine-tuning length data.max_seq_length=128 exceeds "
+                       "row sas_small's model.max_position_embeddings=64; set --finetune.data.max_seq_length=64 or "
+                       "less")
+    assert not (tmp_path / "study").exists()
+
+
+@pytest.mark.skipif(not os.path.isfile("/usr/share/wordnet/data.verb"),
+                    reason="needs the Debian package wordnet-base (apt-get install wordnet-base)")
+def test_dry_run_checks_word_order_and_wordnet_together(tmp_path, prepared_corpus, capsys):
+    from sas_jax.data import real_tasks
+
+    assert real_tasks.WORDNET_DIR == "/usr/share/wordnet"
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    _dry(tmp_path, overrides=base, downstream="auto,wordnet_supersense")
+    assert "(auto, wordnet_supersense); nothing trained" in capsys.readouterr().out
+
+
+def _old_study(tmp_path, prepared_corpus, **changes) -> str:
+    """A `--out` holding a study.json as the code before task lists wrote it, for `_dry`'s settings."""
+    out = tmp_path / "study"
+    out.mkdir(exist_ok=True)
+    old = {**OLD_STUDY_JSON, "downstream_size": [32, 16], "eval_rows": None, "evals": 8, "finetune_overrides": [],
+           "flops": 1.1e9, "overrides": [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"],
+           "rows": ["sas_small"], **changes}
+    (out / "study.json").write_text(json.dumps(old))
+    return str(out)
+
+
+def test_a_study_written_before_task_lists_takes_a_new_task(tmp_path, prepared_corpus):
+    base = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1"]
+    good = _task_file(tmp_path / "good", ["a b c", "d e f"] * 4, ["g h i", "j k l"] * 2)
+    out = _old_study(tmp_path, prepared_corpus)
+    _dry(tmp_path, overrides=base)  # the same command resumes it
+    _dry(tmp_path, overrides=base, downstream=f"auto,{good}")  # a task added
+    _dry(tmp_path, overrides=base, downstream=good)  # or only the new task this time
+    # A task the study has must keep its data; the budget, variant and overrides stay refused.
+    assert _problems(tmp_path, overrides=base, downstream=f"auto,{good}", downstream_size=(32, 8)) == [(
+        f"{out} holds a study whose downstream task auto has downstream_size=[32, 16], not [32, 8]; use another "
+        "--out (or the same settings to resume; a new task may be added to --downstream)")]
+    (problem,) = _problems(tmp_path, overrides=base, downstream=f"auto,{good}", budget=2e9)
+    assert problem == (f"{out} holds a study with flops=1100000000.0, not 2000000000.0; use another --out (or the "
+                       "same settings to resume)")
+    (problem,) = _problems(tmp_path, overrides=[*base, "seed=3"], downstream=f"auto,{good}")
+    assert problem.startswith(f"{out} holds a study with overrides=")
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["downstream"] == "auto"  # dry runs write nothing
+
+
+def test_study_json_records_a_grown_task_list(tmp_path):
+    out = str(tmp_path)
+    old = dict(OLD_STUDY_JSON)
+    files_before = {"study.json": json.dumps(old)}
+    (tmp_path / "study.json").write_text(files_before["study.json"])
+    settings = {k: study.task_settings(k, task="sst2", sizes=(32, 32), recipe_sizes=(32, 32))
+                for k in ("auto", "wordnet_supersense")}
+    assert settings == {"auto": {"task": None, "downstream_size": [32, 32]},  # as one-task studies recorded them
+                        "wordnet_supersense": {"task": "sst2", "downstream_size": [32, 32]}}
+    new = {**old, **study.downstream_record(settings), "rows": ["sas_small", "bert_small"]}
+    assert {k: new[k] for k in study.DOWNSTREAM_KEYS} == {
+        "downstream": "auto,wordnet_supersense", "task": None,
+        "downstream_size": {"auto": [32, 32], "wordnet_supersense": [32, 32]}}
+    merged = study.check_manifest(out, new)
+    assert merged == {**new, "rows": ["bert_small", "random", "sas_small"]}
+    assert json.loads((tmp_path / "study.json").read_text()) == merged
+    # Read back: the same tasks (--task only where it matters, for a GLUE folder); a run with fewer tasks
+    # (or none) keeps them all; a third is added after them.
+    read = {**settings, "wordnet_supersense": {"task": None, "downstream_size": [32, 32]}}
+    assert study.recorded_tasks(merged) == read
+    fewer = study.check_manifest(out, {**old, **study.downstream_record({}), "rows": ["sas_small"]}, write=False)
+    assert study.recorded_tasks(fewer) == read
+    third = {**old, **study.downstream_record({"tests/x/task.json": {"task": "sst2", "downstream_size": None}})}
+    grown = study.check_manifest(out, third, write=False)
+    assert grown["downstream"] == "auto,wordnet_supersense,tests/x/task.json"
+    assert grown["downstream_size"] == {"auto": [32, 32], "wordnet_supersense": [32, 32], "tests/x/task.json": None}
+    # One task is recorded as a study with one task always was (so that code reads it too).
+    assert study.downstream_record({"auto": {"task": None, "downstream_size": [4000, 1000]}}) == {
+        "downstream": "auto", "task": None, "downstream_size": [4000, 1000]}
+    assert study.recorded_tasks(OLD_STUDY_JSON) == {"auto": {"task": None, "downstream_size": [32, 32]}}
+    assert study.recorded_tasks({"downstream": "none", "task": None, "downstream_size": None}) == {}
+    # A GLUE folder's --task is part of its data.
+    glue = tmp_path / "glue"
+    glue.mkdir()
+    (tmp_path / "g").mkdir()
+    with open(tmp_path / "g" / "study.json", "w") as f:
+        json.dump({**old, **study.downstream_record({str(glue): {"task": "sst2", "downstream_size": None}})}, f)
+    with pytest.raises(UserError, match=rf"downstream task {glue} has task='sst2', not 'cola'"):
+        study.check_manifest(str(tmp_path / "g"), {**old, **study.downstream_record(
+            {"auto": {"task": None, "downstream_size": [32, 32]},
+             str(glue): {"task": "cola", "downstream_size": None}})})
+
+
+def test_a_finished_run_of_an_old_study_fine_tunes_only_the_new_task(tmp_path, monkeypatch, capsys):
+    workdir = tmp_path / "sas_small" / "seed0"
+    workdir.mkdir(parents=True)
+    (workdir / "result.json").write_text(json.dumps(OLD_RESULT_JSON))
+    calls = []
+
+    def finetune(run, ds, cache):
+        calls.append(ds.task)
+        return {"score": 0.625, "selection_metric": "f1"}
+
+    monkeypatch.setattr(study, "finetune", finetune)
+    monkeypatch.setattr(study, "pretrain", lambda *a: pytest.fail("a finished run is pre-trained again"))
+    run = study.Run("sas_small", 0, None, 37293120.0, str(workdir))
+    word_order, pair2 = (study.Downstream(t, "", "glue:tiny", []) for t in ("word_order", "pair2"))
+    result = study.run_one(run, None, 4.9, [word_order, pair2], {})
+    assert calls == ["pair2"]
+    assert "sas_small/seed0: pre-training finished before" in capsys.readouterr().out
+    assert result == {**OLD_RESULT_JSON, "downstream": {"word_order": {"score": 0.5, "metric": "accuracy"},
+                                                        "pair2": {"score": 0.625, "metric": "f1"}}}
+    assert _json(workdir / "result.json") == result
+    # The new task first: the flat fields are the command's first task's; nothing is fine-tuned again.
+    again = study.run_one(run, None, 4.9, [pair2, word_order], {})
+    assert calls == ["pair2"] and again == result
+    assert "finished before, skipped" in capsys.readouterr().out
+    (workdir / "result.json").write_text(json.dumps(OLD_RESULT_JSON))
+    third = study.run_one(run, None, 4.9, [pair2, word_order], {})
+    assert calls == ["pair2", "pair2"]
+    assert (third["downstream_task"], third["downstream_score"], third["downstream_metric"]) == ("pair2", 0.625, "f1")
+    assert study.downstream_scores(OLD_RESULT_JSON) == {"word_order": {"score": 0.5, "metric": "accuracy"}}
+
+
+def _two_task_result(row, seed, word_order, pair2, loss=None):
+    r = _result(row, seed, word_order, loss)
+    r.update(downstream_task="word_order", downstream={"word_order": {"score": word_order, "metric": "accuracy"},
+                                                       "pair2": {"score": pair2, "metric": "accuracy"}})
+    return r
+
+
+def test_table_has_a_column_mean_sd_and_tests_per_task(tmp_path):
+    # sas − bert per seed: word order 0.10, 0.20, 0.30 (t = 2√3 on 2 df); pair2 0.0, 0.1, 0.2 (mean 0.1, sd 0.1).
+    results = [_two_task_result("sas_small", s, 0.6 + 0.1 * s, 0.7 + 0.1 * s, 5.0) for s in range(3)]
+    results += [_two_task_result("bert_small", s, 0.5, 0.7, 6.0) for s in range(3)]
+    results += [_result("random", 0, 0.45) | {"downstream_task": "word_order"}]  # an old result: word order only
+    table = study.write_table(results, str(tmp_path), budget=1e9, task=["word_order", "pair2"])
+    pair2 = "downstream_score:pair2"
+    assert table["columns"][-2:] == ["downstream_score", pair2] and table["downstream_tasks"] == ["word_order", "pair2"]
+    assert table["downstream_task"] == "word_order"
+    assert [(r["row"], r["downstream_score"], r[pair2]) for r in table["runs"]][::3] == [
+        ("sas_small", 0.6, 0.7), ("bert_small", 0.5, 0.7), ("random", 0.45, None)]
+    sas = table["summary"][0]
+    assert sas["downstream_score"]["mean"] == pytest.approx(0.7) and sas[pair2]["mean"] == pytest.approx(0.8)
+    assert sas[pair2]["sd"] == pytest.approx(0.1) and pair2 not in table["summary"][2]
+    tests = {(t["a"], t["b"], t["figure"]): t for t in table["tests"]}
+    assert list(tests) == [("sas_small", "bert_small", "downstream_score"), ("sas_small", "bert_small", pair2),
+                           ("sas_small", "bert_small", "mlm_loss"), ("sas_small", "random", "downstream_score"),
+                           ("bert_small", "random", "downstream_score")]
+    t = tests[("sas_small", "bert_small", pair2)]
+    assert t["mean_diff"] == pytest.approx(0.1) and t["t_test"]["t"] == pytest.approx(math.sqrt(3))
+    assert (t["bootstrap"]["low"], t["bootstrap"]["high"]) == (pytest.approx(0.0), pytest.approx(0.2))
+    assert tests[("sas_small", "bert_small", "downstream_score")]["mean_diff"] == pytest.approx(0.2)
+    md = (tmp_path / "study_table.md").read_text()
+    assert "| RTD all-original acc | unigram entropy | word_order dev | pair2 dev |" in md
+    assert "| sas_small | 0 | 10 | 1e9 | 5.0000 |  |  |  |  |  | 5.0000 | 0.6000 | 0.7000 |" in md
+    assert "| 0.7000 ± 0.1000 | 0.8000 ± 0.1000 |" in md
+    assert "| sas_small | bert_small | pair2 dev | 0,1,2 | 0.8000 | 0.7000 | +0.1000 | 1.73 (2) |" in md
+    rows = list(csv.reader(_text(tmp_path / "study_table.csv").splitlines()))
+    assert rows[0][-2:] == ["downstream_score", pair2] and rows[1][-2:] == ["0.6", "0.7"]
+    assert rows[7][-2:] == ["0.45", ""] and rows[8][:2] == ["sas_small", "mean"]
+    assert float(rows[8][-1]) == pytest.approx(0.8) and float(rows[8][-2]) == pytest.approx(0.7)
+    # One task: today's columns and titles, whichever layout the results have.
+    one = study.write_table(results, str(tmp_path), budget=1e9, task="pair2")
+    assert one["columns"][-1] == "downstream_score" and one["downstream_tasks"] == ["pair2"]
+    assert [r["downstream_score"] for r in one["runs"]][::3] == [0.7, 0.7, None]
+    assert "| unigram entropy | pair2 dev |" in (tmp_path / "study_table.md").read_text()
+
+
+def test_a_downstream_figure_per_task(tmp_path, monkeypatch):
+    from sas_jax.analysis import study_plots
+
+    figures = []
+    monkeypatch.setattr(study_plots, "save", lambda fig, path: figures.append(fig) or path)
+    results = [_two_task_result("sas_small", s, 0.6, 0.7 + 0.1 * s) for s in range(2)]
+    results += [_two_task_result("random", 0, 0.5, 0.25)]
+    tasks = [study.Downstream("word_order", "", "glue", [], chance=0.5), study.Downstream("pair2", "", "glue", [])]
+    paths = study.write_plots(results, str(tmp_path), budget=1e9, entropy=5.0, ds=tasks)
+    assert paths == [str(tmp_path / "held_out_mlm_vs_flops.png"), str(tmp_path / "downstream.png"),
+                     str(tmp_path / "downstream_pair2.png")]
+    for fig, means, title in ((figures[1], [0.6, 0.5], "word_order"), (figures[2], [0.75, 0.25], "pair2")):
+        ax = fig.axes[0]
+        assert [round(p.get_height(), 6) for p in ax.patches] == means
+        assert ax.get_title() == f"{title}: dev score at equal pre-training FLOPs"
+        assert ax.get_ylabel().startswith(f"{title} dev score")
+
+
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
@@ -489,3 +747,60 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
     assert study.main([a if not a.startswith("--flops") else "--flops=2e9" for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds a study with flops=" in err
+
+    # The study as the code before task lists left it: its study.json (one task written as then) and
+    # result.json files (without the per-task `downstream` this code adds).
+    overrides = [f"data.corpus_dir={prepared_corpus}", "model.vocab_size=-1", "log.tensorboard=false"]
+    assert _json(os.path.join(out, "study.json")) == {**OLD_STUDY_JSON, "overrides": overrides}
+    old = {}
+    for d in (sas_dir, rand_dir):
+        r = _json(os.path.join(d, "result.json"))
+        assert r.pop("downstream") == {"word_order": {"score": r["downstream_score"], "metric": "accuracy"}}
+        assert sorted(r) == sorted(OLD_RESULT_JSON)
+        with open(os.path.join(d, "result.json"), "w") as f:
+            json.dump(r, f)
+        old[d] = r
+    # Adding a task resumes it: every pre-training and word-order fine-tune is kept, only the new task runs.
+    words = ("sun", "moon", "rain", "wind", "snow", "fog", "dew", "ice")
+    task = _task_file(tmp_path / "pairs", [f"the {w} of the day" for w in words],
+                      ["the star of the day", "the hail of the day"], name="pairs")
+    grown = [*argv, f"--downstream=auto,{task}"]
+    kept = _mtimes(os.path.join(sas_dir, "checkpoints"))
+    word_order = {d: os.stat(os.path.join(d, "finetune", "word_order.json")).st_mtime_ns for d in (sas_dir, rand_dir)}
+    assert study.main(grown) == 0
+    log = capsys.readouterr().out
+    assert f"pre-training {steps} steps" not in log and "finished before, skipped" not in log
+    for row, d in (("sas_small", sas_dir), ("random", rand_dir)):
+        assert f"{row}/seed0: pre-training finished before ({d}/result.json); fine-tuning pairs" in log
+        assert os.stat(os.path.join(d, "finetune", "word_order.json")).st_mtime_ns == word_order[d]
+        ft = _json(os.path.join(d, "finetune", "pairs.json"))
+        r = _json(os.path.join(d, "result.json"))
+        assert r == {**old[d], "downstream": {"word_order": {"score": old[d]["downstream_score"], "metric": "accuracy"},
+                                              "pairs": {"score": ft["score"], "metric": ft["selection_metric"]}}}
+        assert 0.0 <= ft["score"] <= 1.0 and ft["status"] == "done"
+    assert _mtimes(os.path.join(sas_dir, "checkpoints")) == kept
+    assert os.stat(os.path.join(sas_dir, "metrics.jsonl")).st_mtime_ns == before_metrics
+    manifest = _json(os.path.join(out, "study.json"))
+    assert manifest == {**OLD_STUDY_JSON, "overrides": overrides, "downstream": f"auto,{task}",
+                        "downstream_size": {"auto": [32, 32], task: None}}
+    table = _json(os.path.join(out, "study_table.json"))
+    assert table["columns"][-2:] == ["downstream_score", "downstream_score:pairs"]
+    assert table["downstream_tasks"] == ["word_order", "pairs"]
+    assert [(r["downstream_score"], r["downstream_score:pairs"]) for r in table["runs"]] == [
+        (old[d]["downstream_score"], _json(os.path.join(d, "finetune", "pairs.json"))["score"])
+        for d in (sas_dir, rand_dir)]
+    assert [(t["a"], t["b"], t["figure"]) for t in table["tests"]] == [
+        ("sas_small", "random", "downstream_score"), ("sas_small", "random", "downstream_score:pairs")]
+    md = _text(os.path.join(out, "study_table.md"))
+    assert "| word_order dev | pairs dev |" in md and "| sas_small | random | pairs dev | 0 |" in md
+    for png in ("downstream.png", "downstream_pairs.png"):
+        assert os.path.getsize(os.path.join(out, png)) > 1000
+    # Again: nothing to do. A task it has, with other data, is refused.
+    before = {d: _mtimes(d) for d in (sas_dir, rand_dir)}
+    assert study.main(grown) == 0
+    assert capsys.readouterr().out.count("finished before, skipped") == 2
+    assert {d: _mtimes(d) for d in (sas_dir, rand_dir)} == before
+    assert study.main([*grown, "--downstream_size=16,16"]) == 2
+    assert capsys.readouterr().err == (f"error: {out} holds a study whose downstream task auto has downstream_size="
+                                       "[32, 32], not [16, 16]; use another --out (or the same settings to resume; a "
+                                       "new task may be added to --downstream)\n")
