@@ -115,9 +115,8 @@ class _AsyncioNoise(logging.Filter):
         return not (_from_io_library(exc) or "orbax" in record.getMessage())
 
 
-def _orphan_tasks() -> list:
-    """Tasks left pending on a closed event loop (orbax's, after a failed read or write): each
-    one waits for a tensorstore callback that will report the closed loop."""
+def _live_tasks() -> list:
+    """Every asyncio task still alive in the process, on any loop."""
     import asyncio  # noqa: PLC0415
 
     tasks = getattr(asyncio.tasks, "_all_tasks", None)
@@ -125,23 +124,48 @@ def _orphan_tasks() -> list:
         tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task)]
     for _ in range(3):
         try:
-            tasks = list(tasks)
-            break
+            return list(tasks)
         except RuntimeError:  # the set changed while copied
             continue
-    else:
-        return []
-    return [t for t in tasks if not t.done() and t.get_loop().is_closed()]
+    return []
 
 
-def _drain(limit_s: float = 10.0) -> None:
-    """Waits (at most `limit_s`) until the orphaned tasks of a failed read or write are gone, and
-    collects what they leave, so their noise meets the quiet hooks, not the user's."""
+def _orphan_tasks() -> list:
+    """Tasks left pending on a closed event loop (orbax's, after a failed read or write): each
+    one waits for a tensorstore callback that will report the closed loop."""
+    return [t for t in _live_tasks() if not t.done() and t.get_loop().is_closed()]
+
+
+def _io_task(task) -> bool:
+    coro = task.get_coro()
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    return code is not None and any(p in code.co_filename for p in _IO_PATHS[:2])
+
+
+def _retrieve_io_errors() -> None:
+    """Marks the errors of orbax's finished tasks as retrieved. Otherwise asyncio logs each one
+    ("Task exception was never retrieved", with its traceback) whenever the task is collected,
+    which can be after the quiet region closed (seen under load, once the one-line error was
+    out); the one-line error already reported the failure they are fragments of."""
+    for t in _live_tasks():
+        if t.done() and not t.cancelled() and _io_task(t):
+            t.exception()
+
+
+def _drain(limit_s: float = 10.0, failed: bool = True) -> None:
+    """Waits (at most `limit_s`) until the orphaned tasks of a failed read or write are gone (and,
+    after a failure, orbax's tasks still running on a live loop have finished), and collects
+    what they leave, so their noise meets the quiet hooks, not the user's."""
     deadline = time.monotonic() + limit_s
+
+    def waiting():
+        return _orphan_tasks() or (failed and any(not t.done() and _io_task(t) for t in _live_tasks()))
+
     gc.collect()
-    while _orphan_tasks() and time.monotonic() < deadline:
+    while waiting() and time.monotonic() < deadline:
         time.sleep(0.02)
         gc.collect()
+    _retrieve_io_errors()
     gc.collect()
 
 
@@ -189,7 +213,7 @@ def quiet_io_exit(failed: bool = False) -> None:
     """Closes a quiet region: the outermost one drains what a failed read or write left behind,
     then puts the process's hooks back as they were."""
     if failed or _quiet["depth"] == 1:
-        _drain()
+        _drain(failed=failed)
     with _quiet["lock"]:
         _quiet["depth"] -= 1
         if _quiet["depth"] == 0:
