@@ -240,7 +240,9 @@ def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
 
 
 def test_train_and_evaluate_runs_electra_end_to_end_and_resumes(tmp_path, monkeypatch):
-    """The trainer path (8 devices, checkpoints with an empty store) for a non-SAS row."""
+    """The trainer path (checkpoints with an empty store, a resume) for a non-SAS row. On one
+    device, `train_and_evaluate`'s Trainer: the logic is the point here; ELECTRA's step on 8
+    devices is tests/models/test_electra_da.py's, its held-out evaluation tests/test_evaluation.py's."""
     import json  # noqa: PLC0415
 
     from sas_jax import train  # noqa: PLC0415
@@ -253,12 +255,16 @@ def test_train_and_evaluate_runs_electra_end_to_end_and_resumes(tmp_path, monkey
     cfg = load_config("electra_small", "tiny")
     cfg.num_train_steps, cfg.log.every_steps, cfg.ckpt.every_steps, cfg.log.tensorboard = 3, 1, 3, False
     corpus = markov_corpus(32, cfg.seq_len, cfg.model.vocab_size)
-    out = train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)
+
+    def train_and_evaluate():  # train.train_and_evaluate is Trainer(...).run() on every device
+        return train.Trainer(cfg, str(tmp_path), corpus=corpus, devices=jax.devices()[:1]).run()
+
+    out = train_and_evaluate()
     assert out["step"] == 3 and {k for k in out if k.endswith("_loss")} == {"mlm_loss", "rtd_loss"}
     assert "hit_rate" not in out and out["rtd_lambda"] == 50.0
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [d["step"] for d in lines] == [1, 2, 3]
     store = np.load(next((tmp_path / "checkpoints" / "3" / "store").glob("*.npz")))
     assert store.files == []  # the store item exists, empty: every row has the same three items
-    again = train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)  # restores step 3: nothing left to do
+    again = train_and_evaluate()  # restores step 3: nothing left to do
     assert again == {}
