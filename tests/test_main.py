@@ -2,6 +2,7 @@
 import errno
 import os
 import re
+import shutil
 
 import pytest
 
@@ -17,6 +18,16 @@ def tiny_on(config_factory):
             "data.corpus_dir": str(corpus_dir), "model.vocab_size": -1, "num_train_steps": 4,
             "ckpt.every_steps": 2, "log.tensorboard": False, **overrides})
     return make
+
+
+@pytest.fixture
+def finished_run(tiny_workdir, tmp_path):
+    """A copy of the session's `tiny_workdir` (conftest), the run `tiny_on(prepared_corpus)` trains:
+    the same identity (they differ only in log. and ckpt. settings, free in a resume), checkpoints
+    at 2 and 4. Trained once per worker instead of once per test that needs a finished run."""
+    workdir = tmp_path / "run"
+    shutil.copytree(tiny_workdir, workdir)  # the shared fixture stays intact
+    return workdir
 
 
 def assert_one_line_error(result, pattern):
@@ -77,21 +88,23 @@ def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path, tin
                                  str(tmp_path / "w"))
 
 
-def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, tmp_path, tiny_on):
-    train.train_and_evaluate(tiny_on(prepared_corpus), str(tmp_path))
-    before = sorted(os.listdir(tmp_path / "checkpoints"))
-    record = (tmp_path / "config.json").read_text()
+def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, finished_run, tiny_on):
+    workdir = finished_run
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    assert before == ["2", "4"]
+    record = (workdir / "config.json").read_text()
     with pytest.raises(UserError, match=r"another model shape: .*intermediate'\]\['bias'\] is \(64,\) in the "
                                         r"checkpoint, \(128,\) in this config \(\+5 more\); use a new --workdir"):
-        train.train_and_evaluate(tiny_on(prepared_corpus, **{"model.intermediate_size": 128}), str(tmp_path))
-    assert sorted(os.listdir(tmp_path / "checkpoints")) == before
-    assert (tmp_path / "config.json").read_text() == record  # the refused config is recorded nowhere
-    assert not list(tmp_path.glob("config.*.json"))
+        train.train_and_evaluate(tiny_on(prepared_corpus, **{"model.intermediate_size": 128}), str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+    assert (workdir / "config.json").read_text() == record  # the refused config is recorded nowhere
+    assert not list(workdir.glob("config.*.json"))
 
 
-def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, tmp_path, monkeypatch, tiny_on):
+def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, finished_run, monkeypatch, tiny_on):
     cfg = tiny_on(prepared_corpus)
-    train.train_and_evaluate(cfg, str(tmp_path))  # checkpoints 2 and 4
+    workdir = finished_run  # checkpoints 2 and 4
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
     original = checkpointing.StoreHandler.save
 
     def full_disk(self, directory, args):
@@ -102,12 +115,12 @@ def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, t
     with pytest.raises(UserError, match=r"checkpoint of step 6 could not be written in .*checkpoints \(No space left "
                                         r"on device\); a checkpoint needs about [\d.]+ MiB, [\d,.]+ MiB free there; "
                                         r"the checkpoint of step 4 is intact"):
-        train.train_and_evaluate(cfg, str(tmp_path))
+        train.train_and_evaluate(cfg, str(workdir))
     monkeypatch.setattr(checkpointing.StoreHandler, "save", original)
-    ckpt = checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False)
+    ckpt = checkpointing.Checkpointer(str(workdir), keep=3, async_save=False)
     assert ckpt.latest_step() == 4
     assert ckpt.read_meta(4)["data"]["step"] == 4
     ckpt.close()
     cfg.num_train_steps = 6  # and the run resumes from it
-    train.train_and_evaluate(cfg, str(tmp_path))
-    assert checkpointing.Checkpointer(str(tmp_path), keep=3, async_save=False).latest_step() == 6
+    train.train_and_evaluate(cfg, str(workdir))
+    assert checkpointing.Checkpointer(str(workdir), keep=3, async_save=False).latest_step() == 6
