@@ -28,15 +28,12 @@ def tiny_on(config_factory, prepared_corpus):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, prepared_corpus):
-    """A finished tiny SAS workdir (checkpoints 2 and 4), copied by each test that changes it."""
-    from conftest import make_config  # noqa: PLC0415
-
-    cfg = make_config("sas_small", "tiny", **{
-        "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
-        "ckpt.every_steps": 2, "ckpt.async_save": False, "log.tensorboard": False})
-    workdir = tmp_path_factory.mktemp("finished") / "run"
-    train.train_and_evaluate(cfg, str(workdir))
+def finished(tiny_workdir):
+    """A finished tiny SAS workdir (checkpoints 2 and 4), copied by each test that changes it: the
+    session's `tiny_workdir` (conftest), the run `tiny_on()` trains (they differ only in log.
+    settings, free in a resume), trained once per worker for every file that needs it."""
+    workdir = pathlib.Path(tiny_workdir)
+    assert checkpointing.checkpoint_steps(str(workdir)) == [2, 4]
     return workdir
 
 
