@@ -1,3 +1,5 @@
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -44,20 +46,39 @@ def sas_batch(cfg):
     return batch
 
 
+def step_config():
+    cfg = load_config("sas_small", "tiny")
+    cfg.opt.warmup_steps = 0  # a non-zero learning rate on the first step
+    return cfg
+
+
+@functools.cache
+def one_device_step():
+    """One step of the tiny SAS config on one device (data-parallel rules) on `sas_batch`, key 5,
+    taken once for the file (both 8-device layouts compare with it, and it is the step whose
+    samples and losses the same-forward test re-derives): (model, settings, batch, params before,
+    params after, metrics, samples); read only."""
+    cfg = step_config()
+    model, state, step, _, settings = setup(cfg, jax.devices()[:1], "data_parallel")
+    batch = sas_batch(cfg)
+    before = jax.device_get(state.params)
+    new_state, metrics, sampled = step(state, batch, jax.random.key(5))
+    return (model, settings, batch, before, jax.device_get(new_state.params), jax.device_get(metrics),
+            np.asarray(sampled))
+
+
 @pytest.mark.parametrize("rules_name", ["data_parallel", "fsdp"])
 def test_eight_devices_match_one_device(rules_name):
-    results = []
-    for devices in (jax.devices()[:1], jax.devices()):
-        cfg = load_config("sas_small", "tiny")
-        cfg.opt.warmup_steps = 0  # a non-zero learning rate on the first step
-        model, state, step, mesh, _ = setup(cfg, devices, rules_name)
-        batch = sas_batch(cfg)
-        if len(devices) > 1 and rules_name == "fsdp":
-            spec = state.params["encoder"]["layer_0"]["intermediate"]["kernel"].sharding.spec
-            assert spec == jax.sharding.PartitionSpec("fsdp", None)  # parameters really are split
-        new_state, metrics, sampled = step(state, batch, jax.random.key(5))
-        results.append((jax.device_get(new_state.params), jax.device_get(metrics), np.asarray(sampled)))
-    (p1, m1, s1), (p8, m8, s8) = results
+    *_, p1, m1, s1 = one_device_step()
+    assert len(jax.devices()) == 8
+    cfg = step_config()
+    model, state, step, mesh, _ = setup(cfg, jax.devices(), rules_name)
+    batch = sas_batch(cfg)
+    if rules_name == "fsdp":
+        spec = state.params["encoder"]["layer_0"]["intermediate"]["kernel"].sharding.spec
+        assert spec == jax.sharding.PartitionSpec("fsdp", None)  # parameters really are split
+    new_state, metrics, sampled = step(state, batch, jax.random.key(5))
+    p8, m8, s8 = jax.device_get(new_state.params), jax.device_get(metrics), np.asarray(sampled)
     np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
     np.testing.assert_allclose(m1["grad_norm"], m8["grad_norm"], rtol=1e-4)
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), p1, p8)
@@ -65,12 +86,8 @@ def test_eight_devices_match_one_device(rules_name):
 
 
 def test_samples_come_from_the_same_training_forward_before_the_update():
-    cfg = load_config("sas_small", "tiny")
-    model, state, step, _, settings = setup(cfg, jax.devices()[:1], "data_parallel")
-    batch = sas_batch(cfg)
-    params = jax.device_get(state.params)
-    key = jax.random.key(9)
-    _, metrics, sampled = step(state, batch, key)
+    model, settings, batch, params, _, metrics, sampled = one_device_step()
+    key = jax.random.key(5)  # the key that step was given
     # Re-derive the step's keys: fold in the step (0), split into dropout / sample keys.
     dropout_rng, sample_rng = jax.random.split(jax.random.fold_in(key, 0))
     out = model.apply({"params": params}, batch["input_ids"], batch["input_mask"], batch["mlm_positions"],
