@@ -143,13 +143,18 @@ def _io_task(task) -> bool:
 
 
 def _retrieve_io_errors() -> None:
-    """Marks the errors of orbax's finished tasks as retrieved. Otherwise asyncio logs each one
-    ("Task exception was never retrieved", with its traceback) whenever the task is collected,
+    """Marks the errors of orbax's finished tasks and futures as retrieved. Otherwise asyncio logs
+    each one ("... exception was never retrieved", with its traceback) whenever it is collected,
     which can be after the quiet region closed (seen under load, once the one-line error was
     out); the one-line error already reported the failure they are fragments of."""
+    import asyncio  # noqa: PLC0415
+
     for t in _live_tasks():
         if t.done() and not t.cancelled() and _io_task(t):
             t.exception()
+    for f in [o for o in gc.get_objects() if isinstance(o, asyncio.Future)]:  # gather()'s futures
+        if f.done() and not f.cancelled() and _from_io_library(getattr(f, "_exception", None)):
+            f.exception()
 
 
 def _drain(limit_s: float = 10.0, failed: bool = True) -> None:
@@ -165,7 +170,8 @@ def _drain(limit_s: float = 10.0, failed: bool = True) -> None:
     while waiting() and time.monotonic() < deadline:
         time.sleep(0.02)
         gc.collect()
-    _retrieve_io_errors()
+    if failed:
+        _retrieve_io_errors()
     gc.collect()
 
 

@@ -9,6 +9,7 @@ import time
 import jax
 
 from sas_jax import files
+from sas_jax.errors import UserError
 
 # Namespaces for TensorBoard; anything not listed goes under train/.
 _NAMESPACE = {"hit_rate": "sas", "mlm_slots": "sas", "replaced_rate": "sas", "rtd_lambda": "sas",
@@ -91,6 +92,7 @@ class MetricWriter:
         if self.is_writer and os.path.exists(path):
             keep_up_to(path, start_step if start_step else -1)
         self._jsonl = open(path, "a") if self.is_writer else None
+        self._jsonl_path = path
 
     def rates(self, step: int) -> dict:
         now = time.perf_counter()
@@ -107,8 +109,11 @@ class MetricWriter:
         """Console line + event file for `metrics` of (completed) step `step`."""
         if not self.is_writer:
             return
-        self._jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+            self._jsonl.flush()
+        except OSError as e:
+            self._write_failed(e)
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(tag(k), float(v), step)
@@ -142,8 +147,11 @@ class MetricWriter:
         """Held-out figures of step `step`: `eval/<name>` in metrics.jsonl and TensorBoard, one console line."""
         if not self.is_writer or not metrics:
             return
-        self._jsonl.write(json.dumps({"step": step, **{f"eval/{k}": float(v) for k, v in metrics.items()}}) + "\n")
-        self._jsonl.flush()
+        try:
+            self._jsonl.write(json.dumps({"step": step, **{f"eval/{k}": float(v) for k, v in metrics.items()}}) + "\n")
+            self._jsonl.flush()
+        except OSError as e:
+            self._write_failed(e)
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(f"eval/{k}", float(v), step)
@@ -166,8 +174,23 @@ class MetricWriter:
         if self._tb is not None:
             self._tb.add_text(name, value, 0)
 
+    def _write_failed(self, e: OSError):
+        """A log line that cannot be written (a full disk, most often) ends the run in one line;
+        the log is cut back to the resumed checkpoint on the re-run, so nothing is lost."""
+        jsonl, self._jsonl = self._jsonl, None
+        try:
+            jsonl.close()
+        except OSError:
+            pass  # the same error again: the buffered line cannot be written either
+        raise UserError(f"could not write {self._jsonl_path} ({e.strerror or e}); the checkpoints already "
+                        "written are intact; free space (or move the workdir to a larger disk) and re-run "
+                        "the same command to resume") from None
+
     def close(self):
         if self._tb is not None:
             self._tb.close()
         if self._jsonl is not None:
-            self._jsonl.close()
+            try:
+                self._jsonl.close()
+            except OSError as e:
+                self._write_failed(e)
