@@ -122,6 +122,7 @@ CHOSEN = {
     "sasc_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 0),
     "sasda_base": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
     "sasda_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
+    "sascda_small": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 0),
     "unif_sas": (PretrainingModel, SasBatchBuilder, "sas", True, True, E, 0),
     "unif_sasc": (PretrainingModel, SasBatchBuilder, "sas", True, True, C, 0),
     "unig_mlm": (PretrainingModel, StaticBatchBuilder, "unigram", True, False, E, 0),
