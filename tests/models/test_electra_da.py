@@ -216,6 +216,7 @@ def _one_step(devices, rules_name):
     return before, jax.device_get(state.params), jax.device_get(metrics)
 
 
+@pytest.mark.slow  # ~20 s of two compiles; the fast tier keeps GDES's gradient split on one device
 def test_gdes_step_on_eight_devices_matches_one_device():
     before, p1, m1 = _one_step(jax.devices()[:1], "data_parallel")
     _, p8, m8 = _one_step(jax.devices(), "fsdp")
