@@ -152,7 +152,8 @@ def _retrieve_io_errors() -> None:
     for t in _live_tasks():
         if t.done() and not t.cancelled() and _io_task(t):
             t.exception()
-    for f in [o for o in gc.get_objects() if isinstance(o, asyncio.Future)]:  # gather()'s futures
+    # gather()'s futures; `type` rather than isinstance, which would ask every object its __class__
+    for f in [o for o in gc.get_objects() if issubclass(type(o), asyncio.Future)]:
         if f.done() and not f.cancelled() and _from_io_library(getattr(f, "_exception", None)):
             f.exception()
 

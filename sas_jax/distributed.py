@@ -138,6 +138,18 @@ class PeerWatch:
         self._stop.set()
 
 
+def await_lost_peer() -> None:
+    """Before an unexpected error of a multi-process run is reported: a collective that failed
+    because a peer is gone (Gloo raises at once) would otherwise print this process's traceback
+    and then hang in JAX's shutdown barrier, waiting for the lost peer. This gives the peer watch
+    its timeout to decide: if a peer is lost it ends the process with its one line; if every
+    peer is alive it returns, and the error is reported as it is."""
+    watch = PeerWatch._current
+    if watch is None or watch._stop.is_set():
+        return
+    watch._stop.wait(watch.timeout + 3 * watch.period)
+
+
 def finished() -> None:
     """This process ends normally (trained, or stopped and saved): its peers stop watching it."""
     if PeerWatch._current is not None:

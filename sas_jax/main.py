@@ -50,7 +50,13 @@ def main(argv, overrides=()):
     print(f"JAX process {jax.process_index()}/{jax.process_count()}, "
           f"{jax.local_device_count()} local / {jax.device_count()} global devices "
           f"({jax.devices()[0].platform})", flush=True)
-    train.train_and_evaluate(config, _WORKDIR.value)
+    try:
+        train.train_and_evaluate(config, _WORKDIR.value)
+    except (UserError, FloatingPointError, KeyboardInterrupt):
+        raise  # this process's own one-line errors
+    except Exception:
+        distributed.await_lost_peer()  # a peer's loss, if that is the cause, is what gets reported
+        raise
     distributed.finished()  # the other processes stop watching this one (distributed.PeerWatch)
     if interrupts.requested():  # stopped by Ctrl-C and saved: the shell's status of an interrupted command
         return interrupts.EXIT_CODE
