@@ -89,14 +89,20 @@ def _closed_loop(exc) -> bool:
     return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
 
+def _io_code(obj) -> bool:
+    """A coroutine, or a task running one, whose code is orbax's or tensorstore's."""
+    coro = getattr(obj, "get_coro", lambda: obj)()
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    return code is not None and any(p in code.co_filename for p in _IO_PATHS[:2])
+
+
 def _from_io_library(exc, obj=None) -> bool:
     """An exception (or the object it was ignored in) of orbax's / tensorstore's async I/O."""
     if exc is None:
         return False
     if _closed_loop(exc) or is_write_error(exc):
         return True
-    code = getattr(obj, "cr_code", None) or getattr(getattr(obj, "get_coro", lambda: None)(), "cr_code", None)
-    if code is not None and any(p in code.co_filename for p in _IO_PATHS[:2]):
+    if _io_code(obj):
         return True
     tb = exc.__traceback__
     while tb is not None:
@@ -136,10 +142,6 @@ def _orphan_tasks() -> list:
     return [t for t in _live_tasks() if not t.done() and t.get_loop().is_closed()]
 
 
-def _io_task(task) -> bool:
-    coro = task.get_coro()
-    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
-    return code is not None and any(p in code.co_filename for p in _IO_PATHS[:2])
 
 
 def _retrieve_io_errors() -> None:
@@ -150,7 +152,7 @@ def _retrieve_io_errors() -> None:
     import asyncio  # noqa: PLC0415
 
     for t in _live_tasks():
-        if t.done() and not t.cancelled() and _io_task(t):
+        if t.done() and not t.cancelled() and _io_code(t):
             t.exception()
     # gather()'s futures; `type` rather than isinstance, which would ask every object its __class__
     for f in [o for o in gc.get_objects() if issubclass(type(o), asyncio.Future)]:
@@ -165,7 +167,7 @@ def _drain(limit_s: float = 10.0, failed: bool = True) -> None:
     deadline = time.monotonic() + limit_s
 
     def waiting():
-        return _orphan_tasks() or (failed and any(not t.done() and _io_task(t) for t in _live_tasks()))
+        return _orphan_tasks() or (failed and any(not t.done() and _io_code(t) for t in _live_tasks()))
 
     gc.collect()
     while waiting() and time.monotonic() < deadline:
