@@ -72,7 +72,11 @@ mean, sd error bars and every seed as a point.
 Resume: re-run the same command. A run whose `result.json` exists is not trained again: it is
 skipped, or only fine-tuned on the tasks its result has no score of; a pre-training run resumes
 from its last checkpoint; a fine-tune without its result JSON runs again. `<out>/study.json`
-records the budget, variant, overrides and each task's data, and a re-run with others is refused.
+records the budget, variant, overrides, fine-tuning recipe and each task's data, and a re-run with
+others is refused. Another fine-tuning recipe on the same pre-training: re-run with the new
+`--finetune.*` and `--refinetune`; every run (also of rows the command does not name) is fine-tuned
+again and re-tabled, its pre-training kept, and the earlier fine-tune files move to
+`<run>/finetune/recipe_<n>/` (`recipe.json` names their overrides).
 To add a task to a study (finished or not, also one written before `--downstream` took a list),
 re-run its command with the task appended, e.g. `--downstream=auto,wordnet_supersense`: every
 finished pre-training and fine-tune is kept and only the new fine-tunes run (a task it has must
@@ -92,6 +96,7 @@ import argparse
 import csv
 import dataclasses
 import difflib
+import glob
 import json
 import math
 import os
@@ -123,6 +128,7 @@ RANDOM_ROW = "random"  # --rows=...,random: no pre-training, the downstream base
 REAL_TASK_NAMES = ("wordnet_supersense",)  # sas_jax.data.real_tasks.RECIPES, without importing it here
 SCORE_KEY = "downstream_score"  # the first downstream task's column; each further task's is SCORE_KEY:<task>
 DOWNSTREAM_KEYS = ("downstream", "task", "downstream_size")  # study.json's record of the downstream tasks
+RECIPE_KEY = "finetune_overrides"  # study.json's record of the fine-tuning recipe (--finetune.*)
 
 
 def score_key(index: int, task: str) -> str:
@@ -446,19 +452,25 @@ def recorded_tasks(manifest: dict) -> dict:
                 "downstream_size": size.get(k) if isinstance(size, dict) else None} for k in kinds}
 
 
-def check_manifest(out: str, manifest: dict, write: bool = True) -> dict:
+def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: bool = False) -> dict:
     """Writes `<out>/study.json` (`write`; else only checks), or refuses an `out` that holds a
-    study with other settings; returns the manifest, its rows and downstream tasks merged with the
+    study with other settings (another fine-tuning recipe only without `refinetune`); returns the manifest, its rows and downstream tasks merged with the
     old ones: a task the study did not have is added (its fine-tunes run on the finished
     pre-training); a task it had must keep its data (`downstream_size`, and --task for a GLUE folder)."""
     path = os.path.join(out, "study.json")
     if os.path.isfile(path):
         with open(path) as f:
             old = json.load(f)
-        diff = [k for k in manifest if k != "rows" and k not in DOWNSTREAM_KEYS and old.get(k) != manifest[k]]
+        diff = [k for k in manifest if k not in ("rows", RECIPE_KEY) and k not in DOWNSTREAM_KEYS
+                and old.get(k) != manifest[k]]
         if diff:
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
+        if old.get(RECIPE_KEY, []) != manifest[RECIPE_KEY] and not refinetune:
+            raise UserError(f"{out} holds a study fine-tuned with --finetune overrides {old.get(RECIPE_KEY, [])!r}, "
+                            f"not {manifest[RECIPE_KEY]!r}; pass the same ones to resume, or add --refinetune to "
+                            "fine-tune every run again with the new ones (its pre-training is kept, the earlier "
+                            "fine-tunes move to <run>/finetune/recipe_<n>/)")
         had, want = recorded_tasks(old), recorded_tasks(manifest)
         for kind in (k for k in want if k in had):
             for field in ("downstream_size", "task"):
@@ -977,11 +989,45 @@ def write_plots(results: list, out: str, *, budget: float, entropy: float, ds) -
 
 
 # ----------------------------------------------------------------------------- the study
+def recorded_recipe(out: str) -> list | None:
+    """The `--finetune` overrides `<out>/study.json` records (None: no study there yet)."""
+    old = _read_json(os.path.join(out, "study.json"))
+    return None if old is None else list(old.get(RECIPE_KEY, []))
+
+
+def retire_finetunes(out: str, recipe: Sequence[str]) -> int:
+    """Before a study is fine-tuned again under a new recipe (`--refinetune`): in every run folder of
+    `out` (also rows this command does not name), the fine-tune files of the old `recipe` move to
+    `finetune/recipe_<n>/` (with `recipe.json` naming its overrides) and `result.json` forgets its
+    downstream scores, so `run_one` fine-tunes each task again from the kept pre-training. Safe to
+    repeat after an interruption (study.json records the new recipe only afterwards). Returns the
+    number of runs whose fine-tunes moved."""
+    moved = 0
+    for run_dir in sorted(glob.glob(os.path.join(out, "*", "seed*"))):
+        folder = os.path.join(run_dir, "finetune")
+        done = sorted(glob.glob(os.path.join(folder, "*.json")))
+        if done:
+            kept = sorted(glob.glob(os.path.join(folder, "recipe_*")))
+            same = [d for d in kept if (_read_json(os.path.join(d, "recipe.json")) or {}).get(RECIPE_KEY) == list(recipe)]
+            dest = same[0] if same else os.path.join(folder, f"recipe_{len(kept)}")
+            os.makedirs(dest, exist_ok=True)
+            files.write_json(os.path.join(dest, "recipe.json"), {RECIPE_KEY: list(recipe)})
+            for path in done:
+                os.replace(path, os.path.join(dest, os.path.basename(path)))
+            moved += 1
+        result = _read_json(os.path.join(run_dir, "result.json"))
+        if result and (result.get("downstream") or result.get(SCORE_KEY) is not None):
+            result = {k: v for k, v in result.items() if k != "downstream"}
+            result.update(downstream_task=None, downstream_metric=None, **{SCORE_KEY: None})
+            files.write_json(os.path.join(run_dir, "result.json"), result)
+    return moved
+
+
 def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, seeds: Sequence[int] = (0,),
               overrides: Sequence[str] = (), downstream="auto", task: str = "sst2",
               downstream_text: str = DEFAULT_TEXT, downstream_size: tuple | None = None,
               finetune_overrides: Sequence[str] = (), eval_rows: int | None = None, evals: int = 8,
-              dry_run: bool = False) -> dict:
+              dry_run: bool = False, refinetune: bool = False) -> dict:
     """The whole study (see the module docstring); returns the table's JSON object. `downstream`: the
     tasks, comma-separated (as `--downstream`) or a list; "none" for none."""
     if not rows:
@@ -1011,7 +1057,7 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
         **downstream_record({k: task_settings(k, task=task, sizes=sizes, recipe_sizes=recipe_sizes) for k in kinds}),
         "eval_rows": eval_rows, "evals": int(evals), "rows": [r.row for r in runs]}
     try:
-        manifest = check_manifest(out, manifest, write=False)
+        manifest = check_manifest(out, manifest, write=False, refinetune=refinetune)
     except UserError as e:
         problems.append(str(e))
     with tempfile.TemporaryDirectory(prefix="sas_jax_study_") as stage:
@@ -1029,6 +1075,11 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
         ds = [setup_downstream(k, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
                                text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
                                recipe_sizes=recipe_sizes, staged=stage) for k in kinds]
+    old_recipe = recorded_recipe(out)
+    if old_recipe is not None and old_recipe != list(finetune_overrides):  # --refinetune (check_manifest)
+        moved = retire_finetunes(out, old_recipe)
+        say(f"fine-tuning recipe {old_recipe!r} -> {list(finetune_overrides)!r}: every run is fine-tuned again "
+            f"(pre-training kept; the earlier fine-tunes of {moved} runs are in <run>/finetune/recipe_<n>/)")
     # Recorded once the downstream tasks are set up: a study that failed before training takes the
     # corrected command in the same --out.
     files.write_json(os.path.join(out, "study.json"), manifest)
@@ -1071,6 +1122,9 @@ def parser() -> argparse.ArgumentParser:
                    "data.eval_rows, else 8 batches)")
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run, besides step 0 "
                    "(default 8)")
+    p.add_argument("--refinetune", action="store_true", help="allow --finetune.* overrides other than the "
+                   "study's: every run is fine-tuned again with them, its pre-training kept (the earlier "
+                   "fine-tunes move to <run>/finetune/recipe_<n>/)")
     p.add_argument("--dry_run", action="store_true", help="check every row against its corpus and the downstream "
                    "data, print the steps of every row and stop (nothing trained, no study.json)")
     return p
@@ -1122,7 +1176,7 @@ def main(argv=None) -> int:
         run_study([r for r in a.rows.split(",") if r.strip()], variant=a.variant.strip(), budget=a.flops,
                   out=a.out, seeds=_ints(a.seeds, "--seeds"), overrides=pre, downstream=a.downstream,
                   task=a.task, downstream_text=a.downstream_text, downstream_size=sizes, finetune_overrides=ft,
-                  eval_rows=a.eval_rows, evals=a.evals, dry_run=a.dry_run)
+                  eval_rows=a.eval_rows, evals=a.evals, dry_run=a.dry_run, refinetune=a.refinetune)
     except StudyProblems as e:  # one `error:` line per problem (`cli.report`), exit 2
         for problem in e.problems:
             cli.report(problem)

@@ -804,3 +804,35 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
     assert capsys.readouterr().err == (f"error: {out} holds a study whose downstream task auto has downstream_size="
                                        "[32, 32], not [16, 16]; use another --out (or the same settings to resume; a "
                                        "new task may be added to --downstream)\n")
+
+    # Another fine-tuning recipe: refused without --refinetune (one line, nothing touched); with it every
+    # run is fine-tuned again on the kept pre-training, the earlier fine-tunes kept under recipe_0/.
+    recipe = [a if a != "--finetune.num_epochs=1" else "--finetune.num_epochs=2" for a in grown]
+    before = {d: _mtimes(d) for d in (sas_dir, rand_dir)}
+    assert study.main(recipe) == 2
+    assert capsys.readouterr().err == (f"error: {out} holds a study fine-tuned with --finetune overrides "
+                                       "['num_epochs=1'], not ['num_epochs=2']; pass the same ones to resume, or add "
+                                       "--refinetune to fine-tune every run again with the new ones (its pre-training "
+                                       "is kept, the earlier fine-tunes move to <run>/finetune/recipe_<n>/)\n")
+    assert {d: _mtimes(d) for d in (sas_dir, rand_dir)} == before
+    first = {d: {t: _json(os.path.join(d, "finetune", f"{t}.json")) for t in ("word_order", "pairs")}
+             for d in (sas_dir, rand_dir)}
+    assert study.main([*recipe, "--refinetune"]) == 0
+    log = capsys.readouterr().out
+    assert "fine-tuning recipe ['num_epochs=1'] -> ['num_epochs=2']: every run is fine-tuned again" in log
+    assert f"pre-training {steps} steps" not in log and "finished before, skipped" not in log
+    assert _mtimes(os.path.join(sas_dir, "checkpoints")) == kept
+    assert _json(os.path.join(out, "study.json"))["finetune_overrides"] == ["num_epochs=2"]
+    table = {r["row"]: r for r in _json(os.path.join(out, "study_table.json"))["runs"]}
+    for row, d in (("sas_small", sas_dir), ("random", rand_dir)):
+        assert _json(os.path.join(d, "finetune", "recipe_0", "recipe.json")) == {"finetune_overrides": ["num_epochs=1"]}
+        for t in ("word_order", "pairs"):
+            assert _json(os.path.join(d, "finetune", "recipe_0", f"{t}.json")) == first[d][t]  # kept as it was
+            ft = _json(os.path.join(d, "finetune", f"{t}.json"))
+            assert (ft["num_epochs"], ft["status"], len(ft["epochs"])) == (2, "done", 2)
+            assert _json(os.path.join(d, "result.json"))["downstream"][t]["score"] == ft["score"]
+        assert table[row]["downstream_score"] == _json(os.path.join(d, "finetune", "word_order.json"))["score"]
+        assert table[row]["steps"] == (steps if row == "sas_small" else 0)
+    # Resumed with the new recipe (no flag needed now): nothing to do.
+    assert study.main(recipe) == 0
+    assert capsys.readouterr().out.count("finished before, skipped") == 2
