@@ -73,10 +73,10 @@ Resume: re-run the same command. A run whose `result.json` exists is not trained
 skipped, or only fine-tuned on the tasks its result has no score of; a pre-training run resumes
 from its last checkpoint; a fine-tune without its result JSON runs again. `<out>/study.json`
 records the budget, variant, overrides, fine-tuning recipe and each task's data, and a re-run with
-others is refused. Another fine-tuning recipe on the same pre-training: re-run with the new
-`--finetune.*` and `--refinetune`; every run (also of rows the command does not name) is fine-tuned
-again and re-tabled, its pre-training kept, and the earlier fine-tune files move to
-`<run>/finetune/recipe_<n>/` (`recipe.json` names their overrides).
+others is refused. Another fine-tuning recipe or task data on the same pre-training: re-run with
+the new `--finetune.*` or `--downstream_size` and `--refinetune`; every run (also of rows the
+command does not name) is fine-tuned again and re-tabled, its pre-training kept, and the earlier
+fine-tune files move to `<run>/finetune/recipe_<n>/` (`recipe.json`: the settings they had).
 To add a task to a study (finished or not, also one written before `--downstream` took a list),
 re-run its command with the task appended, e.g. `--downstream=auto,wordnet_supersense`: every
 finished pre-training and fine-tune is kept and only the new fine-tunes run (a task it has must
@@ -454,7 +454,7 @@ def recorded_tasks(manifest: dict) -> dict:
 
 def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: bool = False) -> dict:
     """Writes `<out>/study.json` (`write`; else only checks), or refuses an `out` that holds a
-    study with other settings (another fine-tuning recipe only without `refinetune`); returns the manifest, its rows and downstream tasks merged with the
+    study with other settings (another fine-tuning recipe or task data only without `refinetune`); returns the manifest, its rows and downstream tasks merged with the
     old ones: a task the study did not have is added (its fine-tunes run on the finished
     pre-training); a task it had must keep its data (`downstream_size`, and --task for a GLUE folder)."""
     path = os.path.join(out, "study.json")
@@ -472,13 +472,14 @@ def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: boo
                             "fine-tune every run again with the new ones (its pre-training is kept, the earlier "
                             "fine-tunes move to <run>/finetune/recipe_<n>/)")
         had, want = recorded_tasks(old), recorded_tasks(manifest)
-        for kind in (k for k in want if k in had):
+        for kind in (k for k in want if k in had and not refinetune):  # --refinetune: new data too
             for field in ("downstream_size", "task"):
                 if (field == "downstream_size" or is_glue_folder(kind)) and had[kind][field] != want[kind][field]:
                     raise UserError(f"{out} holds a study whose downstream task {kind} has {field}="
                                     f"{had[kind][field]!r}, not {want[kind][field]!r}; use another --out (or the "
                                     "same settings to resume; a new task may be added to --downstream)")
-        manifest = {**manifest, **downstream_record({**had, **{k: s for k, s in want.items() if k not in had}}),
+        manifest = {**manifest, **downstream_record({**had, **{k: s for k, s in want.items()
+                                                               if k not in had or refinetune}}),
                     "rows": sorted(set(old.get("rows", [])) | set(manifest["rows"]))}
     if write:
         files.write_json(path, manifest)
@@ -989,18 +990,25 @@ def write_plots(results: list, out: str, *, budget: float, entropy: float, ds) -
 
 
 # ----------------------------------------------------------------------------- the study
-def recorded_recipe(out: str) -> list | None:
-    """The `--finetune` overrides `<out>/study.json` records (None: no study there yet)."""
-    old = _read_json(os.path.join(out, "study.json"))
-    return None if old is None else list(old.get(RECIPE_KEY, []))
+def finetune_changes(old: dict, new: dict) -> list:
+    """What differs between two study.json records in how their runs are fine-tuned: the recipe
+    (`--finetune.*`) or the data of a task both have. One phrase each; [] when a resume may keep
+    every fine-tune (a task only one of them has is not a change: it is added or kept)."""
+    out = []
+    if old.get(RECIPE_KEY, []) != new.get(RECIPE_KEY, []):
+        out.append(f"--finetune overrides {old.get(RECIPE_KEY, [])!r} -> {new.get(RECIPE_KEY, [])!r}")
+    had, want = recorded_tasks(old), recorded_tasks(new)
+    out += [f"{k} {had[k]!r} -> {want[k]!r}" for k in want if k in had and had[k] != want[k]]
+    return out
 
 
-def retire_finetunes(out: str, recipe: Sequence[str]) -> int:
-    """Before a study is fine-tuned again under a new recipe (`--refinetune`): in every run folder of
+def retire_finetunes(out: str, settings: dict) -> int:
+    """Before a study is fine-tuned again (`--refinetune`: a new recipe or task data): in every run folder of
     `out` (also rows this command does not name), the fine-tune files of the old `recipe` move to
-    `finetune/recipe_<n>/` (with `recipe.json` naming its overrides) and `result.json` forgets its
+    `finetune/recipe_<n>/` (with `recipe.json` holding `settings`, the study.json fields they were made
+    with: recipe and tasks) and `result.json` forgets its
     downstream scores, so `run_one` fine-tunes each task again from the kept pre-training. Safe to
-    repeat after an interruption (study.json records the new recipe only afterwards). Returns the
+    repeat after an interruption (study.json records the new settings only afterwards). Returns the
     number of runs whose fine-tunes moved."""
     moved = 0
     for run_dir in sorted(glob.glob(os.path.join(out, "*", "seed*"))):
@@ -1008,10 +1016,10 @@ def retire_finetunes(out: str, recipe: Sequence[str]) -> int:
         done = sorted(glob.glob(os.path.join(folder, "*.json")))
         if done:
             kept = sorted(glob.glob(os.path.join(folder, "recipe_*")))
-            same = [d for d in kept if (_read_json(os.path.join(d, "recipe.json")) or {}).get(RECIPE_KEY) == list(recipe)]
+            same = [d for d in kept if _read_json(os.path.join(d, "recipe.json")) == settings]
             dest = same[0] if same else os.path.join(folder, f"recipe_{len(kept)}")
             os.makedirs(dest, exist_ok=True)
-            files.write_json(os.path.join(dest, "recipe.json"), {RECIPE_KEY: list(recipe)})
+            files.write_json(os.path.join(dest, "recipe.json"), settings)
             for path in done:
                 os.replace(path, os.path.join(dest, os.path.basename(path)))
             moved += 1
@@ -1075,11 +1083,12 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
         ds = [setup_downstream(k, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
                                text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
                                recipe_sizes=recipe_sizes, staged=stage) for k in kinds]
-    old_recipe = recorded_recipe(out)
-    if old_recipe is not None and old_recipe != list(finetune_overrides):  # --refinetune (check_manifest)
-        moved = retire_finetunes(out, old_recipe)
-        say(f"fine-tuning recipe {old_recipe!r} -> {list(finetune_overrides)!r}: every run is fine-tuned again "
-            f"(pre-training kept; the earlier fine-tunes of {moved} runs are in <run>/finetune/recipe_<n>/)")
+    old = _read_json(os.path.join(out, "study.json"))
+    changes = finetune_changes(old, manifest) if old else []
+    if changes:  # allowed by --refinetune (check_manifest): every run is fine-tuned again
+        moved = retire_finetunes(out, {k: old.get(k) for k in (RECIPE_KEY, *DOWNSTREAM_KEYS)})
+        say(f"fine-tuning settings changed ({'; '.join(changes)}): every run is fine-tuned again (pre-training "
+            f"kept; the earlier fine-tunes of {moved} runs are in <run>/finetune/recipe_<n>/)")
     # Recorded once the downstream tasks are set up: a study that failed before training takes the
     # corrected command in the same --out.
     files.write_json(os.path.join(out, "study.json"), manifest)
@@ -1123,8 +1132,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--evals", type=int, default=8, help="held-out evaluations per run, besides step 0 "
                    "(default 8)")
     p.add_argument("--refinetune", action="store_true", help="allow --finetune.* overrides other than the "
-                   "study's: every run is fine-tuned again with them, its pre-training kept (the earlier "
-                   "fine-tunes move to <run>/finetune/recipe_<n>/)")
+                   "study's, and other --downstream_size for its tasks: every run is fine-tuned again, its "
+                   "pre-training kept (the earlier fine-tunes move to <run>/finetune/recipe_<n>/)")
     p.add_argument("--dry_run", action="store_true", help="check every row against its corpus and the downstream "
                    "data, print the steps of every row and stop (nothing trained, no study.json)")
     return p

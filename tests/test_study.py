@@ -819,13 +819,16 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
              for d in (sas_dir, rand_dir)}
     assert study.main([*recipe, "--refinetune"]) == 0
     log = capsys.readouterr().out
-    assert "fine-tuning recipe ['num_epochs=1'] -> ['num_epochs=2']: every run is fine-tuned again" in log
+    assert ("fine-tuning settings changed (--finetune overrides ['num_epochs=1'] -> ['num_epochs=2']): every run "
+            "is fine-tuned again (pre-training kept; the earlier fine-tunes of 2 runs are in") in log
     assert f"pre-training {steps} steps" not in log and "finished before, skipped" not in log
     assert _mtimes(os.path.join(sas_dir, "checkpoints")) == kept
     assert _json(os.path.join(out, "study.json"))["finetune_overrides"] == ["num_epochs=2"]
     table = {r["row"]: r for r in _json(os.path.join(out, "study_table.json"))["runs"]}
     for row, d in (("sas_small", sas_dir), ("random", rand_dir)):
-        assert _json(os.path.join(d, "finetune", "recipe_0", "recipe.json")) == {"finetune_overrides": ["num_epochs=1"]}
+        assert _json(os.path.join(d, "finetune", "recipe_0", "recipe.json")) == {
+            "finetune_overrides": ["num_epochs=1"], "downstream": f"auto,{task}", "task": None,
+            "downstream_size": {"auto": [32, 32], task: None}}
         for t in ("word_order", "pairs"):
             assert _json(os.path.join(d, "finetune", "recipe_0", f"{t}.json")) == first[d][t]  # kept as it was
             ft = _json(os.path.join(d, "finetune", f"{t}.json"))
@@ -833,6 +836,14 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
             assert _json(os.path.join(d, "result.json"))["downstream"][t]["score"] == ft["score"]
         assert table[row]["downstream_score"] == _json(os.path.join(d, "finetune", "word_order.json"))["score"]
         assert table[row]["steps"] == (steps if row == "sas_small" else 0)
-    # Resumed with the new recipe (no flag needed now): nothing to do.
-    assert study.main(recipe) == 0
-    assert capsys.readouterr().out.count("finished before, skipped") == 2
+    # Resumed with the new recipe, the flag given again or not: nothing to do, nothing moved.
+    for again in (recipe, [*recipe, "--refinetune"]):
+        assert study.main(again) == 0
+        assert capsys.readouterr().out.count("finished before, skipped") == 2
+    assert not os.path.exists(os.path.join(sas_dir, "finetune", "recipe_1"))
+    # Other task data with --refinetune: the word-order task rebuilt at 16 lines, fine-tuned again.
+    assert study.main([*recipe, "--refinetune", "--downstream_size=16,16"]) == 0
+    assert "auto {'task': None, 'downstream_size': [32, 32]} -> {'task': None, 'downstream_size': [16, 16]}" in (
+        capsys.readouterr().out)
+    assert _json(os.path.join(sas_dir, "finetune", "recipe_1", "recipe.json"))["finetune_overrides"] == ["num_epochs=2"]
+    assert _json(os.path.join(sas_dir, "finetune", "word_order.json"))["train_rows"] == 16
