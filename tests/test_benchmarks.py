@@ -72,3 +72,37 @@ def test_dot_census_reads_scopes():
     assert c["total"] == 3 and c["forward"] == 2 and c["backward"] == 1
     assert c["encoder_layer"] == 2 and c["outside_layers"] == 1 and c["encoder_forwards"] == 1
     assert c["by_module"] == {"encoder": 2, "rtd_head": 1}
+
+
+def test_cpu_profile_groups_xla_and_aten_ops_into_the_same_kinds(tmp_path):
+    """The profile's kinds: XLA:CPU op names (XNNPACK/Eigen dots, fusions named by their roots, the
+    threefry bit ops) and aten names land in the same groups, and only the runtime's worker-thread
+    op events of a jax.profiler trace count (not Python, dispatch or the executor's own spans)."""
+    import gzip  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    prof = load_script("cpu_profile")
+    ours = {"ynn_fusion": "matmul", "dot": "matmul", "multiply_reduce_fusion": "reduction",
+            "negate_exponential_fusion": "reduction", "shift-right-logical_xor_fusion": "random",
+            "transpose_copy_fusion": "layout", "wrapped_broadcast": "layout", "copy": "layout",
+            "broadcast_add_fusion": "elementwise", "multiply_add_fusion": "elementwise", "while": "other"}
+    assert {n: prof.our_kind(n) for n in ours} == ours
+    peer = {"addmm": "matmul", "bmm": "matmul", "native_layer_norm_backward": "reduction", "_softmax": "reduction",
+            "native_dropout": "random", "gelu_backward": "elementwise", "_foreach_mul_": "optimizer",
+            "embedding_dense_backward": "layout", "_log_softmax_backward_data": "reduction", "t": "layout",
+            "tanh_backward": "elementwise", "_to_copy": "layout", "mystery": "other"}
+    assert {n: prof.peer_kind(n) for n in peer} == peer
+    events = [{"ph": "M", "name": "thread_name", "pid": 1, "tid": 7, "args": {"name": "tf_XLAEigen/123"}},
+              {"ph": "M", "name": "thread_name", "pid": 1, "tid": 1, "args": {"name": "python"}},
+              {"ph": "X", "name": "dot.3", "pid": 1, "tid": 7, "dur": 5.0},
+              {"ph": "X", "name": "dot.9", "pid": 1, "tid": 7, "dur": 2.5},
+              {"ph": "X", "name": "ThunkExecutor::Execute", "pid": 1, "tid": 7, "dur": 99.0},
+              {"ph": "X", "name": "end: copy.1", "pid": 1, "tid": 7, "dur": 1.0},
+              {"ph": "X", "name": "fusion.2", "pid": 1, "tid": 1, "dur": 50.0}]
+    path = tmp_path / "plugins" / "profile" / "run" / "host.trace.json.gz"
+    path.parent.mkdir(parents=True)
+    with gzip.open(path, "wt") as f:
+        json.dump({"traceEvents": events}, f)
+    assert prof.xla_op_times(str(tmp_path)) == {"dot": 7.5}
+    assert prof.by_kind({"dot": 7500.0, "add_fusion": 3000.0}, prof.our_kind, steps=3) == {
+        **dict.fromkeys(prof.KINDS, 0.0), "matmul": 2.5, "elementwise": 1.0}
