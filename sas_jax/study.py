@@ -3,7 +3,7 @@
     python -m sas_jax.study --rows=bert_small,electra_small,sas_small --variant=demo \\
         --flops=3.7e12 --out=runs/study_demo [--seeds=0,1] \\
         [--downstream=TASK[,TASK...]|none  (TASK: auto, wordnet_supersense, <task.json>, <glue_dir>)] \\
-        [--config.a.b=v ...] [--finetune.a.b=v ...]
+        [--config.a.b=v ...] [--finetune.a.b=v ...] [--finetune.TASK:a.b=v ...] [--refinetune]
 
 For every row × seed it loads `configs/<row>.py:<variant>` (`--config.a.b=v` overrides
 as in `python -m sas_jax.main`), sets `seed`, and gives it `num_train_steps =
@@ -26,7 +26,8 @@ word order and a real labelled task on the same checkpoints), fine-tune every ru
 each; the first task's score keeps the column `downstream_score` and `downstream.png`, each further
 task gets `downstream_score:<task>` and `downstream_<task>.png`. The recipe is
 `configs/glue.py` (`:tiny` for the tiny variant) at length `seq_len`, one learning
-rate, one seed per pre-training run; `--finetune.a.b=v` overrides any of its fields.
+rate, one seed per pre-training run; `--finetune.a.b=v` overrides any of its fields for every
+task, `--finetune.TASK:a.b=v` for one (e.g. `--finetune.wordnet_supersense:num_epochs=4`).
 
 The row `random` (`--rows=bert_small,sas_small,random`) is the no-pre-training baseline:
 the first row's encoder shape and tokenizer, weights from the initialiser (seeded by the
@@ -75,8 +76,10 @@ from its last checkpoint; a fine-tune without its result JSON runs again. `<out>
 records the budget, variant, overrides, fine-tuning recipe and each task's data, and a re-run with
 others is refused. Another fine-tuning recipe or task data on the same pre-training: re-run with
 the new `--finetune.*` or `--downstream_size` and `--refinetune`; every run (also of rows the
-command does not name) is fine-tuned again and re-tabled, its pre-training kept, and the earlier
-fine-tune files move to `<run>/finetune/recipe_<n>/` (`recipe.json`: the settings they had).
+command does not name) is fine-tuned again on each task whose recipe or data changed and re-tabled,
+its pre-training kept, and the earlier fine-tune files move to `<run>/finetune/recipe_<n>/`
+(`recipe.json`: the settings they had). One task's own recipe: `--finetune.TASK:a.b=v` (e.g.
+`--finetune.wordnet_supersense:learning_rate=1e-3`) applies to TASK only, after the shared ones.
 To add a task to a study (finished or not, also one written before `--downstream` took a list),
 re-run its command with the task appended, e.g. `--downstream=auto,wordnet_supersense`: every
 finished pre-training and fine-tune is kept and only the new fine-tunes run (a task it has must
@@ -466,6 +469,10 @@ def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: boo
         if diff:
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
+        unnamed = sorted(set(recorded_tasks(old)) - set(recorded_tasks(manifest)))
+        if (refinetune and unnamed and split_recipe(old.get(RECIPE_KEY, []))[0] != split_recipe(manifest[RECIPE_KEY])[0]):
+            raise UserError(f"--refinetune with other shared --finetune overrides fine-tunes every task of {out} "
+                            f"again; name them all: add {','.join(unnamed)} to --downstream")
         if old.get(RECIPE_KEY, []) != manifest[RECIPE_KEY] and not refinetune:
             raise UserError(f"{out} holds a study fine-tuned with --finetune overrides {old.get(RECIPE_KEY, [])!r}, "
                             f"not {manifest[RECIPE_KEY]!r}; pass the same ones to resume, or add --refinetune to "
@@ -518,10 +525,31 @@ class Downstream:
         return c
 
 
-def finetune_recipe(variant: str, seq_len: int, finetune_overrides: Sequence[str]) -> tuple:
-    """(configs/glue.py[:tiny], its "a.b=v" overrides): length `seq_len`, then `--finetune.*`."""
+def split_recipe(finetune_overrides: Sequence[str]) -> tuple:
+    """(the overrides every task takes, {task: its own}) of the `--finetune.*` list: an entry
+    `TASK:a.b=v` (`--finetune.wordnet_supersense:learning_rate=1e-3`) is TASK's only, after the
+    shared ones."""
+    shared, own = [], {}
+    for item in finetune_overrides:
+        if ":" in item.partition("=")[0]:
+            task, _, rest = item.partition(":")
+            own.setdefault(task, []).append(rest)
+        else:
+            shared.append(item)
+    return shared, own
+
+
+def task_recipe(finetune_overrides: Sequence[str], task: str | None) -> list:
+    """The `--finetune.*` overrides task `task` is fine-tuned with: the shared ones, then its own."""
+    shared, own = split_recipe(finetune_overrides)
+    return [*shared, *own.get(task, [])]
+
+
+def finetune_recipe(variant: str, seq_len: int, finetune_overrides: Sequence[str], task: str | None = None) -> tuple:
+    """(configs/glue.py[:tiny], its "a.b=v" overrides for `task`): length `seq_len`, then `--finetune.*`
+    (the shared ones, then the task's own)."""
     return ("glue:tiny" if "tiny" in variant.split(",") else "glue",
-            [f"data.max_seq_length={int(seq_len)}", *finetune_overrides])
+            [f"data.max_seq_length={int(seq_len)}", *task_recipe(finetune_overrides, task)])
 
 
 def check_downstream(kinds, *, configs: dict, corpora: dict, baseline: bool, variant: str, task: str,
@@ -550,7 +578,7 @@ def check_downstream(kinds, *, configs: dict, corpora: dict, baseline: bool, var
         return []
     seq_len = int(first.seq_len)
     tok = corpora[first.data.corpus_dir].tokenizer
-    glue_config, overrides = finetune_recipe(variant, seq_len, finetune_overrides)
+    glue_config, _ = finetune_recipe(variant, seq_len, finetune_overrides)
     out, specs, names, lengths, recipe = [], {}, {}, {}, {}  # recipe: {problem: [the tasks that have it]}
     for kind in kinds:
         where = f"downstream (--downstream={kind})"
@@ -584,6 +612,7 @@ def check_downstream(kinds, *, configs: dict, corpora: dict, baseline: bool, var
                        f"per task name, finetune/{name}.json); give it once")
         elif name:
             names[name] = kind
+        _, overrides = finetune_recipe(variant, seq_len, finetune_overrides, name)
         try:  # the task's own name once read; the word-order task stands in for a recipe built later
             c = sweep.load_task_config(spec.name if spec else "word_order", glue_config, overrides)
         except UserError as e:
@@ -597,6 +626,9 @@ def check_downstream(kinds, *, configs: dict, corpora: dict, baseline: bool, var
                                   f"model.max_position_embeddings={positions}; set --finetune.data.max_seq_length="
                                   f"{positions} or less", []).append(kind)
     out += [f"downstream (--downstream={','.join(shared)}): {problem}" for problem, shared in recipe.items()]
+    out += [f"--finetune.{t}:{own[0]}: {t!r} is not a task of this study ({', '.join(names) or 'none'}); name one "
+            "of them before the colon, or drop the prefix to fine-tune every task with it"
+            for t, own in split_recipe(finetune_overrides)[1].items() if t not in names]
     for kind, spec in specs.items():  # a task file: would its texts be cut?
         if spec is None or not spec.file or out:
             continue
@@ -990,30 +1022,36 @@ def write_plots(results: list, out: str, *, budget: float, entropy: float, ds) -
 
 
 # ----------------------------------------------------------------------------- the study
-def finetune_changes(old: dict, new: dict) -> list:
-    """What differs between two study.json records in how their runs are fine-tuned: the recipe
-    (`--finetune.*`) or the data of a task both have. One phrase each; [] when a resume may keep
-    every fine-tune (a task only one of them has is not a change: it is added or kept)."""
-    out = []
-    if old.get(RECIPE_KEY, []) != new.get(RECIPE_KEY, []):
-        out.append(f"--finetune overrides {old.get(RECIPE_KEY, [])!r} -> {new.get(RECIPE_KEY, [])!r}")
+def finetune_changes(old: dict, new: dict, tasks: dict) -> dict:
+    """{task name: what changed} between two study.json records in how the runs are fine-tuned on
+    each of `tasks` ({--downstream entry: task name}): the task's recipe (the shared `--finetune.*`
+    and its own) or its data. {} when a resume may keep every fine-tune (a task the old study did
+    not have is not a change: it is added)."""
     had, want = recorded_tasks(old), recorded_tasks(new)
-    out += [f"{k} {had[k]!r} -> {want[k]!r}" for k in want if k in had and had[k] != want[k]]
+    out = {}
+    for kind, name in tasks.items():
+        if kind not in had:
+            continue
+        before, after = task_recipe(old.get(RECIPE_KEY, []), name), task_recipe(new.get(RECIPE_KEY, []), name)
+        what = [f"--finetune {before!r} -> {after!r}"] if before != after else []
+        what += [f"data {had[kind]!r} -> {want[kind]!r}"] if had[kind] != want.get(kind, had[kind]) else []
+        if what:
+            out[name] = ", ".join(what)
     return out
 
 
-def retire_finetunes(out: str, settings: dict) -> int:
-    """Before a study is fine-tuned again (`--refinetune`: a new recipe or task data): in every run folder of
-    `out` (also rows this command does not name), the fine-tune files of the old `recipe` move to
-    `finetune/recipe_<n>/` (with `recipe.json` holding `settings`, the study.json fields they were made
-    with: recipe and tasks) and `result.json` forgets its
-    downstream scores, so `run_one` fine-tunes each task again from the kept pre-training. Safe to
+def retire_finetunes(out: str, settings: dict, tasks: Sequence[str]) -> int:
+    """Before a study is fine-tuned again on `tasks` (task names; `--refinetune`: a new recipe or task
+    data): in every run folder of `out` (also rows this command does not name), their fine-tune files
+    move to `finetune/recipe_<n>/` (with `recipe.json` holding `settings`, the study.json fields they
+    were made with: recipe and tasks) and `result.json` forgets their scores, so `run_one`
+    fine-tunes them again from the kept pre-training (other tasks' fine-tunes stay). Safe to
     repeat after an interruption (study.json records the new settings only afterwards). Returns the
     number of runs whose fine-tunes moved."""
     moved = 0
     for run_dir in sorted(glob.glob(os.path.join(out, "*", "seed*"))):
         folder = os.path.join(run_dir, "finetune")
-        done = sorted(glob.glob(os.path.join(folder, "*.json")))
+        done = [p for p in (os.path.join(folder, f"{t}.json") for t in tasks) if os.path.isfile(p)]
         if done:
             kept = sorted(glob.glob(os.path.join(folder, "recipe_*")))
             same = [d for d in kept if _read_json(os.path.join(d, "recipe.json")) == settings]
@@ -1024,9 +1062,11 @@ def retire_finetunes(out: str, settings: dict) -> int:
                 os.replace(path, os.path.join(dest, os.path.basename(path)))
             moved += 1
         result = _read_json(os.path.join(run_dir, "result.json"))
-        if result and (result.get("downstream") or result.get(SCORE_KEY) is not None):
-            result = {k: v for k, v in result.items() if k != "downstream"}
-            result.update(downstream_task=None, downstream_metric=None, **{SCORE_KEY: None})
+        scores = downstream_scores(result) if result else {}
+        if any(t in scores for t in tasks):
+            result["downstream"] = {t: v for t, v in scores.items() if t not in tasks}
+            if result.get("downstream_task") in tasks:
+                result.update(downstream_task=None, downstream_metric=None, **{SCORE_KEY: None})
             files.write_json(os.path.join(run_dir, "result.json"), result)
     return moved
 
@@ -1080,15 +1120,19 @@ def run_study(rows: Sequence[str], *, variant: str, budget: float, out: str, see
             return {"runs": [{"row": r.row, "seed": r.seed, "steps": r.steps, "train_flops": r.train_flops}
                              for r in runs]}
         os.makedirs(out, exist_ok=True)
+        shared, own = split_recipe(finetune_overrides)
         ds = [setup_downstream(k, out=out, variant=variant, runs=runs, corpora=corpora, task=task,
-                               text=downstream_text, sizes=sizes, finetune_overrides=finetune_overrides,
+                               text=downstream_text, sizes=sizes, finetune_overrides=shared,
                                recipe_sizes=recipe_sizes, staged=stage) for k in kinds]
+        for d in (d for d in ds if d is not None):
+            d.overrides = [*d.overrides, *own.get(d.task, [])]
     old = _read_json(os.path.join(out, "study.json"))
-    changes = finetune_changes(old, manifest) if old else []
-    if changes:  # allowed by --refinetune (check_manifest): every run is fine-tuned again
-        moved = retire_finetunes(out, {k: old.get(k) for k in (RECIPE_KEY, *DOWNSTREAM_KEYS)})
-        say(f"fine-tuning settings changed ({'; '.join(changes)}): every run is fine-tuned again (pre-training "
-            f"kept; the earlier fine-tunes of {moved} runs are in <run>/finetune/recipe_<n>/)")
+    changes = finetune_changes(old, manifest, {k: d.task for k, d in zip(kinds, ds) if d}) if old else {}
+    if changes:  # allowed by --refinetune (check_manifest): these tasks are fine-tuned again
+        moved = retire_finetunes(out, {k: old.get(k) for k in (RECIPE_KEY, *DOWNSTREAM_KEYS)}, list(changes))
+        say(f"fine-tuning settings changed ({'; '.join(f'{t}: {c}' for t, c in changes.items())}): every run is "
+            f"fine-tuned again on {', '.join(changes)} (pre-training kept; the earlier fine-tunes of {moved} runs "
+            "are in <run>/finetune/recipe_<n>/)")
     # Recorded once the downstream tasks are set up: a study that failed before training takes the
     # corrected command in the same --out.
     files.write_json(os.path.join(out, "study.json"), manifest)

@@ -494,6 +494,14 @@ def test_dry_run_checks_every_downstream_task(tmp_path, prepared_corpus, capsys)
     assert problem == (f"downstream (--downstream=auto,{good}): fine-tuning length data.max_seq_length=128 exceeds "
                        "row sas_small's model.max_position_embeddings=64; set --finetune.data.max_seq_length=64 or "
                        "less")
+    # One task's own override (TASK:a.b=v) is checked with that task only, and must name a task of the study.
+    problems = _problems(tmp_path, overrides=base, downstream=f"auto,{good}",
+                         finetune_overrides=["tiny_task:data.max_seq_length=128", "nosuch:num_epochs=2"])
+    assert problems == [
+        (f"downstream (--downstream={good}): fine-tuning length data.max_seq_length=128 exceeds row sas_small's "
+         "model.max_position_embeddings=64; set --finetune.data.max_seq_length=64 or less"),
+        ("--finetune.nosuch:num_epochs=2: 'nosuch' is not a task of this study (word_order, tiny_task); name one of "
+         "them before the colon, or drop the prefix to fine-tune every task with it")]
     assert not (tmp_path / "study").exists()
 
 
@@ -819,8 +827,9 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
              for d in (sas_dir, rand_dir)}
     assert study.main([*recipe, "--refinetune"]) == 0
     log = capsys.readouterr().out
-    assert ("fine-tuning settings changed (--finetune overrides ['num_epochs=1'] -> ['num_epochs=2']): every run "
-            "is fine-tuned again (pre-training kept; the earlier fine-tunes of 2 runs are in") in log
+    assert ("fine-tuning settings changed (word_order: --finetune ['num_epochs=1'] -> ['num_epochs=2']; pairs: "
+            "--finetune ['num_epochs=1'] -> ['num_epochs=2']): every run is fine-tuned again on word_order, pairs "
+            "(pre-training kept; the earlier fine-tunes of 2 runs are in") in log
     assert f"pre-training {steps} steps" not in log and "finished before, skipped" not in log
     assert _mtimes(os.path.join(sas_dir, "checkpoints")) == kept
     assert _json(os.path.join(out, "study.json"))["finetune_overrides"] == ["num_epochs=2"]
@@ -841,9 +850,29 @@ def test_study_end_to_end_and_resume(tmp_path, prepared_corpus, capsys):
         assert study.main(again) == 0
         assert capsys.readouterr().out.count("finished before, skipped") == 2
     assert not os.path.exists(os.path.join(sas_dir, "finetune", "recipe_1"))
-    # Other task data with --refinetune: the word-order task rebuilt at 16 lines, fine-tuned again.
+    # Other shared overrides must name every task the study has: one line, nothing touched.
+    before = {d: _mtimes(d) for d in (sas_dir, rand_dir)}
+    assert study.main([*argv, "--finetune.num_epochs=3", "--refinetune"]) == 2
+    assert capsys.readouterr().err == (f"error: --refinetune with other shared --finetune overrides fine-tunes every "
+                                       f"task of {out} again; name them all: add {task} to --downstream\n")
+    assert {d: _mtimes(d) for d in (sas_dir, rand_dir)} == before
+    # Other task data with --refinetune: only the word-order task, rebuilt at 16 lines, is fine-tuned again.
+    pairs = {d: os.stat(os.path.join(d, "finetune", "pairs.json")).st_mtime_ns for d in (sas_dir, rand_dir)}
     assert study.main([*recipe, "--refinetune", "--downstream_size=16,16"]) == 0
-    assert "auto {'task': None, 'downstream_size': [32, 32]} -> {'task': None, 'downstream_size': [16, 16]}" in (
-        capsys.readouterr().out)
+    assert ("(word_order: data {'task': None, 'downstream_size': [32, 32]} -> {'task': None, 'downstream_size': "
+            "[16, 16]}): every run is fine-tuned again on word_order (") in capsys.readouterr().out
     assert _json(os.path.join(sas_dir, "finetune", "recipe_1", "recipe.json"))["finetune_overrides"] == ["num_epochs=2"]
+    assert sorted(os.listdir(os.path.join(sas_dir, "finetune", "recipe_1"))) == ["recipe.json", "word_order.json"]
     assert _json(os.path.join(sas_dir, "finetune", "word_order.json"))["train_rows"] == 16
+    assert {d: os.stat(os.path.join(d, "finetune", "pairs.json")).st_mtime_ns for d in (sas_dir, rand_dir)} == pairs
+    # One task's own recipe (--finetune.TASK:a.b=v): only that task is fine-tuned again, the others kept.
+    words = {d: os.stat(os.path.join(d, "finetune", "word_order.json")).st_mtime_ns for d in (sas_dir, rand_dir)}
+    assert study.main([*recipe, "--downstream_size=16,16", "--finetune.pairs:num_epochs=3", "--refinetune"]) == 0
+    assert "every run is fine-tuned again on pairs (" in capsys.readouterr().out
+    assert {d: os.stat(os.path.join(d, "finetune", "word_order.json")).st_mtime_ns for d in (sas_dir, rand_dir)} == words
+    for d in (sas_dir, rand_dir):
+        assert _json(os.path.join(d, "finetune", "pairs.json"))["num_epochs"] == 3
+        assert _json(os.path.join(d, "finetune", "word_order.json"))["num_epochs"] == 2
+        r = _json(os.path.join(d, "result.json"))["downstream"]
+        assert r["pairs"]["score"] == _json(os.path.join(d, "finetune", "pairs.json"))["score"]
+        assert r["word_order"]["score"] == _json(os.path.join(d, "finetune", "word_order.json"))["score"]
