@@ -1,8 +1,11 @@
 """End-to-end pre-training on CPU: learning, exact resume, preemption, NaN stop."""
+import contextlib
+import io
 import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +15,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from conftest import load_config, make_config
 
 from sas_jax import train
 from sas_jax.corruption.cold_start import ColdStartSampler
@@ -26,6 +30,14 @@ def read_metrics(workdir):
         d = json.loads(line)
         out.setdefault(d["step"], {}).update(d)
     return out
+
+
+def learning_devices():
+    """The learning tests train on one device: what they check is learning, which the layout does
+    not change (an 8-device step equals the one-device step, tests/test_train_step.py; the
+    8-device loop runs end to end in this file's other runs), and their hundreds of steps run
+    up to twice as fast as on 8 fake devices sharing the CPU."""
+    return jax.devices()[:1]
 
 
 @pytest.fixture
@@ -67,7 +79,7 @@ def model_log_likelihood(cfg, workdir, step, rows, positions, tokens, valid):
 def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config):
     cfg = learning_config
     corpus = topic_corpus(256, cfg.seq_len, cfg.model.vocab_size, num_topics=2, seed=0)
-    train.train_and_evaluate(cfg, str(tmp_path), corpus=corpus)
+    train.Trainer(cfg, str(tmp_path), corpus=corpus, devices=learning_devices()).run()
     m = read_metrics(tmp_path)
     first, last = m[10], m[300]
     assert last["mlm_loss"] < first["mlm_loss"] - 0.5
@@ -122,12 +134,15 @@ def _latest(workdir):
 
 
 @pytest.fixture(scope="module")
-def reference_run(prepared_corpus, tmp_path_factory, cli):
-    """The uninterrupted run that the resumes after SIGKILL and Ctrl-C must reproduce."""
+def reference_run(prepared_corpus, tmp_path_factory):
+    """The uninterrupted run that the resumes after SIGKILL and Ctrl-C must reproduce: the same
+    config as the command line's, trained in this process (only the stopped runs need a process)."""
     ref = tmp_path_factory.mktemp("reference") / "ref"
-    r = cli(*_run_args(ref, prepared_corpus))
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "held-out: 16 rows" in r.stdout
+    config = load_config("sas_small", "tiny", [a.removeprefix("--config.") for a in _run_args(ref, prepared_corpus)[4:]])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        train.train_and_evaluate(config, str(ref))
+    assert "held-out: 16 rows" in printed.getvalue()
     return ref
 
 
@@ -230,34 +245,60 @@ def test_sigterm_saves_and_exits_cleanly(prepared_corpus, tmp_path, repo_root):
     assert meta["data"]["step"] == stopped
 
 
+# The good start's length: the run is cut back to its step 4, so the 1e30 run's resume to step
+# 5 + 3 = 8 is this run's config and reuses its compiled step (a persistent-cache hit).
+GOOD_STEPS = 8
+
+
+def _diverging_config(corpus, steps, lr):
+    return make_config("sas_small", "tiny", **{
+        "data.corpus_dir": str(corpus), "model.vocab_size": -1, "num_train_steps": steps,
+        "log.tensorboard": False, "ckpt.every_steps": 1, "ckpt.keep": 100, "opt.learning_rate": lr,
+        "ckpt.allow_changes": "opt.learning_rate"})
+
+
+@pytest.fixture(scope="module")
+def good_start(prepared_corpus, tmp_path_factory):
+    """The good start of both diverging runs, trained once: a run of GOOD_STEPS at lr 1e-3 cut back
+    to its checkpoints 1..4 (and their metrics), as a run stopped there leaves its workdir."""
+    from sas_jax import metrics_log  # noqa: PLC0415
+
+    workdir = tmp_path_factory.mktemp("good_start") / "run"
+    train.train_and_evaluate(_diverging_config(prepared_corpus, GOOD_STEPS, 1e-3), str(workdir))
+    for d in (workdir / "checkpoints").iterdir():
+        if d.name.isdigit() and int(d.name) > 4:
+            shutil.rmtree(d)
+    metrics_log.keep_up_to(str(workdir / "metrics.jsonl"), 4)
+    return workdir
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("learning_rate", [1e6, 1e30])
-def test_a_non_finite_update_never_reaches_disk(prepared_corpus, tmp_path, config_factory, learning_rate):
+def test_a_non_finite_update_never_reaches_disk(good_start, prepared_corpus, tmp_path, learning_rate):
     """A diverging run stops before saving the step that broke, names it (1-based, as the
     progress lines) and the newest checkpoint, which is finite; re-running from it trains on."""
     from sas_jax import checkpointing  # noqa: PLC0415
 
     def cfg(steps, lr):
-        return config_factory("sas_small", "tiny", **{
-            "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": steps,
-            "log.tensorboard": False, "ckpt.every_steps": 1, "ckpt.keep": 100, "opt.learning_rate": lr,
-            "ckpt.allow_changes": "opt.learning_rate"})
+        return _diverging_config(prepared_corpus, steps, lr)
 
-    train.train_and_evaluate(cfg(4, 1e-3), str(tmp_path))  # a good start: checkpoints 1..4
+    workdir = tmp_path / "run"
+    shutil.copytree(good_start, workdir)  # a good start: checkpoints 1..4
+    assert checkpointing.checkpoint_steps(str(workdir)) == [1, 2, 3, 4]
     with pytest.raises(FloatingPointError) as err:
-        train.train_and_evaluate(cfg(30, learning_rate), str(tmp_path))  # diverges, saving every step
-    saved = checkpointing.checkpoint_steps(str(tmp_path))
+        train.train_and_evaluate(cfg(30, learning_rate), str(workdir))  # diverges, saving every step
+    saved = checkpointing.checkpoint_steps(str(workdir))
     message = str(err.value)
     broke = int(re.search(r"at step (\d+); stopping without saving", message).group(1))
     assert f"The last good checkpoint (step {saved[-1]}) is intact" in message
     assert "--config.ckpt.allow_changes=opt.learning_rate" in message
     assert saved[-1] == broke - 1 >= 4  # every step up to the broken one was saved, that one was not
     for step in saved:
-        params, _ = checkpointing.read_params(str(tmp_path), step)
+        params, _ = checkpointing.read_params(str(workdir), step)
         assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params)), step
     if learning_rate == 1e30:  # the first huge update is already non-finite: the named checkpoint is step 4's
         assert saved[-1] == 4
-        out = train.train_and_evaluate(cfg(broke + 3, 1e-3), str(tmp_path))  # resumes from the named one
+        out = train.train_and_evaluate(cfg(broke + 3, 1e-3), str(workdir))  # resumes from the named one
         assert out["step"] == broke + 3 and np.isfinite(out["loss"])
 
 
@@ -292,7 +333,7 @@ def test_tiny_sas_with_the_study_recipe_learns_context(tmp_path, config_factory)
         "data.eval_rows": 64, "log.eval_every_steps": 50, "log.every_steps": 50, "ckpt.every_steps": 150,
         "log.tensorboard": False})
     corpus = markov_corpus(1024, cfg.seq_len, cfg.model.vocab_size, active_tokens=64)
-    trainer = train.Trainer(cfg, str(tmp_path), corpus=corpus)
+    trainer = train.Trainer(cfg, str(tmp_path), corpus=corpus, devices=learning_devices())
     trainer.run()
     evals = {s: d for s, d in read_metrics(tmp_path).items() if "eval/mlm_loss" in d}
     assert trainer.order.steps_per_epoch == 30 and sorted(evals) == [0, 50, 100, 150]
