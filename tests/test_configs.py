@@ -3,6 +3,7 @@ and three training steps of the tiny variant with exactly the losses the row cal
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -135,12 +136,13 @@ def step_config(name, num_steps=3):
     return cfg
 
 
-def setup_row(name, num_steps=3):
+def setup_row(name, num_steps=3, abstract=False):
     """The row's tiny config on one device: (cfg, model, state, jitted step, settings, store, builder, corpus).
 
     The optimizer constants are the small rows' (Base rows differ only in the peak lr),
     so rows whose tiny steps are otherwise identical share one compiled step through
     the persistent compilation cache; objective, heads and model are the row's own.
+    `abstract`: the state as `create_sharded_state` would make it, shapes only (nothing runs).
     """
     cfg = step_config(name, num_steps)
     corpus = markov_corpus(2 * cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
@@ -149,9 +151,14 @@ def setup_row(name, num_steps=3):
     objective = objectives.build(cfg, cfg.model.vocab_size)
     model = objective.model
     tx = optim.make_optimizer(cfg.opt, num_steps)
-    state, shardings = train_state.create_sharded_state(
-        jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=cfg.seq_len,
-        max_predictions=cfg.sas.max_predictions)
+    if abstract:
+        boxed = jax.eval_shape(functools.partial(train_state.init_fn, model=model, tx=tx, seq_len=cfg.seq_len,
+                                                 max_predictions=cfg.sas.max_predictions), jax.random.key(0))
+        state, shardings = nn.meta.unbox(boxed), sharding.logical_to_shardings(boxed, mesh, rules)
+    else:
+        state, shardings = train_state.create_sharded_state(
+            jax.random.key(0), model=model, tx=tx, mesh=mesh, rules=rules, seq_len=cfg.seq_len,
+            max_predictions=cfg.sas.max_predictions)
     settings = objective.step_settings(steps_per_epoch=2)
     lr_schedule = optim.learning_rate_schedule(cfg.opt, num_steps)
     step = train_step.jit_train_step(model=model, tx=tx, lr_schedule=lr_schedule, settings=settings, mesh=mesh,
@@ -171,27 +178,50 @@ SAME_TINY_STEPS = {"bert_base": "bert_small", "bert_small_1_5x": "bert_small", "
                    "sas_base": "sas_small", "sasda_base": "sasda_small"}
 
 
+# Rows whose tiny step is another row's code path at another model shape: ELECTRA-Base's tiny
+# variant keeps E == H (no discriminator E→H projection) and its generator ratio 1/3, nothing else
+# differs. Their step is traced, not compiled (jax.eval_shape; an ELECTRA step compiles in ~8 s):
+# the row's own model, heads, batches and metric names; the losses' values are the
+# representative's run.
+SAME_STEP_PATH = {"electra_base": "electra_small", "electra_da_base": "electra_da_small"}
+SHAPE_ONLY = {"model.embedding_size", "model.generator_ratio"}
+
+
+def flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+    return out
+
+
 @functools.lru_cache(maxsize=None)
-def trained_three_steps(name):
-    """Three steps of the row's tiny config: (cfg, initial params, final step, settings, store, batches, metrics)."""
-    cfg, model, state, step, settings, store, builder, corpus = setup_row(name)
+def trained_three_steps(name, abstract=False):
+    """Three steps of the row's tiny config: (cfg, initial params, final step, settings, store, batches, metrics).
+    `abstract`: the same steps traced (`jax.eval_shape`), params and metrics as shapes; a row that
+    samples needs its samples' values, so only non-sampling rows are traced."""
+    cfg, model, state, step, settings, store, builder, corpus = setup_row(name, abstract=abstract)
+    assert not (abstract and settings.sample)
+    run = functools.partial(jax.eval_shape, step) if abstract else step
     params = state.params
     batches, history = [], []
     for s in range(3):
         ids = batch_ids(s, cfg.batch_size)
         batch, pending = builder.build(corpus.read(ids), ids, s)
-        state, metrics, sampled = step(state, batch, jax.random.key(1))
-        metrics, sampled = jax.device_get(metrics), np.asarray(sampled)
+        state, metrics, sampled = run(state, batch, jax.random.key(1))
+        if not abstract:
+            metrics, sampled = jax.device_get(metrics), np.asarray(sampled)
         if settings.sample:
             builder.write_back(pending, sampled)
         batches.append(batch)
         history.append(metrics)
-    return cfg, params, int(jax.device_get(state.step)), settings, store, batches, history
+    final_step = state.step if abstract else int(jax.device_get(state.step))
+    return cfg, params, final_step, settings, store, batches, history
 
 
 def test_rows_sharing_a_tiny_run_share_it_only_with_rows_of_the_same_structure():
-    for name, rep in SAME_TINY_STEPS.items():
-        assert rep not in SAME_TINY_STEPS
+    assert not set(SAME_TINY_STEPS) & set(SAME_STEP_PATH)
+    for name, rep in {**SAME_TINY_STEPS, **SAME_STEP_PATH}.items():
+        assert rep not in SAME_TINY_STEPS and rep not in SAME_STEP_PATH
         a, b = ROWS[name], ROWS[rep]
         assert (a.corruption, a.mlm, a.rtd, a.lam, a.cold_start, a.attention) == (
             b.corruption, b.mlm, b.rtd, b.lam, b.cold_start, b.attention)
@@ -200,20 +230,27 @@ def test_rows_sharing_a_tiny_run_share_it_only_with_rows_of_the_same_structure()
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
     row = ROWS[name]
-    rep = SAME_TINY_STEPS.get(name, name)
-    if rep != name:  # the same config trains the same three steps: the representative's run is this row's
+    rep = SAME_TINY_STEPS.get(name, SAME_STEP_PATH.get(name, name))
+    if name in SAME_TINY_STEPS:  # the same config trains the same three steps: the representative's run is this row's
         assert step_config(name).to_dict() == step_config(rep).to_dict()
         assert step_config(name) == step_config(rep)
-    cfg, params, final_step, settings, store, batches, history = trained_three_steps(rep)
+    if name in SAME_STEP_PATH:  # only the model's shape differs: the row's own step, traced, names its metrics
+        a, b = flat(step_config(name).to_dict()), flat(step_config(rep).to_dict())
+        assert {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)} == SHAPE_ONLY
+    _, _, final_step, _, _, _, run_history = trained_three_steps(rep, False)
+    traced = name in SAME_STEP_PATH
+    cfg, params, _, settings, store, batches, history = trained_three_steps(name if traced else rep, traced)
 
     want = {k for k, on in (("mlm_loss", row.mlm), ("rtd_loss", row.rtd)) if on}
-    for m in history:
+    assert len(history) == len(run_history) == 3
+    for m, r in zip(history, run_history):
+        assert set(m) == set(r)
         assert {k for k in m if k.endswith("_loss")} == want
         assert ("hit_rate" in m) == (row.corruption == "sas")  # only SAS samples for a store
         assert ("rtd_lambda" in m) == row.rtd
-        assert np.isfinite(m["loss"])
-        total = m.get("mlm_loss", 0.0) + m.get("rtd_lambda", 0.0) * m.get("rtd_loss", 0.0)
-        assert m["loss"] == pytest.approx(total, rel=1e-5)
+        assert np.isfinite(r["loss"])
+        total = r.get("mlm_loss", 0.0) + r.get("rtd_lambda", 0.0) * r.get("rtd_loss", 0.0)
+        assert r["loss"] == pytest.approx(total, rel=1e-5)
     assert final_step == 3
 
     # The heads exist exactly when the row trains them.
@@ -221,6 +258,10 @@ def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
         per_network = {"generator_embeddings", "discriminator_embeddings"} if row.attention == "disentangled" else set()
         assert set(params) == {"embeddings", "generator", "generator_head", "discriminator", "discriminator_head",
                                *per_network}
+        # What the Base rows' E == H changes: the discriminator has no E→H projection; the generator has one.
+        proj = ("embed_proj", "generator_embeddings", "discriminator_embeddings") if per_network else (
+            "embeddings_project", "generator", "discriminator")
+        assert proj[0] in params[proj[1]] and (proj[0] in params[proj[2]]) == (row.embedding is not None)
     else:
         heads = {k for k, on in (("mlm_head", row.mlm), ("rtd_head", row.rtd)) if on}
         assert set(params) == {"embeddings", "encoder"} | heads
