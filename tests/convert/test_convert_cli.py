@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from sas_jax import checkpointing, config_lib, objectives, optim  # noqa: E402
+from sas_jax import checkpointing, config_lib, objectives, optim, sharding, train_state  # noqa: E402
 from sas_jax.convert import hf_export, workdir as convert_workdir  # noqa: E402
 from sas_jax.convert.__main__ import main as convert_main  # noqa: E402
 from sas_jax.data import prepare as prepare_lib  # noqa: E402
@@ -67,23 +67,26 @@ def wordpiece_corpora(tmp_path_factory):
     return out
 
 
-def make_checkpoint(workdir, row, corpus_dir, **model):
-    """A finished checkpoint of the `row` (tiny) in the trainer's format, noisy params."""
+def make_checkpoint(workdir, row, corpus_dir, params=None, **model):
+    """A finished checkpoint of the `row` (tiny) in the trainer's format, noisy params
+    (`params`: another checkpoint's, of the same shapes, instead of a new init)."""
     config = config_lib.load_config(f"configs/{row}.py:tiny")
     corpus_meta = json.load(open(os.path.join(corpus_dir, "meta.json")))
     config.data.corpus_dir = str(corpus_dir)
     config.model.vocab_size = corpus_meta["vocab_size"]
     for k, v in model.items():
         config.model[k] = v
-    net = objectives.build(config, config.model.vocab_size).model
-    ids = jax.numpy.zeros((1, config.seq_len), jax.numpy.int32)
-    import flax.linen as nn
-
-    params = nn.meta.unbox(net.init(jax.random.key(0), ids, jax.numpy.ones_like(ids),
-                                    jax.numpy.zeros((1, config.sas.max_predictions), jax.numpy.int32))["params"])
-    rng = np.random.RandomState(0)
-    params = jax.tree.map(lambda x: (np.asarray(x) + 0.05 * rng.randn(*x.shape)).astype(np.float32), params)
     tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
+    if params is None:
+        # The trainer's init on one device: `assert_restores_in_trainer` makes the same state
+        # again and reads its compile from the persistent compilation cache.
+        state, _ = train_state.create_sharded_state(
+            jax.random.key(0), model=objectives.build(config, config.model.vocab_size).model, tx=tx,
+            mesh=sharding.make_mesh(config.mesh, jax.devices()[:1]), rules=sharding.logical_rules(config.mesh),
+            seq_len=config.seq_len, max_predictions=config.sas.max_predictions)
+        rng = np.random.RandomState(0)
+        params = jax.tree.map(lambda x: (np.asarray(x) + 0.05 * rng.randn(*x.shape)).astype(np.float32),
+                              jax.device_get(state.params))
     state = TrainState(step=np.array(2, np.int32), params=params, opt_state=tx.init(params))
     meta = {"config": config.to_dict(), "data": {}, "max_predictions": int(config.sas.max_predictions),
             "param_shapes": checkpointing.param_shapes(params), "process_count": 1}
@@ -112,6 +115,7 @@ def assert_same_ids(folder, tok, lines):
 
 
 def assert_same_fill_mask(folder, workdir, top_k=5):
+    """Stock fill-mask on `folder` gives our top-k; returns our probe of `workdir`."""
     probe = probe_lib.load_probe(workdir)
     fill = transformers.pipeline("fill-mask", model=folder, tokenizer=folder, top_k=top_k, device="cpu")
     for text in SENTENCES:
@@ -121,12 +125,13 @@ def assert_same_fill_mask(folder, workdir, top_k=5):
         for o, t in zip(ours, theirs):
             assert [p for p, _ in o["top"]] == [probe.tokenizer.id_to_piece(r["token"]) for r in t]
             np.testing.assert_allclose([p for _, p in o["top"]], [r["score"] for r in t], atol=1e-5, rtol=0)
+    return probe
 
 
 @pytest.mark.slow
 def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
     # The SAS row as the reference trains it: MLM head eps 1e-5, encoder 1e-12 → refused.
-    workdir, _, _ = make_checkpoint(tmp_path / "run", "sas_small", prepared_corpus)
+    workdir, _, row_params = make_checkpoint(tmp_path / "run", "sas_small", prepared_corpus)
     assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/refused") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "eps 1e-05 is not the encoder's 1e-12" in err and "--mlm_eps_gap=allow" in err
@@ -135,8 +140,9 @@ def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
     assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/skip", "--mlm_eps_gap=skip") == 0
     assert sorted(os.listdir(tmp_path / "skip")) == ["discriminator"]
 
-    # The config choice: a SAS row whose head follows the encoder's eps exports losslessly.
-    workdir, config, params = make_checkpoint(tmp_path / "run2", "sas_small", prepared_corpus,
+    # The config choice: a SAS row whose head follows the encoder's eps exports losslessly (the
+    # same params: the eps is no parameter).
+    workdir, config, params = make_checkpoint(tmp_path / "run2", "sas_small", prepared_corpus, params=row_params,
                                               mlm_layer_norm_eps=1e-12)
     out = tmp_path / "hf"
     assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
@@ -154,13 +160,12 @@ def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
         card = open(os.path.join(folder, "README.md")).read()
         assert "sas" in card and "FLOPs" in card and "eval/mlm_accuracy 0.125" in card and "step 2" in card
     assert_same_ids(str(out / "generator"), tok, corpus_lines())
-    assert_same_fill_mask(str(out / "generator"), workdir)
+    probe = assert_same_fill_mask(str(out / "generator"), workdir)
     # The discriminator: AutoModelForPreTraining gives our RTD logits.
     disc = transformers.AutoModelForPreTraining.from_pretrained(str(out / "discriminator")).eval()
     ids = probe_lib.encode_masked(tok, SENTENCES[0].replace("[MASK]", "be"))
     with torch.no_grad():
         theirs = disc(input_ids=torch.tensor(ids[None], dtype=torch.long)).logits.numpy()[0]
-    probe = probe_lib.load_probe(workdir)
     np.testing.assert_allclose(probe_lib.rtd_probabilities(probe, ids), 1 / (1 + np.exp(-theirs)), atol=1e-5)
 
     # Import → a step-0 checkpoint the trainer restores, with the same weights.
@@ -174,7 +179,6 @@ def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
 
 def assert_restores_in_trainer(workdir, config):
     """Trainer.restore's call: the sharded abstract state of the row + its store."""
-    from sas_jax import sharding, train_state
     from sas_jax.corruption.store import SampleStore
 
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
@@ -255,7 +259,9 @@ def test_trained_wordpiece_sas_export(tmp_path, wordpiece_corpora):
         "data.corpus_dir": corpus, "model.vocab_size": -1, "num_train_steps": 2, "model.mlm_layer_norm_eps": 1e-12,
         "ckpt.every_steps": 2, "ckpt.async_save": False, "log.every_steps": 1, "log.tensorboard": False})
     workdir = str(tmp_path / "run")
-    train.train_and_evaluate(config, workdir)
+    # train_and_evaluate's Trainer on one device: the export of what the trainer writes is the
+    # point; 8 devices add compile and checkpoint-save time, not coverage.
+    train.Trainer(config, workdir, devices=jax.devices()[:1]).run()
     out = tmp_path / "hf"
     assert export(f"--checkpoint_dir={workdir}", f"--out={out}") == 0
     assert sorted(os.listdir(out)) == ["discriminator", "generator"]
@@ -310,8 +316,17 @@ def test_every_row_is_lossless_or_refused():
     assert decided["bert_small"] == decided["deberta_small"] == decided["electra_small"] == "lossless"
 
 
-def test_enhanced_mask_decoder_refused(tmp_path, prepared_corpus, capsys):
-    workdir, _, _ = make_checkpoint(tmp_path / "run", "bert_small", prepared_corpus)
+@pytest.fixture(scope="module")
+def bert_run(prepared_corpus, tmp_path_factory):
+    """A bert_small checkpoint on `prepared_corpus` (`make_checkpoint`), read only: a test that
+    edits it edits a copy."""
+    return make_checkpoint(tmp_path_factory.mktemp("bert") / "run", "bert_small", prepared_corpus)[0]
+
+
+def test_enhanced_mask_decoder_refused(tmp_path, bert_run, capsys):
+    import shutil
+
+    workdir = str(shutil.copytree(bert_run, tmp_path / "run"))
     step_meta = os.path.join(workdir, "checkpoints", "2", "meta")
     path = [os.path.join(step_meta, f) for f in os.listdir(step_meta) if not f.startswith("_")][0]
     meta = json.load(open(path))
@@ -322,7 +337,7 @@ def test_enhanced_mask_decoder_refused(tmp_path, prepared_corpus, capsys):
     assert err.count("\n") == 1 and "enhanced_mask_decoder=True" in err
 
 
-def test_one_line_errors(tmp_path, prepared_corpus, capsys):
+def test_one_line_errors(tmp_path, bert_run, capsys):
     def err_of(*argv):
         assert convert_main(list(argv)) == 2
         err = capsys.readouterr().err
@@ -334,7 +349,7 @@ def test_one_line_errors(tmp_path, prepared_corpus, capsys):
     assert "HF folder" in err_of("import", f"--hf_folder={tmp_path}/nope", f"--workdir={tmp_path}/w")
     assert "not a Hugging Face model folder" in err_of("import", f"--hf_folder={tmp_path}",
                                                        f"--workdir={tmp_path}/w")
-    workdir, _, _ = make_checkpoint(tmp_path / "run", "bert_small", prepared_corpus)
+    workdir = bert_run
     assert export(f"--checkpoint_dir={workdir}", f"--out={tmp_path}/hf") == 0
     capsys.readouterr()
     assert "already holds an export" in err_of("export", f"--checkpoint_dir={workdir}", f"--out={tmp_path}/hf")
