@@ -1,18 +1,20 @@
 """The Enhanced Mask Decoder (`model.enhanced_mask_decoder`, docs/reference.md §9.7).
 
 Off: the DA model is the one it was (no position table, same outputs, blind to absolute
-positions). On: the MLM logits equal a plain-jnp reference built from the same params
+positions). On: the MLM logits equal a plain-NumPy reference built from the same params
 (H_{L-1} + z as queries, the last layer twice over keys/values H_{L-1}), absolute positions
 matter, the RTD head is untouched, gradients are finite, a tiny SASDA run trains, and the
 checkpoint it writes is refused by the HF export in one line.
 """
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import special
 
 from sas_jax import config_lib, objectives
 from sas_jax.errors import UserError
@@ -41,7 +43,10 @@ def batch():
     return jnp.asarray(ids), jnp.asarray(mask), jnp.asarray(positions)
 
 
+@functools.lru_cache(maxsize=None)
 def boxed(cfg, seed=0):
+    """The model's initial (boxed) params on `batch()`: one init per config for the whole file
+    (read only: `init` unboxes into new containers, the tests make new dicts)."""
     ids, mask, pos = batch()
     return PretrainingModel(cfg).init(jax.random.key(seed), ids, mask, pos)["params"]
 
@@ -54,17 +59,31 @@ def apply(cfg, params, *args, **kw):
     return PretrainingModel(cfg).apply({"params": params}, *args, **kw)
 
 
-# ------------------------------------------------------------------ a plain-jnp reference
+# ------------------------------------------------------------------ a plain-NumPy reference
+# In float64, on host arrays: no JAX op (and so no per-op compile) and no JAX rounding in it.
+
+
+def f64(tree):
+    return jax.tree_util.tree_map(lambda x: np.asarray(x, np.float64), tree)
 
 
 def ln(x, p, eps):
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    return (x - mu) / jnp.sqrt(var + eps) * p["scale"] + p["bias"]
+    return (x - mu) / np.sqrt(var + eps) * p["scale"] + p["bias"]
 
 
 def lin(x, p):
     return x @ p["kernel"] + p["bias"]
+
+
+def gelu(x):  # exact (erf) GELU
+    return 0.5 * x * (1.0 + special.erf(x / np.sqrt(2.0)))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
 
 
 def ref_layer(p, query_in, kv, mask, rel, cfg):
@@ -74,13 +93,13 @@ def ref_layer(p, query_in, kv, mask, rel, cfg):
     q, k, v = heads(lin(query_in, p["query"])), heads(lin(kv, p["key"])), heads(lin(kv, p["value"]))
     kr, qr = heads(lin(rel, p["key"])), heads(lin(rel, p["query"]))  # [W, N, D], biases included
     index, _, _ = disentangled.relative_index_for(cfg, kv.shape[1])
-    c2p = jnp.einsum("bqnd,qknd->bnqk", q, kr[index])  # Q_q · Kr[j(q, k)]
-    p2c = jnp.einsum("bknd,qknd->bnqk", k, qr[index])  # K_k · Qr[j(q, k)]
-    scores = (jnp.einsum("bqnd,bknd->bnqk", q, k) + c2p + p2c) / np.sqrt(3 * d)
-    scores = jnp.where(mask[:, None, None, :] > 0, scores, -1e30)
-    ctx = jnp.einsum("bnqk,bknd->bqnd", jax.nn.softmax(scores, -1), v).reshape(*query_in.shape[:2], n * d)
+    c2p = np.einsum("bqnd,qknd->bnqk", q, kr[index])  # Q_q · Kr[j(q, k)]
+    p2c = np.einsum("bknd,qknd->bnqk", k, qr[index])  # K_k · Qr[j(q, k)]
+    scores = (np.einsum("bqnd,bknd->bnqk", q, k) + c2p + p2c) / np.sqrt(3 * d)
+    scores = np.where(np.asarray(mask)[:, None, None, :] > 0, scores, -1e30)
+    ctx = np.einsum("bnqk,bknd->bqnd", softmax(scores), v).reshape(*query_in.shape[:2], n * d)
     x = ln(query_in + lin(ctx, p["attention_output"]), p["attention_LayerNorm"], cfg.layer_norm_eps)
-    h = jax.nn.gelu(lin(x, p["intermediate"]), approximate=False)
+    h = gelu(lin(x, p["intermediate"]))
     return ln(x + lin(h, p["output"]), p["output_LayerNorm"], cfg.layer_norm_eps)
 
 
@@ -90,12 +109,12 @@ def ref_rel_table(enc, cfg, length):
 
 
 def ref_mlm(p, word, hidden_BxPxH, cfg):
-    t = jax.nn.gelu(lin(hidden_BxPxH, p["dense"]), approximate=False)
+    t = gelu(lin(hidden_BxPxH, p["dense"]))
     return ln(t, p["LayerNorm"], cfg.mlm_layer_norm_eps) @ word.T + p["bias"]
 
 
 def below_last(params, cfg, ids, mask):
-    """H_{L-1}: the same params through an encoder without its last layer."""
+    """H_{L-1}: the same params through an encoder without its last layer (the model's own, float32)."""
     short = dataclasses.replace(cfg, num_layers=cfg.num_layers - 1, enhanced_mask_decoder=False)
     enc = {k: v for k, v in params["encoder"].items() if k != f"layer_{cfg.num_layers - 1}"}
     return PretrainingModel(short, use_mlm=False, use_rtd=False).apply(
@@ -134,27 +153,27 @@ def test_emd_changes_only_the_mlm_path():
 # ------------------------------------------------------------------ EMD on: the reference
 
 
-@jax.numpy_rank_promotion("allow")  # the reference broadcasts like NumPy; the suite raises on rank promotion
 def test_emd_mlm_logits_match_a_hand_written_reference():
     ids, mask, pos = batch()
-    params = init(EMD)
+    model_params = init(EMD)
+    out = apply(EMD, model_params, ids, mask, pos)
+    h = f64(below_last(model_params, EMD, ids, mask))
+    params, pos = f64(model_params), np.asarray(pos)
     enc, last = params["encoder"], params["encoder"][f"layer_{EMD.num_layers - 1}"]
-    h = below_last(params, EMD, ids, mask)
     rel = ref_rel_table(enc, EMD, L)
-    out = apply(EMD, params, ids, mask, pos)
     # The reference layer is the model's layer when queries = keys/values (it checks the reference).
-    np.testing.assert_allclose(ref_layer(last, h, h, mask, rel, EMD), out["hidden"], atol=2e-5)
+    np.testing.assert_allclose(ref_layer(last, h, h, mask, rel, EMD), out["hidden"], atol=5e-6)
     z = params["emd_position_embeddings"][:L][None]
     q = h + z
     for _ in range(2):
         q = ref_layer(last, q, h, mask, rel, EMD)
-    gathered = jnp.take_along_axis(q, pos[:, :, None], axis=1)
+    gathered = np.take_along_axis(q, pos[:, :, None], axis=1)
     want = ref_mlm(params["mlm_head"], params["embeddings"]["word_embeddings"]["embedding"], gathered, EMD)
-    np.testing.assert_allclose(out["mlm_logits"], want, atol=5e-5, rtol=1e-5)
+    np.testing.assert_allclose(out["mlm_logits"], want, atol=5e-6, rtol=1e-5)
     # One pass (or none) is not what the model computes.
     once = ref_layer(last, h + z, h, mask, rel, EMD)
     once = ref_mlm(params["mlm_head"], params["embeddings"]["word_embeddings"]["embedding"],
-                   jnp.take_along_axis(once, pos[:, :, None], axis=1), EMD)
+                   np.take_along_axis(once, pos[:, :, None], axis=1), EMD)
     assert not np.allclose(out["mlm_logits"], once, atol=1e-3)
 
 
@@ -169,16 +188,18 @@ def test_absolute_positions_matter_only_with_emd():
 
     # The same 9 tokens at positions 0..8 (then padding) or 3..11 (padding first): without EMD
     # nothing sees absolute positions, so the tokens' outputs agree; with EMD they do not.
+    # Both rows in one batch of `batch()`'s shape (rows never mix; the ops' shapes are the ones
+    # already run above).
     row = ids[0, :9]
-    right = jnp.zeros((1, L), jnp.int32).at[0, :9].set(row)
-    left = jnp.zeros((1, L), jnp.int32).at[0, 3:].set(row)
-    m_right, m_left = (right > 0).astype(jnp.int32), (left > 0).astype(jnp.int32)
-    p_right, p_left = jnp.asarray([[1, 4, 7]]), jnp.asarray([[4, 7, 10]])
+    both = jnp.zeros((2, L), jnp.int32).at[0, :9].set(row).at[1, 3:].set(row)
+    m_both, p_both = (both > 0).astype(jnp.int32), jnp.asarray([[1, 4, 7], [4, 7, 10]])
     off = {k: v for k, v in params.items() if k != "emd_position_embeddings"}
-    r, lft = apply(DA, off, right, m_right, p_right), apply(DA, off, left, m_left, p_left)
+    out = apply(DA, off, both, m_both, p_both)
+    r, lft = ({k: out[k][i:i + 1] for k in ("mlm_logits", "rtd_logits")} for i in (0, 1))
     np.testing.assert_allclose(r["mlm_logits"], lft["mlm_logits"], atol=1e-4)
     np.testing.assert_allclose(r["rtd_logits"][:, :9], lft["rtd_logits"][:, 3:], atol=1e-4)
-    r, lft = apply(EMD, params, right, m_right, p_right), apply(EMD, params, left, m_left, p_left)
+    out = apply(EMD, params, both, m_both, p_both)
+    r, lft = ({k: out[k][i:i + 1] for k in ("mlm_logits", "rtd_logits")} for i in (0, 1))
     np.testing.assert_allclose(r["rtd_logits"][:, :9], lft["rtd_logits"][:, 3:], atol=1e-4)
     assert not np.allclose(r["mlm_logits"], lft["mlm_logits"], atol=1e-3)
 
@@ -201,14 +222,18 @@ def test_emd_gradients_are_finite_and_the_rtd_loss_does_not_reach_the_table():
 
 def test_emd_with_remat_and_pre_layer_norm_runs():
     ids, mask, pos = batch()
-    for cfg in (dataclasses.replace(EMD, remat="full"), dataclasses.replace(EMD, pre_layer_norm=True),
-                dataclasses.replace(EMD, num_layers=1)):
-        out = apply(cfg, init(cfg), ids, mask, pos, deterministic=False,
+    remat = dataclasses.replace(EMD, remat="full")
+    params = init(EMD)
+    # remat changes no parameter: its init's tree (traced, not run) is EMD's, whose params serve.
+    shapes = jax.eval_shape(lambda: PretrainingModel(remat).init(jax.random.key(0), ids, mask, pos)["params"])
+    assert jax.tree_util.tree_map(np.shape, nn.meta.unbox(shapes)) == jax.tree_util.tree_map(np.shape, params)
+    for cfg, p in ((remat, params), (dataclasses.replace(EMD, pre_layer_norm=True), None),
+                   (dataclasses.replace(EMD, num_layers=1), None)):
+        out = apply(cfg, init(cfg) if p is None else p, ids, mask, pos, deterministic=False,
                     rngs={"dropout": jax.random.key(0)})
         assert np.isfinite(out["mlm_logits"]).all()
     # remat gives the same numbers as no remat
-    params = init(EMD)
-    np.testing.assert_allclose(apply(dataclasses.replace(EMD, remat="full"), params, ids, mask, pos)["mlm_logits"],
+    np.testing.assert_allclose(apply(remat, params, ids, mask, pos)["mlm_logits"],
                                apply(EMD, params, ids, mask, pos)["mlm_logits"], atol=1e-6)
 
 
@@ -258,7 +283,10 @@ def test_tiny_sasda_run_with_emd_trains_and_its_checkpoint_is_not_exported(tmp_p
     cfg.num_train_steps, cfg.log.every_steps, cfg.ckpt.every_steps, cfg.log.tensorboard = 3, 1, 3, False
     corpus = markov_corpus(32, cfg.seq_len, cfg.model.vocab_size)
     workdir = str(tmp_path / "run")
-    out = train.train_and_evaluate(cfg, workdir, corpus=corpus)
+    # train_and_evaluate's Trainer on one device: the run's logic is the point (the row's
+    # data-parallel mesh replicates every parameter, the EMD table too); 8 devices add compile
+    # and checkpoint-save time, not coverage.
+    out = train.Trainer(cfg, workdir, corpus=corpus, devices=jax.devices()[:1]).run()
     assert out["step"] == 3
     assert np.isfinite(out["mlm_loss"]) and np.isfinite(out["rtd_loss"])
     params, meta = checkpointing.read_params(workdir, 3)
