@@ -125,8 +125,10 @@ def test_config_rows_and_the_gdes_override():
 # ----------------------------------------------------------------------------- the gradient rule
 def _loss_grads(sharing):
     """(grads of the MLM loss, grads of the RTD loss) at the tiny row's init, through the
-    training forward (`train_step.forward`: dropout on, Gumbel samples into the discriminator)."""
-    cfg = load_config("electra_da_small", "tiny", [f"model.embedding_sharing={sharing}"])
+    training forward (`train_step.forward`: dropout on, Gumbel samples into the discriminator).
+    One layer per network, as `_one_step`: which loss reaches which parameters is decided by the
+    pair's wiring (shared table, sampled ids, stop-gradients), not by depth."""
+    cfg = load_config("electra_da_small", "tiny", [f"model.embedding_sharing={sharing}", "model.num_layers=1"])
     objective = objectives.build(cfg, cfg.model.vocab_size)
     corpus = markov_corpus(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
     ids = np.arange(cfg.batch_size)
