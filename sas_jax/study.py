@@ -457,7 +457,8 @@ def recorded_tasks(manifest: dict) -> dict:
 
 def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: bool = False) -> dict:
     """Writes `<out>/study.json` (`write`; else only checks), or refuses an `out` that holds a
-    study with other settings (another fine-tuning recipe or task data only without `refinetune`); returns the manifest, its rows and downstream tasks merged with the
+    study with other settings (another fine-tuning recipe or task data only without `refinetune`);
+    returns the manifest, its rows and downstream tasks merged with the
     old ones: a task the study did not have is added (its fine-tunes run on the finished
     pre-training); a task it had must keep its data (`downstream_size`, and --task for a GLUE folder)."""
     path = os.path.join(out, "study.json")
@@ -470,7 +471,8 @@ def check_manifest(out: str, manifest: dict, write: bool = True, refinetune: boo
             raise UserError(f"{out} holds a study with {diff[0]}={old.get(diff[0])!r}, not "
                             f"{manifest[diff[0]]!r}; use another --out (or the same settings to resume)")
         unnamed = sorted(set(recorded_tasks(old)) - set(recorded_tasks(manifest)))
-        if (refinetune and unnamed and split_recipe(old.get(RECIPE_KEY, []))[0] != split_recipe(manifest[RECIPE_KEY])[0]):
+        shared_changed = split_recipe(old.get(RECIPE_KEY, []))[0] != split_recipe(manifest[RECIPE_KEY])[0]
+        if refinetune and unnamed and shared_changed:
             raise UserError(f"--refinetune with other shared --finetune overrides fine-tunes every task of {out} "
                             f"again; name them all: add {','.join(unnamed)} to --downstream")
         if old.get(RECIPE_KEY, []) != manifest[RECIPE_KEY] and not refinetune:
