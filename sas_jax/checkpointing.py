@@ -125,7 +125,7 @@ def _live_tasks() -> list:
     """Every asyncio task still alive in the process, on any loop."""
     import asyncio  # noqa: PLC0415
 
-    tasks = getattr(asyncio.tasks, "_all_tasks", None)
+    tasks = getattr(asyncio.tasks, "_all_tasks", getattr(asyncio.tasks, "_scheduled_tasks", None))
     if tasks is None:  # another Python: look through the live objects
         tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task)]
     for _ in range(3):
@@ -134,6 +134,15 @@ def _live_tasks() -> list:
         except RuntimeError:  # the set changed while copied
             continue
     return []
+
+
+def _failure_left() -> bool:
+    """Whether a failed read or write left anything alive: a task on a closed loop that is
+    pending, or done with an error nobody retrieved. Cheap (no collection), so a region whose
+    I/O went well closes at once, also in a process with a large heap (a full collection there
+    takes a second or more)."""
+    return any(t.get_loop().is_closed() and (not t.done() or (not t.cancelled() and t._exception is not None))  # noqa: SLF001
+               for t in _live_tasks())
 
 
 def _orphan_tasks() -> list:
@@ -222,7 +231,10 @@ def _retrieve_io_errors() -> None:
 def _drain(limit_s: float = 10.0, failed: bool = True) -> None:
     """Waits (at most `limit_s`) until the orphaned tasks of a failed read or write are gone (and,
     after a failure, orbax's tasks still running on a live loop have finished), and collects
-    what they leave, so their noise meets the quiet hooks, not the user's."""
+    what they leave, so their noise meets the quiet hooks, not the user's. With `failed` False
+    (a region that ended well) it does so only when an earlier failure left something."""
+    if not failed and not _failure_left():
+        return
     deadline = time.monotonic() + limit_s
 
     def waiting():

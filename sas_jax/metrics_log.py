@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -64,6 +65,22 @@ def keep_up_to(path: str, step: int) -> None:
             f.writelines(kept)
 
 
+def summary_writer_class():
+    """tensorboardX's `SummaryWriter` (a maintained, TensorFlow-free event writer), imported
+    without torch. tensorboardX imports torch whenever it is installed, only to accept torch
+    tensors (this project logs floats), and that import costs every training process seconds
+    before its first step. Where torch is already imported it is used as it is."""
+    if "torch" in sys.modules:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415
+        return SummaryWriter
+    sys.modules["torch"] = None  # `import torch` raises ImportError while tensorboardX loads
+    try:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415
+    finally:
+        del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricWriter:
     def __init__(self, workdir: str, *, tensorboard: bool, total_steps: int, tokens_per_step: int,
                  flops_per_step: float = 0.0, start_step: int = 0):
@@ -80,8 +97,7 @@ class MetricWriter:
         self.flops_per_step = flops_per_step
         self._tb = None
         if self.is_writer and tensorboard:
-            from tensorboardX import SummaryWriter  # maintained, TF-free event writer
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step)
+            self._tb = summary_writer_class()(os.path.join(workdir, "tensorboard"), purge_step=start_step)
         self._last = None  # (step, time)
         # ETA: seconds per step smoothed over log lines (EMA, weight ETA_SMOOTHING on the newest), plus
         # `extra_seconds(step)`: what the evaluations and saves still to come will take (set by the trainer).

@@ -61,3 +61,21 @@ def test_without_tensorboard_metrics_jsonl_is_read(tmp_path, monkeypatch):
     (tmp_path / "metrics.jsonl").unlink()
     with pytest.raises(UserError, match="pip install tensorboard"):
         logs.read_scalars(str(tmp_path))
+
+
+def test_the_event_writer_loads_without_torch_and_torch_still_imports_after(tmp_path):
+    """tensorboardX imports torch when it is installed (seconds per training process); the
+    writer is loaded without it, its events read back, and torch imports normally afterwards.
+    A fresh interpreter: this one may hold torch already."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = ("import sys; from sas_jax import metrics_log\n"
+            "W = metrics_log.summary_writer_class(); assert 'torch' not in sys.modules\n"
+            f"w = W({str(tmp_path / 'tensorboard')!r}); w.add_scalar('train/mlm_loss', 2.5, 3); w.close()\n"
+            "import importlib.util\n"
+            "if importlib.util.find_spec('torch'): import torch; assert torch.ones(2).sum() == 2\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    steps, values = logs.read_scalars(str(tmp_path))["train/mlm_loss"]
+    assert steps.tolist() == [3] and values.tolist() == [2.5]
