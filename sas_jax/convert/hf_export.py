@@ -132,12 +132,14 @@ def measure_mlm_eps_gap(params, cfg: ModelConfig, ids=None) -> dict:
     ids = jnp.asarray(ids, jnp.int32)
     pos = jnp.broadcast_to(jnp.arange(ids.shape[1], dtype=jnp.int32), ids.shape)
     use_rtd = "rtd_head" in params
-    out = []
-    for eps in (cfg.mlm_layer_norm_eps, cfg.layer_norm_eps):
-        model = PretrainingModel(dataclasses.replace(cfg, mlm_layer_norm_eps=eps), use_rtd=use_rtd)
-        with jax.default_matmul_precision("highest"):
-            out.append(np.asarray(model.apply({"params": params}, ids, jnp.ones_like(ids), pos)["mlm_logits"],
-                                  np.float64))
+
+    def logits(params, ids, pos):  # both heads in one compiled call (op by op, the forwards take ~5x longer)
+        return [PretrainingModel(dataclasses.replace(cfg, mlm_layer_norm_eps=eps), use_rtd=use_rtd).apply(
+            {"params": params}, ids, jnp.ones_like(ids), pos)["mlm_logits"]
+            for eps in (cfg.mlm_layer_norm_eps, cfg.layer_norm_eps)]
+
+    with jax.default_matmul_precision("highest"):
+        out = [np.asarray(x, np.float64) for x in jax.jit(logits)(params, ids, pos)]
     probs = [np.exp(x - x.max(-1, keepdims=True)) for x in out]
     probs = [p / p.sum(-1, keepdims=True) for p in probs]
     return {"head_eps": cfg.mlm_layer_norm_eps, "hf_eps": cfg.layer_norm_eps,

@@ -147,8 +147,13 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, *, step: int | None = N
         raise UserError(f"output folder {out_dir} already holds an export; pick another --out or delete it")
     if mlm_eps_gap not in hf_export.MLM_EPS_GAP_POLICIES:
         raise UserError(f"--mlm_eps_gap={mlm_eps_gap}; use one of {', '.join(hf_export.MLM_EPS_GAP_POLICIES)}")
+    # What needs no checkpoint read (a missing step, an EMD row) is refused outside the quiet I/O
+    # region, whose closing after an error waits for orbax's leftovers and collects the heap.
+    checkpointing.resolve_step(checkpoint_dir, step)
     with checkpoint_damage.explained(checkpoint_dir, step):  # damaged files: one line
-        _refuse_emd(checkpointing.read_step_meta(checkpoint_dir, step), checkpoint_dir)
+        meta = checkpointing.read_step_meta(checkpoint_dir, step)
+    _refuse_emd(meta, checkpoint_dir)
+    with checkpoint_damage.explained(checkpoint_dir, step):
         ckpt = checkpointing.read_model(checkpoint_dir, step, tokenizer=tokenizer)
     cfg, params, tok, meta = ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.meta
     config = meta.get("config") or {}
@@ -319,8 +324,12 @@ def import_to_workdir(hf_folder: str, workdir: str, *, config: str = "", tokeniz
     if not electra:  # heads the row has and the folder lacks start fresh; extra heads are dropped
         import flax.linen as nn  # noqa: PLC0415
 
-        fresh = nn.meta.unbox(jax.jit(lambda: model.init(jax.random.key(int(run.seed)), *_dummy(run)))()["params"])
-        params = {k: (params[k] if k in params else jax.tree.map(np.asarray, fresh[k])) for k in fresh}
+        def init():
+            return nn.meta.unbox(model.init(jax.random.key(int(run.seed)), *_dummy(run))["params"])
+
+        heads = jax.eval_shape(init)  # which heads the row has; an init is compiled only when one is missing
+        fresh = jax.jit(init)() if any(k not in params for k in heads) else {}
+        params = {k: (params[k] if k in params else jax.tree.map(np.asarray, fresh[k])) for k in heads}
     try:
         hf_import.check_params(params, model)
     except ValueError as e:

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 
+import flax.linen as nn
 import jax
 import numpy as np
 import pytest
@@ -67,9 +68,34 @@ def wordpiece_corpora(tmp_path_factory):
     return out
 
 
+def abstract_state(config, vocab_size: int):
+    """The trainer's state of the row as `train_state.create_sharded_state` lays it out
+    (`train_state.init_fn`, boxed with its logical axes), traced abstractly: nothing compiled."""
+    model = objectives.build(config, vocab_size).model
+    tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
+    return jax.eval_shape(lambda r: train_state.init_fn(r, model=model, tx=tx, seq_len=config.seq_len,
+                                                         max_predictions=config.sas.max_predictions),
+                          jax.random.key(0))
+
+
+def noisy_params(config, vocab_size: int, seed: int = 0):
+    """The row's parameter tree (`abstract_state`) filled as the trainer's init fills it
+    (LayerNorm scales 1, biases 0, tables and kernels N(0, 0.02)) plus N(0, 0.05) noise:
+    a model whose outputs are not flat, made without compiling an init."""
+    rng = np.random.RandomState(seed)
+
+    def fill(path, leaf):
+        name = getattr(path[-1], "key", None)
+        base = (np.ones(leaf.shape) if name == "scale" else np.zeros(leaf.shape) if name == "bias"
+                else 0.02 * rng.randn(*leaf.shape))
+        return (base + 0.05 * rng.randn(*leaf.shape)).astype(np.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, nn.meta.unbox(abstract_state(config, vocab_size).params))
+
+
 def make_checkpoint(workdir, row, corpus_dir, params=None, **model):
     """A finished checkpoint of the `row` (tiny) in the trainer's format, noisy params
-    (`params`: another checkpoint's, of the same shapes, instead of a new init)."""
+    (`noisy_params`; `params`: another checkpoint's, of the same shapes, instead)."""
     config = config_lib.load_config(f"configs/{row}.py:tiny")
     corpus_meta = json.load(open(os.path.join(corpus_dir, "meta.json")))
     config.data.corpus_dir = str(corpus_dir)
@@ -78,15 +104,7 @@ def make_checkpoint(workdir, row, corpus_dir, params=None, **model):
         config.model[k] = v
     tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
     if params is None:
-        # The trainer's init on one device: `assert_restores_in_trainer` makes the same state
-        # again and reads its compile from the persistent compilation cache.
-        state, _ = train_state.create_sharded_state(
-            jax.random.key(0), model=objectives.build(config, config.model.vocab_size).model, tx=tx,
-            mesh=sharding.make_mesh(config.mesh, jax.devices()[:1]), rules=sharding.logical_rules(config.mesh),
-            seq_len=config.seq_len, max_predictions=config.sas.max_predictions)
-        rng = np.random.RandomState(0)
-        params = jax.tree.map(lambda x: (np.asarray(x) + 0.05 * rng.randn(*x.shape)).astype(np.float32),
-                              jax.device_get(state.params))
+        params = noisy_params(config, config.model.vocab_size)
     state = TrainState(step=np.array(2, np.int32), params=params, opt_state=tx.init(params))
     meta = {"config": config.to_dict(), "data": {}, "max_predictions": int(config.sas.max_predictions),
             "param_shapes": checkpointing.param_shapes(params), "process_count": 1}
@@ -174,25 +192,29 @@ def test_sentencepiece_sas_export(tmp_path, prepared_corpus, capsys):
     assert back.step == 0 and back.tokenizer.fingerprint == tok.fingerprint
     for a, b in zip(jax.tree_util.tree_leaves(back.params), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
-    assert_restores_in_trainer(str(tmp_path / "imported"), config)
+    assert_restores_in_trainer(str(tmp_path / "imported"), config, back.params)
 
 
-def assert_restores_in_trainer(workdir, config):
-    """Trainer.restore's call: the sharded abstract state of the row + its store."""
+def assert_restores_in_trainer(workdir, config, params):
+    """Trainer.restore's call: the sharded state of the row (`create_sharded_state`'s tree,
+    dtypes and shardings on a one-device mesh, placed as zeros: restoring overwrites them) +
+    its store; gives back the step-0 state with `params`."""
     from sas_jax.corruption.store import SampleStore
 
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-    model = objectives.build(config, config.model.vocab_size).model
-    tx = optim.make_optimizer(config.opt, int(config.num_train_steps))
-    state, _ = train_state.create_sharded_state(jax.random.key(1), model=model, tx=tx, mesh=mesh,
-                                                rules=sharding.logical_rules(config.mesh), seq_len=config.seq_len,
-                                                max_predictions=config.sas.max_predictions)
+    abstract = abstract_state(config, config.model.vocab_size)
+    shardings = sharding.logical_to_shardings(abstract, mesh, sharding.logical_rules(config.mesh))
+    state = jax.tree.map(lambda a, s: jax.device_put(np.zeros(a.shape, a.dtype), s), nn.meta.unbox(abstract),
+                         shardings)
     store = SampleStore(np.arange(8), max_predictions=config.sas.max_predictions, seq_len=config.seq_len,
                         vocab_size=config.model.vocab_size)
     ckpt = checkpointing.Checkpointer(workdir, keep=2, async_save=False)
     restored, meta, step = ckpt.restore_latest(state, store)
     ckpt.close()
     assert step == 0 and int(restored.step) == 0 and meta["imported_from"]
+    assert jax.tree.structure(restored.params) == jax.tree.structure(params)
+    for a, b in zip(jax.tree_util.tree_leaves(restored.params), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), b)
 
 
 @pytest.mark.parametrize("lowercase", [True, False], ids=["trained_uncased", "handmade_cased"])
@@ -238,11 +260,11 @@ def test_electra_da_gdes_export_and_import(tmp_path, wordpiece_corpora):
     assert convert_main(["import", f"--hf_folder={out}", f"--workdir={tmp_path}/imported"]) == 0
     back = checkpointing.read_model(str(tmp_path / "imported"))
     assert back.cfg.embedding_sharing == "gdes" and back.cfg.attention_type == "disentangled"
+    assert_restores_in_trainer(str(tmp_path / "imported"), config, back.params)
     np.testing.assert_allclose(back.params.pop("discriminator_word_delta"), params.pop("discriminator_word_delta"),
                                atol=1e-7)
     for a, b in zip(jax.tree_util.tree_leaves(back.params), jax.tree_util.tree_leaves(params)):
         np.testing.assert_array_equal(a, b)
-    assert_restores_in_trainer(str(tmp_path / "imported"), config)
 
 
 @pytest.mark.slow
@@ -296,13 +318,10 @@ def test_every_row_is_lossless_or_refused():
         if cfg.mlm_layer_norm_eps == cfg.layer_norm_eps or electra:
             assert hf_export.mlm_eps_decision(params, cfg, "refuse")[1] is None, row
             decided[row] = "lossless"
-        elif row not in ("sas_small", "sasda_small"):  # measuring the gap costs an init: two rows do it
+        elif row not in ("sas_small", "sasda_small"):  # measuring the gap costs forwards: two rows do it
             decided[row] = "refused"
         else:
-            net = objectives.build(config, 64).model
-            ids = jax.numpy.zeros((1, 8), jax.numpy.int32)
-            params = net.init(jax.random.key(0), ids, jax.numpy.ones_like(ids),
-                              jax.numpy.zeros((1, 2), jax.numpy.int32))["params"]
+            params = noisy_params(config, 64)
             with pytest.raises(ValueError, match=r"HF's MLM logits would differ by up to"):
                 hf_export.mlm_eps_decision(params, cfg, "refuse")
             assert hf_export.mlm_eps_decision(params, cfg, "skip")[0] is False
