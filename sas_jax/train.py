@@ -28,6 +28,28 @@ from sas_jax.metrics_log import MetricWriter
 from sas_jax.workdir_lock import WorkdirLock
 
 
+# The jitted steps of the last runs this process trained (a resume or a re-run in the same process:
+# the tests, a retry), by everything the step depends on: the config but its outputs' settings
+# (log., ckpt., note), the resolved vocabulary, the step settings and the mesh. A run like one
+# before skips tracing and lowering its step again (seconds at the tests' tiny shape); jax keys its
+# own cache of the function on its flags and the arguments' shapes and shardings, so a changed
+# flag or shape is still traced anew. Runs only (a benchmark, workdir None, times its compiles).
+_STEP_FNS: dict = {}
+_STEP_FNS_KEPT = 4
+
+
+def _step_fn_key(config, vocab: int, settings, mesh) -> tuple:
+    kept = {k: v for k, v in config.to_dict().items() if k not in ("log", "ckpt", "note")}
+    return json.dumps(kept, sort_keys=True, default=repr), vocab, settings, mesh
+
+
+def _keep_step_fn(key: tuple, step_fn) -> None:
+    _STEP_FNS.pop(key, None)  # the most recently run last
+    _STEP_FNS[key] = step_fn
+    while len(_STEP_FNS) > _STEP_FNS_KEPT:
+        _STEP_FNS.pop(next(iter(_STEP_FNS)))
+
+
 # ----------------------------------------------------------------------------- inputs
 def check_config(config, corpus, num_devices: int, batch_shards: int) -> None:
     """Refuses a config that cannot run on `corpus` and this mesh (one-line UserError)."""
@@ -184,9 +206,13 @@ class Trainer:
         self.state, self.state_shardings = train_state.create_sharded_state(
             jax.random.key(config.seed), model=self.model, tx=self.tx, mesh=self.mesh, rules=self.rules,
             seq_len=config.seq_len, max_predictions=config.sas.max_predictions)
-        self.step_fn = train_step.jit_train_step(model=self.model, tx=self.tx, lr_schedule=self.lr_schedule,
-                                                 settings=self.settings, mesh=self.mesh, rules=self.rules,
-                                                 state_shardings=self.state_shardings)
+        self._step_fn_key = (_step_fn_key(config, self.vocab, self.settings, self.mesh)
+                             if workdir is not None else None)
+        self.step_fn = _STEP_FNS.get(self._step_fn_key)
+        if self.step_fn is None:
+            self.step_fn = train_step.jit_train_step(model=self.model, tx=self.tx, lr_schedule=self.lr_schedule,
+                                                     settings=self.settings, mesh=self.mesh, rules=self.rules,
+                                                     state_shardings=self.state_shardings)
         # Made by a jitted function so it is a global array on every process's devices.
         self.step_key = jax.jit(lambda: jax.random.fold_in(jax.random.key(config.seed), 1),
                                 out_shardings=sharding.replicated(self.mesh))()
@@ -294,6 +320,8 @@ class Trainer:
         first = self.clock.counts["compile"] == 0  # this process's first dispatch compiles the step
         with self.profiler.step(step + 1), (self.clock.part("compile") if first else contextlib.nullcontext()):
             self.state, metrics, sampled = self.step_fn(self.state, batch, self.step_key)
+        if first and self._step_fn_key is not None:  # a step that ran (traced) is kept for the next run like it
+            _keep_step_fn(self._step_fn_key, self.step_fn)
         self.profiler.after(step + 1, self.state)
         if self.settings.sample:  # only SAS keeps the samples
             for shard in sampled.addressable_shards:
