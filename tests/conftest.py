@@ -59,6 +59,22 @@ def make_config(name: str, variant: str | None = "tiny", **overrides):
     return load_config(name, variant, [f"{k}={override_text(v)}" for k, v in overrides.items()])
 
 
+@pytest.fixture(autouse=True)
+def _only_this_tests_objects_collected():
+    """The objects alive before a test are frozen out of the garbage collector while it runs. A
+    failed read or write ends in full collections (`checkpointing._drain`, so orbax's leftovers
+    meet the quiet hooks), and a collection's cost scales with the heap of the whole pytest worker
+    (seconds each late in the suite), not with what the test made. Everything the test makes, the
+    failure's leftovers included, is collected as in a fresh process."""
+    import gc  # noqa: PLC0415
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 @pytest.fixture(scope="session")
 def repo_root():
     return ROOT

@@ -1,6 +1,5 @@
 """The CLI as a user runs it: bad input gives one clear line, exit 2, nothing lost."""
 import errno
-import gc
 import os
 import re
 import shutil
@@ -9,20 +8,6 @@ import pytest
 
 from sas_jax import checkpointing, train
 from sas_jax.errors import UserError
-
-
-@pytest.fixture(autouse=True)
-def _only_this_tests_objects_collected():
-    """The objects alive before the test are frozen out of the garbage collector while it runs: a
-    failed read or write ends in full collections (`checkpointing._drain`, so orbax's leftovers
-    meet the quiet hooks), and their cost scales with the heap of the whole pytest worker (seconds
-    each late in the suite), not with what the test made. Everything the test makes, the failure's
-    leftovers included, is collected as in a fresh process."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 @pytest.fixture

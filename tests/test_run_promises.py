@@ -17,20 +17,6 @@ from sas_jax.errors import UserError
 from sas_jax.workdir_lock import WorkdirLock
 
 
-@pytest.fixture(autouse=True)
-def _only_this_tests_objects_collected():
-    """The objects alive before the test are frozen out of the garbage collector while it runs: a
-    failed read or write ends in full collections (`checkpointing._drain`, so orbax's leftovers
-    meet the quiet hooks), and their cost scales with the heap of the whole pytest worker (seconds
-    each late in the suite), not with what the test made. Everything the test makes, the failure's
-    leftovers included, is collected as in a fresh process."""
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 @pytest.fixture
 def tiny_on(config_factory, prepared_corpus):
     """`tiny_on(name="sas_small", **overrides)`: a tiny config on the prepared corpus, 4 steps,
