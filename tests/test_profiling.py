@@ -22,8 +22,13 @@ def _losses(workdir):
             if "loss" in r}
 
 
-def test_profile_writes_a_trace_and_changes_no_loss(tiny_workdir, prepared_corpus, tmp_path, config_factory, capsys):
+def test_profile_writes_a_trace_and_changes_no_loss(tiny_workdir, prepared_corpus, tmp_path, config_factory, capsys,
+                                                    monkeypatch):
     """The same run as the session's `tiny_workdir`, with steps 2..3 traced."""
+    # A step of its own, as a fresh process builds it: the run's first step then compiles (or
+    # loads its compiled code), which its wall-time line must name; the same run before, in this
+    # process, would otherwise lend it its jitted step (`train._STEP_FNS`) and leave nothing to name.
+    monkeypatch.setattr(train, "_STEP_FNS", {})
     cfg = config_factory("sas_small", "tiny", **{
         "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
         "ckpt.every_steps": 2, "ckpt.async_save": False, "log.every_steps": 1, "log.tensorboard": False,
