@@ -57,6 +57,16 @@ def _min_slice_bytes(n):
             ocp.type_handlers.register_type_handler(jax.Array, package, override=True)
 
 
+def _save(folder, state, meta) -> None:
+    """`state` saved as step 3 (an async save, waited for) and the checkpointer closed."""
+    ckpt = checkpointing.Checkpointer(str(folder), keep=2, async_save=True)
+    try:
+        ckpt.save(3, state, None, meta)
+        ckpt.wait()
+    finally:
+        ckpt.close()
+
+
 @pytest.mark.parametrize("slices", [
     "whole (this package)",
     # orbax's default: a big array's path here, every array's before; ~25 slicing compiles (4 s)
@@ -70,12 +80,7 @@ def test_a_save_on_8_devices_restores_bit_for_bit(tmp_path, slices):
     meta = {"config": {}, "param_shapes": checkpointing.param_shapes(state.params), "data": {}}
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
     with _min_slice_bytes(0) if slices.startswith("split") else contextlib.nullcontext():
-        ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2, async_save=True)
-        try:
-            ckpt.save(3, state, None, meta)
-            ckpt.wait()
-        finally:
-            ckpt.close()
+        _save(tmp_path, state, meta)
     ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2, async_save=True)
     try:
         restored, restored_meta, step = ckpt.restore_latest(abstract, None)
@@ -107,12 +112,7 @@ def test_reads_and_saves_that_go_well_collect_nothing(tmp_path, monkeypatch):
     meta = {"config": {}, "param_shapes": checkpointing.param_shapes(state.params), "data": {}}
     collections = []
     monkeypatch.setattr(checkpointing.gc, "collect", lambda *a: collections.append(a) or 0)
-    ckpt = checkpointing.Checkpointer(str(tmp_path), keep=2, async_save=True)
-    try:
-        ckpt.save(3, state, None, meta)
-        ckpt.wait()
-    finally:
-        ckpt.close()
+    _save(tmp_path, state, meta)
     params, read_meta = checkpointing.read_params(str(tmp_path))
     assert read_meta == meta and collections == []
     np.testing.assert_array_equal(params["matrix"], np.asarray(state.params["matrix"]))
