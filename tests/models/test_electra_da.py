@@ -8,6 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import load_config
 
@@ -36,9 +37,19 @@ def _inputs():
 @functools.lru_cache(maxsize=None)
 def _init_boxed(cfg):
     """The model's initial (boxed) params on `_inputs`: one init per config for the whole file
-    (read only: `_perturbed` makes new arrays)."""
+    (read only: `_perturbed` makes new arrays). DA's and GDES's come from one jit (each its own
+    `init`, the same key), so XLA compiles the kernels the two share once."""
+    if cfg in (DA, GDES):
+        return _init_boxed_pair()[cfg == GDES]
     ids, mask, pos = _inputs()
     return jax.jit(ElectraModel(cfg).init)(jax.random.key(0), ids, mask, pos)["params"]
+
+
+@functools.lru_cache(maxsize=None)
+def _init_boxed_pair():
+    ids, mask, pos = _inputs()
+    return jax.jit(lambda key: tuple(ElectraModel(c).init(key, ids, mask, pos)["params"] for c in (DA, GDES)))(
+        jax.random.key(0))
 
 
 def _init(cfg, boxed=False):
@@ -123,37 +134,81 @@ def test_config_rows_and_the_gdes_override():
 
 
 # ----------------------------------------------------------------------------- the gradient rule
-def _loss_grads(sharing):
-    """(grads of the MLM loss, grads of the RTD loss) at the tiny row's init, through the
-    training forward (`train_step.forward`: dropout on, Gumbel samples into the discriminator).
-    One layer per network, as `_one_step`: which loss reaches which parameters is decided by the
-    pair's wiring (shared table, sampled ids, stop-gradients), not by depth."""
-    cfg = load_config("electra_da_small", "tiny", [f"model.embedding_sharing={sharing}", "model.num_layers=1"])
+def _tiny_config(sharing):
+    """The tiny ELECTRA-DA row with one layer per network (which loss reaches which parameters is
+    decided by the pair's wiring: shared table, sampled ids, stop-gradients, not by depth; on
+    8 devices a second layer is the first's sharding again) and no warmup (the first update is a
+    whole one)."""
+    return load_config("electra_da_small", "tiny", [f"model.embedding_sharing={sharing}", "opt.warmup_steps=0",
+                                                    "model.num_layers=1"])
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_batch():
+    """The step-0 batch of the tiny row (its builder, the same for both sharings)."""
+    cfg = _tiny_config("gdes")
     objective = objectives.build(cfg, cfg.model.vocab_size)
     corpus = markov_corpus(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
     ids = np.arange(cfg.batch_size)
-    batch, _ = objective.make_builder(corpus, ids).build(corpus.read(ids), ids, 0)
-    model, settings = objective.model, objective.step_settings(steps_per_epoch=1)
-    params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), *(jnp.asarray(batch[k]) for k in (
-        "input_ids", "input_mask", "mlm_positions")))["params"])
+    return objective.make_builder(corpus, ids).build(corpus.read(ids), ids, 0)[0]
 
-    def both_losses(p):
-        out, labels = train_step.forward(p, batch, jax.random.key(1), jax.random.key(2), model=model,
-                                         settings=settings)
-        mlm = losses.mlm_loss(out["mlm_logits"], batch["mlm_targets"], batch["mlm_weights"])[0]
-        rtd = losses.rtd_loss(out["rtd_logits"], labels, batch["input_mask"])[0]
-        return jnp.stack([mlm, rtd]), labels.sum()
 
-    def grads(p):
+STEP_SEED = 5  # the step's key, jax.random.key(5): its dropout and sample keys at step 0 are split from it
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_grads():
+    """(the GDES row's initial params, {sharing: ([MLM loss, RTD loss], grads of the MLM loss, grads
+    of the RTD loss)} for "shared" and "gdes"), at the row's init (`create_sharded_state` on one
+    device, key 0) and through the training forward (`train_step.forward`: dropout on, Gumbel
+    samples into the discriminator) with the step's own keys at step 0 (`STEP_SEED`), so that
+    `train_step`'s loss and gradient at step 0 are MLM + λ·RTD and theirs.
+
+    One init: GDES's params are the shared pair's plus E_delta = 0 (the same key:
+    `test_gdes_adds_one_zero_table_and_changes_nothing_at_init`), so the shared pair's are GDES's
+    without E_delta (their tree is checked against the shared model's own, traced). One compile:
+    one jit computes both pairs, so XLA compiles the kernels the two share once."""
+    cfg, batch = _tiny_config("gdes"), _tiny_batch()
+    models = {s: objectives.build(_tiny_config(s), cfg.model.vocab_size) for s in ("shared", "gdes")}
+    mesh, rules = sharding.make_mesh(cfg.mesh, jax.devices()[:1]), sharding.logical_rules(cfg.mesh)
+    tx = optim.make_optimizer(cfg.opt, cfg.num_train_steps)
+    state, _ = train_state.create_sharded_state(jax.random.key(0), model=models["gdes"].model, tx=tx, mesh=mesh,
+                                                rules=rules, seq_len=cfg.seq_len,
+                                                max_predictions=cfg.sas.max_predictions)
+    params = {"gdes": state.params,
+              "shared": {k: v for k, v in state.params.items() if k != "discriminator_word_delta"}}
+    shared_init = jax.eval_shape(functools.partial(train_state.init_fn, model=models["shared"].model, tx=tx,
+                                                   seq_len=cfg.seq_len, max_predictions=cfg.sas.max_predictions),
+                                 jax.random.key(0))
+    shape = functools.partial(jax.tree_util.tree_map, lambda x: (x.shape, x.dtype))
+    assert shape(nn.meta.unbox(shared_init.params)) == shape(params["shared"])
+    dropout_rng, sample_rng = jax.random.split(jax.random.fold_in(jax.random.key(STEP_SEED), 0))  # train_step's
+
+    def loss_grads(objective, p):
+        settings = objective.step_settings(steps_per_epoch=1)
+
+        def both_losses(q):
+            out, labels = train_step.forward(q, batch, dropout_rng, sample_rng, model=objective.model,
+                                             settings=settings)
+            mlm = losses.mlm_loss(out["mlm_logits"], batch["mlm_targets"], batch["mlm_weights"])[0]
+            rtd = losses.rtd_loss(out["rtd_logits"], labels, batch["input_mask"])[0]
+            return jnp.stack([mlm, rtd]), labels.sum()
+
         # One forward, pulled back once per loss (cotangents (1, 0) and (0, 1)): each is that loss's
         # gradient alone, what jax.grad of it gives, for one compiled forward instead of two.
-        _, pull, replaced = jax.vjp(both_losses, p, has_aux=True)
+        both, pull, replaced = jax.vjp(both_losses, p, has_aux=True)
         per_loss = jax.vmap(lambda ct: pull(ct)[0])(jnp.eye(2))
-        return (*(jax.tree_util.tree_map(lambda g, i=i: g[i], per_loss) for i in range(2)), replaced)
+        return (both, *(jax.tree_util.tree_map(lambda g, i=i: g[i], per_loss) for i in range(2)), replaced)
 
-    g_mlm, g_rtd, replaced = jax.device_get(jax.jit(grads)(params))
-    assert replaced > 0  # some sampled tokens differ from the original: the RTD loss has both classes
-    return g_mlm, g_rtd
+    out = jax.device_get(jax.jit(lambda ps: {s: loss_grads(models[s], ps[s]) for s in ps})(params))
+    for both, g_mlm, g_rtd, replaced in out.values():
+        assert replaced > 0  # some sampled tokens differ from the original: the RTD loss has both classes
+    return jax.device_get(state.params), {s: (both, g_mlm, g_rtd) for s, (both, g_mlm, g_rtd, _) in out.items()}
+
+
+def _loss_grads(sharing):
+    """(grads of the MLM loss, grads of the RTD loss) of the tiny row at its init (`_tiny_grads`)."""
+    return _tiny_grads()[1][sharing][1:]
 
 
 def _abs_sum(tree):
@@ -191,9 +246,7 @@ def test_gdes_splits_the_word_table_between_the_losses():
 
 # ----------------------------------------------------------------------------- the step, 8 devices
 def _one_step(devices, rules_name):
-    # One layer: the second is the first's sharding again, and a quarter of the two compiles.
-    cfg = load_config("electra_da_small", "tiny", ["model.embedding_sharing=gdes", "opt.warmup_steps=0",
-                                                   "model.num_layers=1"])
+    cfg = _tiny_config("gdes")
     cfg.mesh.rules = rules_name
     if rules_name == "fsdp":
         cfg.mesh.data, cfg.mesh.fsdp = 1, -1
@@ -207,21 +260,42 @@ def _one_step(devices, rules_name):
     step = train_step.jit_train_step(model=objective.model, tx=tx, settings=settings, mesh=mesh, rules=rules,
                                      lr_schedule=optim.learning_rate_schedule(cfg.opt, cfg.num_train_steps),
                                      state_shardings=shardings)
-    corpus = markov_corpus(cfg.batch_size, cfg.seq_len, cfg.model.vocab_size)
-    ids = np.arange(cfg.batch_size)
-    batch, _ = objective.make_builder(corpus, ids).build(corpus.read(ids), ids, 0)
     before = jax.device_get(state.params)
     if len(devices) > 1:
         spec = state.params["discriminator_word_delta"].sharding.spec
         assert spec == jax.sharding.PartitionSpec(None, "fsdp")  # E_delta really is split along E
-    state, metrics, _ = step(state, batch, jax.random.key(5))
+    state, metrics, _ = step(state, _tiny_batch(), jax.random.key(STEP_SEED))
     return before, jax.device_get(state.params), jax.device_get(metrics)
 
 
-@pytest.mark.slow  # ~20 s of two compiles; the fast tier keeps GDES's gradient split on one device
+def _one_device_step():
+    """(params, metrics) of the row's first step on one device, from its parts: `train_step`'s loss
+    MLM + λ·RTD and its gradient (the losses' and their gradients at the row's init on one device:
+    `_tiny_grads`, which the fast tier's gradient tests read), then the row's optimizer update
+    (`tx.update` + `optax.apply_updates`, as `train_step` applies it). One small compile (the
+    update) instead of a second compile of the whole step."""
+    cfg = _tiny_config("gdes")
+    init, per_sharing = _tiny_grads()
+    (mlm, rtd), g_mlm, g_rtd = per_sharing["gdes"]
+    lam = float(objectives.build(cfg, cfg.model.vocab_size).step_settings(steps_per_epoch=4).rtd_weight(0))
+    grads = jax.tree_util.tree_map(lambda a, b: a + lam * b, g_mlm, g_rtd)
+    tx = optim.make_optimizer(cfg.opt, cfg.num_train_steps)
+
+    def update(params):
+        updates, _ = tx.update(grads, tx.init(params), params)
+        return optax.apply_updates(params, updates), optax.tree.norm(grads)
+
+    params, grad_norm = jax.device_get(jax.jit(update)(init))
+    return params, {"loss": mlm + lam * rtd, "grad_norm": grad_norm}
+
+
+@pytest.mark.slow  # ~10 s: the 8-device init and step compile; the fast tier keeps GDES's gradient split
 def test_gdes_step_on_eight_devices_matches_one_device():
-    before, p1, m1 = _one_step(jax.devices()[:1], "data_parallel")
-    _, p8, m8 = _one_step(jax.devices(), "fsdp")
+    """The jitted step on 8 devices (FSDP: E_delta split along E) against the same step on one
+    device, built from its parts (`_one_device_step`: the gradients the fast tier checks, the row's
+    optimizer): the loss, the gradient norm and every updated parameter."""
+    p1, m1 = _one_device_step()
+    before, p8, m8 = _one_step(jax.devices(), "fsdp")
     assert len(jax.devices()) == 8
     assert {k for k in m8 if k.endswith("_loss")} == {"mlm_loss", "rtd_loss"} and m8["rtd_lambda"] == 50.0
     np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
