@@ -316,6 +316,9 @@ def quiet_io():
     try:
         yield
         failed = False
+    except UserError:  # a refusal of ours, not a failed read or write: drained only if one left something
+        failed = _failure_left()
+        raise
     finally:
         quiet_io_exit(failed)
 

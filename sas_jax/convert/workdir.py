@@ -147,13 +147,8 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, *, step: int | None = N
         raise UserError(f"output folder {out_dir} already holds an export; pick another --out or delete it")
     if mlm_eps_gap not in hf_export.MLM_EPS_GAP_POLICIES:
         raise UserError(f"--mlm_eps_gap={mlm_eps_gap}; use one of {', '.join(hf_export.MLM_EPS_GAP_POLICIES)}")
-    # What needs no checkpoint read (a missing step, an EMD row) is refused outside the quiet I/O
-    # region, whose closing after an error waits for orbax's leftovers and collects the heap.
-    checkpointing.resolve_step(checkpoint_dir, step)
     with checkpoint_damage.explained(checkpoint_dir, step):  # damaged files: one line
-        meta = checkpointing.read_step_meta(checkpoint_dir, step)
-    _refuse_emd(meta, checkpoint_dir)
-    with checkpoint_damage.explained(checkpoint_dir, step):
+        _refuse_emd(checkpointing.read_step_meta(checkpoint_dir, step), checkpoint_dir)
         ckpt = checkpointing.read_model(checkpoint_dir, step, tokenizer=tokenizer)
     cfg, params, tok, meta = ckpt.cfg, ckpt.params, ckpt.tokenizer, ckpt.meta
     config = meta.get("config") or {}
