@@ -8,9 +8,11 @@ import json
 import math
 
 import jax
+import pytest
 from conftest import load_script
 
 
+@pytest.mark.slow
 def test_step_benchmark_tiny_cpu(tmp_path, capsys):
     bench = load_script("step_throughput")
     out = tmp_path / "out.json"

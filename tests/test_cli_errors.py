@@ -86,6 +86,7 @@ def _delete_meta(step_dir):
     os.remove(os.path.join(step_dir, "meta", "metadata"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, wants", [
     (_truncate_state, ["state/_METADATA is not valid JSON"]),
     (_delete_meta, ["meta/metadata is missing"]),

@@ -281,6 +281,7 @@ def test_rows_sharing_a_tiny_run_share_it_only_with_rows_of_the_same_structure()
             b.corruption, b.mlm, b.rtd, b.lam, b.cold_start, b.attention)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ROWS))
 def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
     row = ROWS[name]
@@ -334,6 +335,7 @@ def test_tiny_row_trains_three_steps_with_exactly_its_losses(name):
         assert not (batches[0]["input_ids"] == MASK).any()
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_runs_electra_end_to_end_and_resumes(tmp_path, monkeypatch):
     """The trainer path (checkpoints with an empty store, a resume) for a non-SAS row. On one
     device, `train_and_evaluate`'s Trainer: the logic is the point here; ELECTRA's step on 8

@@ -10,6 +10,7 @@ import pytest
 from conftest import load_script
 
 
+@pytest.mark.slow
 def test_gpu_check_orchestration(tmp_path, capsys):
     check = load_script("gpu_check")
     assert check.ensure_wheels() == []  # everything importable here: nothing installed

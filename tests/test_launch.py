@@ -126,6 +126,7 @@ def test_a_sigterm_to_the_batch_shell_is_forwarded_to_srun(tmp_path):
     assert "srun got TERM" in (tmp_path / "srun.log").read_text()
 
 
+@pytest.mark.slow
 def test_dry_run_passes_the_overrides_to_the_plan(tmp_path):
     env = slurm_env(tmp_path, DRY_RUN="1", SLURM_NNODES="4", SLURM_JOB_NUM_NODES="4")
     corpus = tmp_path / "corpus"  # what the run checks before it starts: meta.json and its seq_len

@@ -164,6 +164,7 @@ def test_launch_scripts_are_valid_bash():
         assert r.returncode == 0, r.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_plan_for_four_nodes_of_eight_gpus(tmp_path):
     env = {**os.environ, "DRY_RUN": "1", "NODES": "4", "PATH": f"{pathlib.Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("SLURM_JOB_NUM_NODES", None)
@@ -199,6 +200,7 @@ def _real_param_count(config, vocab):
     return train_state.param_count(params)
 
 
+@pytest.mark.slow
 def test_plan_counts_the_model_the_trainer_builds():
     """BERT (and the other rows) have exactly the parameters of `objectives.build(...).model`; SAS adds the RTD head."""
     vocab = 300

@@ -22,6 +22,7 @@ def _losses(workdir):
             if "loss" in r}
 
 
+@pytest.mark.slow
 def test_profile_writes_a_trace_and_changes_no_loss(tiny_workdir, prepared_corpus, tmp_path, config_factory, capsys,
                                                     monkeypatch):
     """The same run as the session's `tiny_workdir`, with steps 2..3 traced."""

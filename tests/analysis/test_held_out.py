@@ -8,6 +8,7 @@ from sas_jax.analysis import held_out
 from sas_jax.data.synthetic import markov_corpus
 
 
+@pytest.mark.slow
 def test_reevaluated_checkpoints_match_the_logged_held_out_figures(tmp_path, config_factory):
     cfg = config_factory("sas_small", "tiny", **{
         "num_train_steps": 4, "data.eval_rows": 16, "log.eval_every_steps": 2, "ckpt.every_steps": 2,

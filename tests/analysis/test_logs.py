@@ -63,6 +63,7 @@ def test_without_tensorboard_metrics_jsonl_is_read(tmp_path, monkeypatch):
         logs.read_scalars(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_the_event_writer_loads_without_torch_and_torch_still_imports_after(tmp_path):
     """tensorboardX imports torch when it is installed (seconds per training process); the
     writer is loaded without it, its events read back, and torch imports normally afterwards.
