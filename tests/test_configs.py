@@ -207,58 +207,40 @@ def flat(d, prefix=""):
     return out
 
 
-# The rows whose three steps run (every other row's run is one of theirs, or traced), in groups
-# of one model family (the encoder of the absolute rows, of the DA rows, the ELECTRA pairs) whose
-# steps share most of their kernels: `run_rows` compiles each group's steps together.
+# The rows whose three steps run; every other row's run is one of theirs, or traced.
 RUN_ROWS = tuple(sorted(set(ROWS) - set(SAME_TINY_STEPS) - set(SAME_STEP_PATH)))
-FAMILY = {name: "electra" if ROWS[name].corruption == "electra" else ROWS[name].attention for name in RUN_ROWS}
-RUN_GROUPS = tuple(tuple(n for n in RUN_ROWS if FAMILY[n] == f) for f in sorted(set(FAMILY.values())))
 
 
 @functools.lru_cache(maxsize=None)
-def run_rows(group):
-    """Three steps of each row of `group` (a `RUN_GROUPS` tuple): {name: (cfg, initial params, final
-    step, settings, store, batches, metrics)}.
-
-    Each row is its own: its `create_sharded_state` init (`train_state.init_fn` with the state's
-    shardings as out_shardings, the same key) and its own `jit_train_step`, called with its own
-    batches, samples written back to its own store between steps. The group's rows run side by
-    side: one jit calls every row's init, one calls every row's jitted step (a jitted function
-    inside a jit is traced as itself, its shardings kept), so XLA compiles the kernels the rows
-    share (the same layers, heads and optimizer at the same shapes) once per group, not once per
-    row: about 30% less compile time than a compile per row (a single group of all rows gains no
-    more: the passes over one big module grow faster than its size).
-    """
-    rows = [row_parts(name) for name in group]
-    init = jax.jit(lambda key: tuple(nn.meta.unbox(r.init(key)) for r in rows),
-                   out_shardings=tuple(r.shardings for r in rows))
-    step = jax.jit(lambda states, batches, key: tuple(r.step(*a, key) for r, *a in zip(rows, states, batches)),
-                   donate_argnums=(0,))
-    states = init(jax.random.key(0))
-    params = [st.params for st in states]
-    batches, history = [[] for _ in rows], [[] for _ in rows]
+def run_row(name):
+    """Three steps of a `RUN_ROWS` row: (cfg, initial params, final step, settings, store, batches,
+    metrics). Its `create_sharded_state` init (`train_state.init_fn` with the state's shardings as
+    out_shardings, the same key) and its own `jit_train_step`, called with its own batches, samples
+    written back to its store between steps. (Compiling rows of one family together in one jit
+    saved compile time only with XLA:CPU's fusion emitters, which the tests no longer use.)"""
+    r = row_parts(name)
+    state = jax.jit(lambda key: nn.meta.unbox(r.init(key)), out_shardings=r.shardings)(jax.random.key(0))
+    params = state.params
+    batches, history = [], []
     for s in range(3):
-        ids = batch_ids(s, rows[0].cfg.batch_size)
-        built = [r.builder.build(r.corpus.read(ids), ids, s) for r in rows]
-        out = step(states, tuple(batch for batch, _ in built), jax.random.key(1))
-        states = tuple(st for st, _, _ in out)
-        for i, (r, (batch, pending), (_, metrics, sampled)) in enumerate(zip(rows, built, out)):
-            if r.settings.sample:
-                r.builder.write_back(pending, np.asarray(sampled))
-            batches[i].append(batch)
-            history[i].append(jax.device_get(metrics))
-    return {name: (r.cfg, params[i], int(jax.device_get(states[i].step)), r.settings, r.builder.store, batches[i],
-                   history[i]) for i, (name, r) in enumerate(zip(group, rows))}
+        ids = batch_ids(s, r.cfg.batch_size)
+        batch, pending = r.builder.build(r.corpus.read(ids), ids, s)
+        state, metrics, sampled = r.step(state, batch, jax.random.key(1))
+        if r.settings.sample:
+            r.builder.write_back(pending, np.asarray(sampled))
+        batches.append(batch)
+        history.append(jax.device_get(metrics))
+    return r.cfg, params, int(jax.device_get(state.step)), r.settings, r.builder.store, batches, history
 
 
 @functools.lru_cache(maxsize=None)
 def trained_three_steps(name, abstract=False):
     """Three steps of the row's tiny config: (cfg, initial params, final step, settings, store, batches, metrics)
-    (a `RUN_ROWS` row: `run_rows`).
+    (a `RUN_ROWS` row: `run_row`).
     `abstract`: the same steps traced (`jax.eval_shape` of the row's jitted step), params and metrics
     as shapes; a row that samples needs its samples' values, so only non-sampling rows are traced."""
     if not abstract:
-        return run_rows(next(g for g in RUN_GROUPS if name in g))[name]
+        return run_row(name)
     r = row_parts(name)
     assert not r.settings.sample
     state, params = r.state, r.state.params
