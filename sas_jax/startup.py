@@ -6,6 +6,13 @@
   Off with `--config.log.compilation_cache=false` or `SAS_JAX_COMPILATION_CACHE=0`; a cache
   folder already configured (`jax_compilation_cache_dir`: the tests, `sas_jax.study`, the
   user) is kept.
+- `unroll_cpu_threefry()`: on the CPU, JAX lowers the threefry hash behind every random draw
+  (dropout masks, SAS sampling, key splits) as a 5-iteration XLA while loop, to keep compiles
+  short; each dropout mask then costs a loop over materialised integer arrays that XLA cannot fuse.
+  The unrolled lowering (the one JAX uses on GPUs) computes the same bits in one fused pass: the
+  SAS-Small CPU step ran ~20 % faster for ~6 s more compile (`docs/benchmarks.md`). On by default
+  in the trainer and the fine-tuner; `SAS_JAX_CPU_THREEFRY=rolled` keeps JAX's loop (the tests do:
+  their runs are short, so compile time dominates).
 - `RunClock`: the run's wall time split into compile (the first step's dispatch), steps,
   held-out evaluation and saves; `line()` is the run's last line, and `per_eval` /
   `per_save` feed the progress line's ETA.
@@ -20,6 +27,7 @@ import time
 import jax
 
 CACHE_ENV = "SAS_JAX_COMPILATION_CACHE"
+THREEFRY_ENV = "SAS_JAX_CPU_THREEFRY"
 _OFF = ("0", "off", "false", "no", "")
 
 
@@ -49,6 +57,24 @@ def enable_compilation_cache(config) -> str | None:
         return None  # read-only home: run without the cache
     jax.config.update("jax_compilation_cache_dir", folder)
     return folder
+
+
+def unroll_cpu_threefry(unrolled: bool | None = None) -> bool:
+    """Chooses the CPU lowering of JAX's threefry hash (module doc): `unrolled` None reads
+    `$SAS_JAX_CPU_THREEFRY` (`rolled` keeps JAX's loop; anything else unrolls). The bits are the same
+    either way; only steps compiled afterwards change. Returns whether the unrolled lowering is now in
+    use; False also where this JAX has no such lowering to choose (nothing is changed then)."""
+    if unrolled is None:
+        unrolled = os.environ.get(THREEFRY_ENV, "unrolled").strip().lower() != "rolled"
+    try:  # JAX internals: the two lowerings JAX itself registers (GPU: unrolled, CPU: rolled)
+        from jax._src.interpreters import mlir  # noqa: PLC0415
+        from jax._src.random import threefry2x32 as threefry  # noqa: PLC0415
+
+        rule = threefry._threefry2x32_lowering_rule if unrolled else threefry._threefry2x32_cpu_lowering_rule
+        mlir.register_lowering(threefry.threefry2x32_p, rule, platform="cpu")
+    except (ImportError, AttributeError):
+        return False
+    return unrolled
 
 
 class RunClock:

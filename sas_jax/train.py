@@ -182,6 +182,7 @@ class Trainer:
                                                os.path.join(workdir, "profile") if workdir else None)
         # A run (not a benchmark, which times its compiles) keeps its executables for re-runs and resumes.
         self.compilation_cache = startup.enable_compilation_cache(config) if workdir is not None else None
+        startup.unroll_cpu_threefry()  # same random bits, a faster CPU step (startup's doc)
         self.corpus = corpus if corpus is not None else open_corpus(config, workdir)
         self.corpus_print = run_identity.corpus_fingerprint(self.corpus, note=say)  # hashed once, in every meta
         self._changes: dict = {}  # the differences from the checkpoint's run allowed on purpose

@@ -12,6 +12,9 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
                            " --xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=300"
                            " --xla_cpu_collective_timeout_seconds=300").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# JAX's own (rolled) CPU lowering of threefry: the tests' runs are short, so its shorter compiles
+# win; the trainer's default unrolls it (same bits, faster steps: `sas_jax.startup`).
+os.environ.setdefault("SAS_JAX_CPU_THREEFRY", "rolled")
 # Identical computations compiled by different tests are compiled once, also in the CLI
 # subprocesses the tests start (they inherit these variables; jax reads them at import).
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",

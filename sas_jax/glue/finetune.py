@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from sas_jax import files, optim, sharding
+from sas_jax import files, optim, sharding, startup
 from sas_jax.errors import UserError
 from sas_jax.glue import data as data_lib
 from sas_jax.glue import metrics as metrics_lib
@@ -235,6 +235,7 @@ def finetune(config, *, pretrained: model_lib.Pretrained | None = None, data: di
     cfg = dataclasses.replace(pre.cfg, dropout_rate=float(config.dropout_rate),
                               attention_dropout_rate=float(config.attention_dropout_rate))
     steps = derive_steps(config, len(train))
+    startup.unroll_cpu_threefry()  # same dropout masks, a faster CPU step (startup's doc)
     runner = get_runner(cfg, spec, config, steps)
     bs, ebs = int(config.batch_size), int(config.eval_batch_size)
     for name, b in (("batch_size", bs), ("eval_batch_size", ebs)):
