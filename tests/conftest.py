@@ -7,9 +7,9 @@ import os
 # The fake devices' collectives wait up to 5 minutes for each other (XLA's default, 40 s, aborts
 # the process when two test workers and their subprocesses share 2 busy cores); a longer wait is
 # a deadlock, and the abort ends it before pytest-timeout's 10 minutes (pytest.ini).
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-                           " --xla_cpu_use_fusion_emitters=false"
-                           " --xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=300"
+FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"  # also for subprocesses
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 "
+                           + FAST_COMPILE_FLAGS + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
                            " --xla_cpu_collective_timeout_seconds=300").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # JAX's own (rolled) CPU lowering of threefry: the tests' runs are short, so its shorter compiles

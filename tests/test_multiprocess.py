@@ -10,16 +10,16 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, load_config
+from conftest import FAST_COMPILE_FLAGS, ROOT, load_config
 
 from sas_jax import plan
 from sas_jax.corruption.store import SampleStore
 
 STEPS = 12
-# The two-process runs compile as the rest of the suite (LLVM at -O0, patient collectives), so the
-# comparison with the one-process runs (in this process, under conftest's flags) is like for like
-# and the compiles take half the time.
-FAST_COMPILE = ("--xla_backend_optimization_level=0 --xla_cpu_collective_call_terminate_timeout_seconds=900"
+# The two-process runs compile as the rest of the suite (conftest's compile flags and threefry
+# lowering, patient collectives), so the comparison with the one-process runs (in this process) is
+# like for like and the compiles take half the time.
+FAST_COMPILE = (FAST_COMPILE_FLAGS + " --xla_cpu_collective_call_terminate_timeout_seconds=900"
                 " --xla_cpu_collective_timeout_seconds=900")
 
 
@@ -34,7 +34,7 @@ def command(workdir, corpus, extra=()):
     """(argv, env) of the two-process run of `_args` (+ `extra` overrides), 4 devices each."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAS_")}
     env.update(JAX_PLATFORMS="cpu", PATH=f"{pathlib.Path(sys.executable).parent}:{env['PATH']}",
-               NPROC="2", DEVICES="4", XLA_FLAGS=FAST_COMPILE)
+               NPROC="2", DEVICES="4", XLA_FLAGS=FAST_COMPILE, SAS_JAX_CPU_THREEFRY=os.environ["SAS_JAX_CPU_THREEFRY"])
     cmd = ["bash", "launch/local_multiprocess.sh", "configs/sas_small.py:tiny", str(workdir),
            *_args(workdir, corpus)[2:], *extra]
     return cmd, env

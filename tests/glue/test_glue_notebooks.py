@@ -10,7 +10,7 @@ import zipfile
 import glue_fixtures as gf
 import nbformat
 import pytest
-from conftest import ROOT
+from conftest import FAST_COMPILE_FLAGS, ROOT
 from nbclient import NotebookClient
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -166,7 +166,7 @@ def test_pretraining_curves_notebook(tmp_path, monkeypatch):
     nb = run_notebook("pretraining_curves.ipynb", {
         "SAS_JAX_SOURCE": ROOT, "SAS_SMALL": "1", "SAS_WORKDIRS": workdir, "SAS_LABELS": "demo", "SAS_FIG_DIR": figs,
         "SAS_DEMO_CONFIG": "configs/sas_demo.py:tiny", "SAS_DEMO_OVERRIDES": " ".join(overrides),
-        "XLA_FLAGS": "--xla_backend_optimization_level=0",  # one CPU device, quick compiles
+        "XLA_FLAGS": FAST_COMPILE_FLAGS,  # one CPU device, quick compiles
         "JAX_COMPILATION_CACHE_DIR": ROOT / ".pytest_cache" / "jax"}, monkeypatch)
     for png in ("pretraining_curves.png", "sas_schedule.png"):
         assert (figs / png).stat().st_size > 1000, png
