@@ -1,4 +1,5 @@
-"""Start-up and where a run's time goes: the persistent compilation cache and the run's clock.
+"""Start-up and where a run's time goes: the persistent compilation cache, the CPU lowering of
+threefry, and the run's clock.
 
 - `enable_compilation_cache(config)`: XLA executables are kept in a user cache folder
   (`$SAS_JAX_COMPILATION_CACHE`, else `$XDG_CACHE_HOME/sas_jax/jax`, else
