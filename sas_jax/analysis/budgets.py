@@ -135,8 +135,8 @@ def format_markdown(s: dict) -> str:
     for row, figs in s["rows"].items():
         for fig, per in figs.items():
             lines.append(f"| {row} | {fig} | " + " | ".join(_ms(per.get(b)) for b in budgets) + " |")
-    lines += ["", "Change with the budget, per row (larger − smallest budget on the seeds both have; "
-              "paired t-test and 95% bootstrap interval):", "",
+    lines += ["", ("Change with the budget, per row (larger − smallest budget on the seeds both have; "
+                   "paired t-test and 95% bootstrap interval):"), "",
               "| row | figure | budget | change |", "|---|---|---|---|"]
     for row, figs in s["changes"].items():
         for fig, per in figs.items():
