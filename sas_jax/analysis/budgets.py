@@ -152,20 +152,24 @@ def format_markdown(s: dict) -> str:
 
 
 def plot(s: dict, path: str) -> str:
-    """One panel per figure: each row's mean ± sd against the budget (log x)."""
+    """One panel per figure: each row's mean ± sd (error bars) at each budget, the budgets evenly
+    spaced and labelled, the rows side by side around each."""
     plt = pyplot()
-    figs = s["figures"]
+    figs, budgets = s["figures"], s["budgets"]
+    rows = list(s["rows"])
     fig, axes = plt.subplots(1, len(figs), figsize=(4.2 * len(figs), 4), squeeze=False)
     for ax, name in zip(axes[0], figs):
-        for k, (row, per_fig) in enumerate(s["rows"].items()):
-            per = per_fig.get(name, {})
-            xs = [float(b) for b in s["budgets"] if b in per]
-            if not xs:
+        for k, row in enumerate(rows):
+            per = s["rows"][row].get(name, {})
+            idx = [i for i, b in enumerate(budgets) if b in per]
+            if not idx:
                 continue
-            ys = [per[repr(x)]["mean"] for x in xs]
-            err = [per[repr(x)]["sd"] or 0.0 for x in xs]
+            xs = [i + 0.06 * (k - (len(rows) - 1) / 2) for i in idx]
+            ys = [per[budgets[i]]["mean"] for i in idx]
+            err = [per[budgets[i]]["sd"] or 0.0 for i in idx]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, color=f"C{k % 10}", label=row)
-        ax.set_xscale("log")
+        ax.set_xticks(range(len(budgets)), [f"{float(b):.3g}" for b in budgets])
+        ax.set_xlim(-0.5, len(budgets) - 0.5)
         ax.set_xlabel("training FLOPs (paper convention)")
         ax.set_title(name)
         ax.grid(alpha=0.3)
