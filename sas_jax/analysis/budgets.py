@@ -20,7 +20,7 @@ import json
 import os
 import sys
 
-from sas_jax import cli, files
+from sas_jax import cli, files, study
 from sas_jax.analysis import stats
 from sas_jax.analysis.plots import pyplot, save
 from sas_jax.errors import UserError
@@ -42,7 +42,7 @@ def load_study(folder: str) -> tuple:
             r = json.load(f)
         if r.get("status") != "done":
             continue
-        figures = {task: float(d["score"]) for task, d in (r.get("downstream") or {}).items()}
+        figures = {task: float(d["score"]) for task, d in study.downstream_scores(r).items() if task is not None}
         if r.get("mlm_loss") is not None:
             figures[MLM] = float(r["mlm_loss"])
         runs.setdefault(r["row"], {})[int(r["seed"])] = figures
