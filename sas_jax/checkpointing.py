@@ -479,7 +479,8 @@ class Checkpointer:
         if last:  # what a checkpoint really takes on this disk
             root = os.path.join(self.directory, str(max(last)))
             self._bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
-        raise UserError(f"checkpoint of step {step} could not be written in {self.directory} ({short_reason(e)}); "
+        what = f"checkpoint of step {step}" if step is not None else "a checkpoint"
+        raise UserError(f"{what} could not be written in {self.directory} ({short_reason(e)}); "
                         f"a checkpoint needs about {_mib(self._bytes)}, {free} free there; {kept}; free space "
                         "(or move the workdir to a larger disk) and re-run the same command to resume") from e
 
@@ -577,12 +578,21 @@ class Checkpointer:
         self.manager.reload()
         return dst
 
-    def close(self):
+    def close(self, failing: bool = False):
+        """Waits for the last save and closes. A write error of that save becomes the one-line
+        UserError, unless it was reported already or the run is `failing` with another error (a
+        full disk also stops the metrics log): then the save is cleaned up and the first error stands."""
         try:
             self.manager.close()
-        except Exception as e:  # noqa: BLE001 (a failed save was already reported in one line)
-            if not (self._failed and is_write_error(e)):
+        except Exception as e:  # noqa: BLE001
+            if not is_write_error(e):
                 raise
+            if not self._failed:
+                try:
+                    self._fail(self._pending, e)
+                except UserError:
+                    if not failing:
+                        raise
         finally:
             try:
                 if self._quiet:

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -156,7 +157,7 @@ class Trainer:
         try:
             self._build(config, workdir, corpus, devices)
         except BaseException:
-            self.close()
+            self.close(failing=True)
             raise
 
     @staticmethod
@@ -485,8 +486,10 @@ class Trainer:
             else:
                 self.summarize(step)
             say(self.clock.line())
-        finally:
-            self.close()
+        except BaseException:
+            self.close(failing=True)  # the error in flight is the one reported
+            raise
+        self.close()
         return self.last_logged
 
     def _remaining_overhead(self, step: int) -> float:
@@ -564,16 +567,20 @@ class Trainer:
                     "the measured gap recorded)", " --mlm_eps_gap=skip")
         return "", ""
 
-    def close(self) -> None:
+    def close(self, failing: bool = False) -> None:
+        """Stops the profiler, the metrics log, the checkpointer (`failing`: the run already ends
+        with an error, which a failed last save must not replace) and releases the workdir."""
         try:
-            if getattr(self, "profiler", None) is not None:
-                self.profiler.stop()
-            if getattr(self, "writer", None) is not None:
-                self.writer.close()
-                self.writer = None
-            if getattr(self, "ckpt", None) is not None:
-                self.ckpt.close()
-                self.ckpt = None
+            try:
+                if getattr(self, "profiler", None) is not None:
+                    self.profiler.stop()
+                if getattr(self, "writer", None) is not None:
+                    writer, self.writer = self.writer, None
+                    writer.close()  # a full disk may fail its last line: the checkpointer still closes
+            finally:
+                if getattr(self, "ckpt", None) is not None:
+                    ckpt, self.ckpt = self.ckpt, None
+                    ckpt.close(failing=failing or sys.exc_info()[1] is not None)
         finally:
             if self.lock is not None:
                 self.lock.release()

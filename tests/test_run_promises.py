@@ -313,6 +313,38 @@ def test_a_write_error_inside_orbax_is_one_line(finished, tmp_path, tiny_on, mon
     assert checkpointing.latest_step(str(workdir)) == 6
 
 
+def _save_fails_when_waited(monkeypatch):
+    """The last save fails only when the checkpointer closes (an async save on a disk that
+    filled meanwhile), as orbax reports it there: tensorstore's ValueError with a status."""
+    import orbax.checkpoint as ocp  # noqa: PLC0415
+
+    def close(self):
+        raise ValueError('RESOURCE_EXHAUSTED: Error opening "zarr" driver: Error writing "params.x/.zarray": '
+                         "Failed to write 229 bytes to file 9: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "close", close)
+
+
+def test_a_full_disk_seen_first_by_the_metrics_log_stays_the_one_error(finished, tmp_path, tiny_on, monkeypatch):
+    """The race the real full disk runs into: the metrics line fails while a save is in flight;
+    the save's own failure, met while closing, must not replace the first error."""
+    from sas_jax import metrics_log  # noqa: PLC0415
+
+    workdir = copy_of(finished, tmp_path)
+    write = metrics_log.MetricWriter.write
+
+    def full_at_6(self, step, metrics):
+        if step == 6:
+            self._write_failed(OSError(28, "No space left on device"))
+        write(self, step, metrics)
+
+    monkeypatch.setattr(metrics_log.MetricWriter, "write", full_at_6)
+    _save_fails_when_waited(monkeypatch)
+    with pytest.raises(UserError, match=r"^could not write .*metrics\.jsonl \(No space left on device\)"):
+        train.train_and_evaluate(tiny_on(num_train_steps=6, **{"log.every_steps": 1}), str(workdir))
+    assert not list((workdir / "checkpoints").glob("*orbax-checkpoint-tmp*"))
+
+
 # ----------------------------------------------------------------------------- the lock
 def test_a_second_run_on_a_workdir_in_use_is_refused_naming_the_holder(finished, tmp_path, cli, prepared_corpus):
     workdir = copy_of(finished, tmp_path)
