@@ -247,7 +247,7 @@ def phase_checks(args) -> dict:
 def step_argv(args, out: str, batch: int | None = None) -> list:
     if args.tiny:
         return ["--configs=sas_small,bert_small,electra_small", "--variant=tiny", "--steps=1", "--repeats=1",
-                "--warmup=0", "--num_devices=1", f"--json={out}"]
+                "--warmup=0", "--num_devices=1", "--with-store", f"--json={out}"]
     return [f"--configs={','.join(SMALL_ROWS)}", f"--batch={batch or 512}", "--dtype=bf16", "--steps=10",
             "--repeats=3", "--warmup=2", "--with-store", f"--json={out}"]
 

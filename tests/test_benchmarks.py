@@ -1,8 +1,11 @@
-"""Smoke test of `benchmarks/step_throughput.py` at the tiny CPU shape (in-process, < 30 s).
+"""`benchmarks/step_throughput.py`: its report at the tiny CPU shape, and its helpers.
 
-Sane, positive numbers and JSON fields for SAS, BERT and ELECTRA, and the structural claim
-the benchmark exists to check: SAS and BERT run the same single encoder forward per step
-(identical encoder-layer dot ops; SAS's total = BERT's + the RTD head's), ELECTRA two.
+`check_step_report` holds what a report must show: sane, positive numbers and JSON fields for
+SAS, BERT and ELECTRA, and the structural claim the benchmark exists to check: SAS and BERT run
+the same single encoder forward per step (identical encoder-layer dot ops; SAS's total = BERT's
++ the RTD head's), ELECTRA two. The report it checks is the one `benchmarks/gpu_check.py --tiny`
+makes in its `step` phase (tests/test_gpu_check.py): the same three rows at the tiny shape with
+the store, so the benchmark runs once in the suite, not twice.
 """
 import json
 import math
@@ -12,15 +15,9 @@ import pytest
 from conftest import load_script
 
 
-@pytest.mark.slow
-def test_step_benchmark_tiny_cpu(tmp_path, capsys):
-    bench = load_script("step_throughput")
-    out = tmp_path / "out.json"
-    bench.main(["--configs=sas_small,bert_small,electra_small", "--variant=tiny", "--steps=2", "--repeats=1",
-                "--warmup=1", "--num_devices=1", "--with-store", f"--json={out}"])
-    table = capsys.readouterr().out
-    report = json.loads(out.read_text())
-
+def check_step_report(report: dict, table: str) -> None:
+    """`step_throughput.py --configs=sas_small,bert_small,electra_small --variant=tiny --with-store`'s
+    JSON `report` and printed `table`."""
     for key in ("device_kind", "platform", "date", "shape", "dtype", "results", "ratios", "cpu_model"):
         assert key in report, key
     assert report["shape"] == {"batch": 8, "seq_len": 32} and report["dtype"] == "float32"

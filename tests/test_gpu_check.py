@@ -1,13 +1,15 @@
 """`benchmarks/gpu_check.py` cannot rot: its phases run on the CPU at the tiny shapes.
 
-The fast test runs the orchestration (wheels, env, the summary) alone; the slow one every
+The orchestration test runs the wheels, env and the summary alone; the end-to-end one every
 phase in this process (`--tiny --in_process`: checks, step_throughput, hf_baseline eager,
-a 16-step training run with held-out evaluation and a 5-step profile).
+a 16-step training run with held-out evaluation and a 5-step profile), and checks the
+step_throughput report as tests/test_benchmarks.py defines it.
 """
 import json
 
 import pytest
 from conftest import load_script
+from test_benchmarks import check_step_report
 
 
 @pytest.mark.slow
@@ -23,10 +25,14 @@ def test_gpu_check_orchestration(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_gpu_check_tiny_in_process(tmp_path, capsys):
+    """Every phase; the `step` phase's report (step_throughput's tiny three rows with the store)
+    is also the suite's check of that benchmark (`test_benchmarks.check_step_report`)."""
     check = load_script("gpu_check")
     summary = check.main(["--tiny", "--in_process", f"--out={tmp_path}"])
     out = capsys.readouterr().out
     assert all(v["rc"] == 0 for v in summary["phases"].values()), summary["phases"]
+    step_table = out[out.index("== step (budget"):out.index("== step: exit")]
+    check_step_report(json.loads((tmp_path / "step.json").read_text()), step_table)
     assert summary["checks"] == {"attention": True, "bf16_step": True, "sampler": True}
     assert set(summary["ours"]) == {"sas_small:tiny", "bert_small:tiny", "electra_small:tiny"}
     assert "sas_small:tiny / bert_small:tiny" in summary["ratios"]
