@@ -133,16 +133,22 @@ def _latest(workdir):
     return max(int(p.name) for p in pathlib.Path(workdir, "checkpoints").iterdir() if p.name.isdigit())
 
 
-@pytest.fixture(scope="module")
-def reference_run(prepared_corpus, tmp_path_factory):
-    """The uninterrupted run that the resumes after SIGKILL and Ctrl-C must reproduce: the same
-    config as the command line's, trained in this process (only the stopped runs need a process)."""
-    ref = tmp_path_factory.mktemp("reference") / "ref"
-    config = load_config("sas_small", "tiny", [a.removeprefix("--config.") for a in _run_args(ref, prepared_corpus)[4:]])
+def _run_here(workdir, corpus_dir) -> str:
+    """The command line's run of `_run_args`, in this process; returns what it printed. The
+    reference and the re-runs of the stopped runs train here (only the stopped runs need a
+    process of their own), so they share one compiled step."""
+    config = load_config("sas_small", "tiny", [a.removeprefix("--config.") for a in _run_args(workdir, corpus_dir)[4:]])
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        train.train_and_evaluate(config, str(ref))
-    assert "held-out: 16 rows" in printed.getvalue()
+        train.train_and_evaluate(config, str(workdir))
+    return printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference_run(prepared_corpus, tmp_path_factory):
+    """The uninterrupted run that the resumes after SIGKILL and Ctrl-C must reproduce."""
+    ref = tmp_path_factory.mktemp("reference") / "ref"
+    assert "held-out: 16 rows" in _run_here(ref, prepared_corpus)
     return ref
 
 
@@ -173,17 +179,15 @@ def _assert_continues_exactly(ref, resumed, resumed_from):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_reproduces_the_uninterrupted_run(reference_run, prepared_corpus, tmp_path, cli,
-                                                               repo_root):
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(reference_run, prepared_corpus, tmp_path, repo_root):
     killed = tmp_path / "killed"
     rc, _, _ = _start_and_signal(_run_args(killed, prepared_corpus), killed, signal.SIGKILL, repo_root)
     assert rc == -signal.SIGKILL
     resumed_from = _latest(killed)
     assert 10 <= resumed_from < STEPS
-    again = cli(*_run_args(killed, prepared_corpus))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"at step {resumed_from}" in again.stdout
-    assert "took over the lock of a run that is gone" in again.stdout  # the killed run's lock was stale
+    again = _run_here(killed, prepared_corpus)
+    assert f"at step {resumed_from}" in again
+    assert "took over the lock of a run that is gone" in again  # the killed run's lock was stale
     assert json.loads((killed / "config.json").read_text())["num_train_steps"] == STEPS  # the first record kept
     assert (killed / f"config.resume_{resumed_from}.json").exists()
     _assert_continues_exactly(reference_run, killed, resumed_from)
@@ -194,7 +198,7 @@ def _no_traceback(text):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_the_rerun_continues_exactly(reference_run, prepared_corpus, tmp_path, cli, repo_root):
+def test_ctrl_c_saves_and_the_rerun_continues_exactly(reference_run, prepared_corpus, tmp_path, repo_root):
     """SIGINT in the loop does what SIGTERM does (the step is finished and saved, one line says
     where), with exit status 130, and no traceback; the re-run continues as if never stopped."""
     stopped = tmp_path / "stopped"
@@ -206,9 +210,7 @@ def test_ctrl_c_saves_and_the_rerun_continues_exactly(reference_run, prepared_co
     assert f"Ctrl-C: saved step {saved} to {stopped / 'checkpoints'}; re-run the same command to resume" in out
     meta = json.loads((stopped / "checkpoints" / str(saved) / "meta" / "metadata").read_text())
     assert meta["data"]["step"] == saved
-    again = cli(*_run_args(stopped, prepared_corpus))
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert f"at step {saved}" in again.stdout
+    assert f"at step {saved}" in _run_here(stopped, prepared_corpus)
     _assert_continues_exactly(reference_run, stopped, saved)
 
 
