@@ -227,7 +227,7 @@ def test_a_full_disk_is_one_line_exit_2_and_the_earlier_checkpoints_resume(tmp_p
     """A real full disk where this machine lets the test mount a small tmpfs; else skipped
     (test_main's simulated write error covers the message)."""
     mnt = tmp_path / "small_disk"
-    if not _mount_tmpfs(mnt, "12m"):
+    if not _mount_tmpfs(mnt, "4m"):  # room for about 5 checkpoints of the tiny run (0.6 MiB each on a tmpfs)
         pytest.skip("cannot mount a tmpfs here")
     try:
         workdir = mnt / "run"
