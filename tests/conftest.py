@@ -118,31 +118,54 @@ def tiny_config():
     return load_config("sas_small", "tiny")
 
 
+def built_once(tmp_path_factory, name: str, build) -> pathlib.Path:
+    """A session fixture's folder built once for the whole run: the first xdist worker to ask
+    builds it (`build(folder)`) under the run's shared temporary folder while the others wait on
+    a lock, then every worker reads the same files. Only for fixtures the tests read (a test that
+    changes one works on a copy)."""
+    import fcntl  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / f"shared_{name}"
+    with open(root / f"shared_{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / f"shared_{name}.done").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            folder.mkdir()
+            build(folder)
+            (root / f"shared_{name}.done").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def prepared_corpus(tmp_path_factory):
     """A small real corpus: 150 KB of the demo text, a 300-piece SentencePiece vocab, L=32."""
     from sas_jax.data.prepare import prepare_corpus  # noqa: PLC0415
 
-    root = tmp_path_factory.mktemp("corpus")
-    text = (ROOT / "data" / "demo" / "poems.txt").read_bytes()[:150_000].decode("utf-8", "ignore")
-    (root / "text.txt").write_text(text)
-    out = root / "prepared"
-    prepare_corpus([str(root / "text.txt")], str(out), seq_len=32, train_vocab_size=300, progress=False)
-    return out
+    def build(root):
+        text = (ROOT / "data" / "demo" / "poems.txt").read_bytes()[:150_000].decode("utf-8", "ignore")
+        (root / "text.txt").write_text(text)
+        prepare_corpus([str(root / "text.txt")], str(root / "prepared"), seq_len=32, train_vocab_size=300,
+                       progress=False)
+
+    return built_once(tmp_path_factory, "corpus", build) / "prepared"
 
 
 @pytest.fixture(scope="session")
 def tiny_workdir(prepared_corpus, tmp_path_factory):
     """A finished pre-training workdir of the tiny SAS config on `prepared_corpus`:
-    checkpoints at steps 2 and 4, TensorBoard logs and metrics.jsonl every step."""
+    checkpoints at steps 2 and 4, TensorBoard logs and metrics.jsonl every step (built once per
+    run: tests that change it copy it)."""
     from sas_jax import train  # noqa: PLC0415
 
     cfg = make_config("sas_small", "tiny", **{
         "data.corpus_dir": str(prepared_corpus), "model.vocab_size": -1, "num_train_steps": 4,
         "ckpt.every_steps": 2, "ckpt.async_save": False, "log.every_steps": 1, "log.tensorboard": True})
-    workdir = str(tmp_path_factory.mktemp("pretrain") / "run")
-    train.train_and_evaluate(cfg, workdir)
-    return workdir
+    return str(built_once(tmp_path_factory, "pretrain", lambda root: train.train_and_evaluate(cfg, str(root / "run")))
+               / "run")
 
 
 # GLUE fixtures (their rows and layouts: tests/glue/glue_fixtures.py, importable once a GLUE test
@@ -160,10 +183,11 @@ def tiny_curve(tiny_workdir, glue_dir, tmp_path_factory):
     """`sweep.run_curve` over `tiny_workdir`'s steps 2 and 4 (SST-2 and MNLI, tiny recipe, 1 epoch)."""
     from sas_jax.glue import sweep  # noqa: PLC0415
 
-    out = str(tmp_path_factory.mktemp("curve") / "curve")
-    sweep.run_curve(tiny_workdir, out, steps="all", label="tiny-SAS", tasks="sst2,mnli", glue_dir=str(glue_dir),
-                    config="glue:tiny", overrides=["num_epochs=1"], log=lambda *a: None)
-    return out
+    def build(root):
+        sweep.run_curve(tiny_workdir, str(root / "curve"), steps="all", label="tiny-SAS", tasks="sst2,mnli",
+                        glue_dir=str(glue_dir), config="glue:tiny", overrides=["num_epochs=1"], log=lambda *a: None)
+
+    return str(built_once(tmp_path_factory, "curve", build) / "curve")
 
 
 def cli(*args, timeout=300, env=None):
