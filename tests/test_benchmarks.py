@@ -7,11 +7,9 @@ the same single encoder forward per step (identical encoder-layer dot ops; SAS's
 makes in its `step` phase (tests/test_gpu_check.py): the same three rows at the tiny shape with
 the store, so the benchmark runs once in the suite, not twice.
 """
-import json
 import math
 
 import jax
-import pytest
 from conftest import load_script
 
 
