@@ -157,7 +157,7 @@ class Trainer:
         try:
             self._build(config, workdir, corpus, devices)
         except BaseException:
-            self.close(failing=True)
+            self.close()
             raise
 
     @staticmethod
@@ -486,10 +486,8 @@ class Trainer:
             else:
                 self.summarize(step)
             say(self.clock.line())
-        except BaseException:
-            self.close(failing=True)  # the error in flight is the one reported
-            raise
-        self.close()
+        finally:
+            self.close()
         return self.last_logged
 
     def _remaining_overhead(self, step: int) -> float:
@@ -567,9 +565,10 @@ class Trainer:
                     "the measured gap recorded)", " --mlm_eps_gap=skip")
         return "", ""
 
-    def close(self, failing: bool = False) -> None:
-        """Stops the profiler, the metrics log, the checkpointer (`failing`: the run already ends
-        with an error, which a failed last save must not replace) and releases the workdir."""
+    def close(self) -> None:
+        """Stops the profiler, the metrics log and the checkpointer, and releases the workdir. When
+        an error is already in flight (the run failed, or the log's close did), a failed last save
+        is cleaned up without replacing it: the first error is the one reported."""
         try:
             try:
                 if getattr(self, "profiler", None) is not None:
@@ -580,7 +579,7 @@ class Trainer:
             finally:
                 if getattr(self, "ckpt", None) is not None:
                     ckpt, self.ckpt = self.ckpt, None
-                    ckpt.close(failing=failing or sys.exc_info()[1] is not None)
+                    ckpt.close(failing=sys.exc_info()[1] is not None)
         finally:
             if self.lock is not None:
                 self.lock.release()
