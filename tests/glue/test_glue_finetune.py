@@ -76,6 +76,7 @@ def test_finetuning_uses_the_pretraining_optimizer_and_schedule(tiny_config):
 
 
 # ----------------------------------------------------------------------------- training
+@pytest.mark.slow  # a learning test
 def test_finetune_learns_a_separable_task(prepared_corpus, tmp_path, tiny_config):
     pre = gf.random_encoder(prepared_corpus)
     config = tiny_config("sst2", num_epochs=8)

@@ -66,6 +66,7 @@ def predicted(prepared_corpus, reversed_glue_dir, tmp_path_factory):
     return {"sweep": sweep_dir, "out": out, "summary": summary, "pre": pre, "glue": reversed_glue_dir}
 
 
+@pytest.mark.slow  # `predicted`: a 7-task sweep and its prediction, end to end
 def test_predict_writes_the_glue_server_files(predicted):
     out, summary, glue = predicted["out"], predicted["summary"], predicted["glue"]
     assert sorted(os.listdir(out)) == sorted(SERVER_FILES + ["submission.zip", "predict.json"])
@@ -93,6 +94,7 @@ def test_predict_writes_the_glue_server_files(predicted):
     assert state["tasks"]["mnli"]["files"] == ["MNLI-m.tsv", "MNLI-mm.tsv", "AX.tsv"]
 
 
+@pytest.mark.slow  # `predicted`: a 7-task sweep and its prediction, end to end
 def test_rerun_skips_finished_tasks(predicted, monkeypatch):
     out = predicted["out"]
     stamps = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in SERVER_FILES if f != "WNLI.tsv"}
@@ -139,6 +141,7 @@ def test_best_run_is_the_best_seed_of_the_tables_grid_point():
     assert predict_lib.format_prediction(SPECS["mnli"], 2) == "contradiction"
 
 
+@pytest.mark.slow  # `predicted`: a 7-task sweep and its prediction, end to end
 def test_predict_bad_input_is_one_error_line(predicted, tmp_path, capsys):
     glue = tmp_path / "glue"
     shutil.copytree(predicted["glue"], glue)
