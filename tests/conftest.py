@@ -3,11 +3,15 @@ import os
 
 # 8 fake CPU devices so sharded code paths run. Compiling the tiny models dominates the suite on
 # 2 cores: LLVM optimisation level 0 halves it, and XLA:CPU's older loop emitter instead of its
-# fusion emitters cuts the rest by about a fifth (same results; tests, not runs, use it).
+# fusion emitters cuts the rest by about a fifth, and one LLVM module per program instead of
+# parallel codegen's split about a sixth more when both workers compile at once (same results;
+# tests, not runs, use them). Tests that run hundreds of steps compile their step at XLA's usual
+# level instead (`optimized_compile`).
 # The fake devices' collectives wait up to 5 minutes for each other (XLA's default, 40 s, aborts
 # the process when two test workers and their subprocesses share 2 busy cores); a longer wait is
 # a deadlock, and the abort ends it before pytest-timeout's 10 minutes (pytest.ini).
-FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"  # also for subprocesses
+FAST_COMPILE_FLAGS = ("--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+                     " --xla_cpu_parallel_codegen_split_count=1")  # also for subprocesses
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 "
                            + FAST_COMPILE_FLAGS + " --xla_cpu_collective_call_terminate_timeout_seconds=300"
                            " --xla_cpu_collective_timeout_seconds=300").strip()
@@ -84,6 +88,22 @@ def pytest_collection_modifyitems(items):
         return rank.get(item.path.relative_to(ROOT / "tests").as_posix(), len(rank))
 
     items.sort(key=key)  # stable: each file keeps its order, the other files theirs
+
+
+@pytest.fixture
+def optimized_compile(monkeypatch):
+    """The model functions this test jits (train step, held-out sums: `sharding.jit_with_rules`)
+    compile at XLA's usual optimisation level, not the suite's level 0: for a test that runs
+    hundreds of steps the faster step wins (the tiny step at batch 32: 36 -> 14 ms, for about
+    1 s more compile). Results may differ from a level-0 run in the last bits."""
+    from sas_jax import sharding  # noqa: PLC0415
+
+    jit_with_rules = sharding.jit_with_rules
+
+    def optimized(fn, mesh, rules, **jit_kwargs):
+        return jit_with_rules(fn, mesh, rules, compiler_options={"xla_backend_optimization_level": 2}, **jit_kwargs)
+
+    monkeypatch.setattr(sharding, "jit_with_rules", optimized)
 
 
 @pytest.fixture(autouse=True)

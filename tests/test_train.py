@@ -76,7 +76,7 @@ def model_log_likelihood(cfg, workdir, step, rows, positions, tokens, valid):
 
 
 @pytest.mark.slow
-def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config):
+def test_tiny_sas_learns_and_stores_its_own_samples(tmp_path, learning_config, optimized_compile):
     cfg = learning_config
     corpus = topic_corpus(256, cfg.seq_len, cfg.model.vocab_size, num_topics=2, seed=0)
     train.Trainer(cfg, str(tmp_path), corpus=corpus, devices=learning_devices()).run()
@@ -324,7 +324,7 @@ def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch, 
 
 
 @pytest.mark.slow
-def test_tiny_sas_with_the_study_recipe_learns_context(tmp_path, config_factory):
+def test_tiny_sas_with_the_study_recipe_learns_context(tmp_path, config_factory, optimized_compile):
     """The recipe of docs/small_scale.md (disentangled attention, `mlm` cold start, constant λ = 1)
     at a tiny width on a Markov corpus: the held-out [MASK]ed MLM loss ends well below the unigram
     entropy, and keeps falling once the model reads its own samples (after the cold epochs)."""
