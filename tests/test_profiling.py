@@ -44,7 +44,9 @@ def test_profile_writes_a_trace_and_changes_no_loss(tiny_workdir, prepared_corpu
     line = [x for x in out.splitlines() if x.startswith("wall time ")][-1]
     wall, compile_s, steps, evals, saves, rest = map(float, re.findall(r"([0-9.]+) s", line))
     assert compile_s > 0 and steps > 0 and saves > 0 and compile_s + steps + evals + saves <= wall + 1e-6
-    assert abs(compile_s + steps + evals + saves + rest - wall) < 0.2
+    # Each of the six figures is printed to 0.1 s (off by up to 0.05 each): the parts' sum and the
+    # wall time agree to within 0.3 s (0.2 failed once at 0.2000000000000001).
+    assert abs(compile_s + steps + evals + saves + rest - wall) <= 0.3 + 1e-9
     assert _losses(workdir) == _losses(tiny_workdir)
 
 
