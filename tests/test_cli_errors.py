@@ -67,7 +67,13 @@ def assert_one_line_error(r, wants):
     assert "Traceback" not in r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("case", list(CASES))
+# The cases whose CLI imports JAX before it fails (1.5 s each): in the full suite, not the fast loop.
+AFTER_JAX = {"study-missing-config", "study-mistyped-key", "plan-bad-variant", "flops-bad-value",
+             "glue-missing-config", "glue-out-below-a-file", "convert-missing-checkpoint",
+             "convert-out-below-a-file", "compare_runs-missing-workdir"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in AFTER_JAX else c for c in CASES])
 def test_user_error_is_one_line_and_writes_nothing(case, cli, tmp_path):
     args, wants = CASES[case]
     r = cli("-m", *[a.format(tmp=tmp_path) for a in args], timeout=180)

@@ -315,6 +315,7 @@ def test_device_peaks_and_mfu():
 # ------------------------------------------------------------------ CLI
 
 
+@pytest.mark.slow
 def test_cli_last_line_is_the_paper_total():
     out = subprocess.run(
         [sys.executable, "-m", "sas_jax.flops", "--config", "configs/sas_small.py",
@@ -326,6 +327,7 @@ def test_cli_last_line_is_the_paper_total():
     assert "model FLOPs per token" in out
 
 
+@pytest.mark.slow
 def test_cli_vocab_note_and_override():
     args = [sys.executable, "-m", "sas_jax.flops", "--config=configs/sas_small.py:demo"]
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True).stdout

@@ -37,6 +37,7 @@ def assert_one_line_error(result, pattern):
     assert re.search(pattern, lines[0]), lines[0]
 
 
+@pytest.mark.slow
 def test_missing_corpus_dir_names_the_fix(tmp_path, cli):
     r = cli("-m", "sas_jax.main", "--config=configs/sas_small.py:tiny", f"--workdir={tmp_path}/w",
             f"--config.data.corpus_dir={tmp_path}/nope")
@@ -88,6 +89,7 @@ def test_tokenizer_that_does_not_match_the_corpus(prepared_corpus, tmp_path, tin
                                  str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, finished_run, tiny_on):
     workdir = finished_run
     before = sorted(os.listdir(workdir / "checkpoints"))
@@ -101,6 +103,7 @@ def test_workdir_with_another_model_shape_is_refused_and_kept(prepared_corpus, f
     assert not list(workdir.glob("config.*.json"))
 
 
+@pytest.mark.slow
 def test_write_error_during_checkpoint_keeps_the_previous_one(prepared_corpus, finished_run, monkeypatch, tiny_on):
     cfg = tiny_on(prepared_corpus)
     workdir = finished_run  # checkpoints 2 and 4

@@ -74,6 +74,7 @@ def test_resuming_another_run_is_refused_in_one_line_and_touches_nothing(finishe
     assert after == before  # config.json, checkpoints and logs untouched
 
 
+@pytest.mark.slow
 def test_an_allowed_change_resumes_and_keeps_every_config_record(finished, tmp_path, tiny_on, capsys):
     workdir = copy_of(finished, tmp_path)
     first = (workdir / "config.json").read_text()
@@ -204,6 +205,7 @@ def test_no_intact_checkpoint_is_one_line(finished, tmp_path, tiny_on):
     assert "step 2: its meta item" in msg
 
 
+@pytest.mark.slow
 def test_a_leftover_unfinished_save_is_removed_with_a_note(finished, tmp_path, tiny_on, capsys):
     workdir = copy_of(finished, tmp_path)
     tmp = workdir / "checkpoints" / "6.orbax-checkpoint-tmp"
@@ -294,6 +296,7 @@ def test_a_full_disk_leaves_nothing_to_report_at_the_interpreters_exit(tmp_path,
         subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_write_error_inside_orbax_is_one_line(finished, tmp_path, tiny_on, monkeypatch):
     """tensorstore's way of failing (a ValueError with a status), raised inside orbax's state save."""
     import orbax.checkpoint as ocp  # noqa: PLC0415
@@ -346,6 +349,7 @@ def test_a_full_disk_seen_first_by_the_metrics_log_stays_the_one_error(finished,
 
 
 # ----------------------------------------------------------------------------- the lock
+@pytest.mark.slow
 def test_a_second_run_on_a_workdir_in_use_is_refused_naming_the_holder(finished, tmp_path, cli, prepared_corpus):
     workdir = copy_of(finished, tmp_path)
     lock = WorkdirLock(str(workdir))
@@ -378,6 +382,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
 
 
 # ----------------------------------------------------------------------------- logs
+@pytest.mark.slow
 def test_the_first_log_window_after_a_resume_is_the_uninterrupted_one(tmp_path, tiny_on):
     """Logged every 3 steps, saved every 2: a resume from step 4 logs step 6 over steps 4-6,
     like the uninterrupted run, because the window is in the checkpoint."""

@@ -97,6 +97,7 @@ def test_word_order_is_a_task_but_not_glue():
 
 
 # ----------------------------------------------------------------------------- the command
+@pytest.mark.slow
 def test_fmt_flops_and_bad_arguments(cli):
     assert study.fmt_flops(1.274e18) == "1.27e18" and study.fmt_flops(3.7e12) == "3.7e12"
     with pytest.raises(UserError, match="unknown argument"):

@@ -219,6 +219,7 @@ def _stderr_lines(err):
     return [line for line in err.splitlines() if line.strip() and not re.match(r"[IWEF]\d{4} ", line)]
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_step_quits_at_once_in_one_line(prepared_corpus, tmp_path, repo_root):
     """During start-up or compilation there is nothing new to save: one line, status 130, no
     traceback (no segfault from a KeyboardInterrupt unwinding through XLA), nothing written."""
@@ -304,6 +305,7 @@ def test_a_non_finite_update_never_reaches_disk(good_start, prepared_corpus, tmp
         assert out["step"] == broke + 3 and np.isfinite(out["loss"])
 
 
+@pytest.mark.slow
 def test_the_loop_forbids_implicit_host_device_transfers(tmp_path, monkeypatch, config_factory):
     """Every copy in the loop is explicit; a sneaky implicit one (here, in the
     logger) fails instead of silently syncing the host with the device."""

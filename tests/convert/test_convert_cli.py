@@ -375,6 +375,7 @@ def test_one_line_errors(tmp_path, bert_run, capsys):
     assert "already holds checkpoints" in err_of("import", f"--hf_folder={tmp_path}/hf", f"--workdir={workdir}")
 
 
+@pytest.mark.slow
 def test_module_runs():
     import subprocess
     import sys

@@ -206,6 +206,7 @@ def test_cli_sweep_and_table(tmp_path, capsys, tiny_workdir, glue_dir):
     assert os.path.getsize(tmp_path / "t.png") > 0 and (tmp_path / "t.md").read_text().startswith("| Model |")
 
 
+@pytest.mark.slow
 def test_cli_as_a_user_runs_it(tmp_path, cli):
     r = cli("-m", "sas_jax.glue", "sweep", f"--checkpoint_dir={tmp_path}/missing", f"--glue_dir={tmp_path}",
             f"--out={tmp_path}/o", timeout=120)
