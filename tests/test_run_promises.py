@@ -328,6 +328,7 @@ def _save_fails_when_waited(monkeypatch):
     monkeypatch.setattr(ocp.CheckpointManager, "close", close)
 
 
+@pytest.mark.slow
 def test_a_full_disk_seen_first_by_the_metrics_log_stays_the_one_error(finished, tmp_path, tiny_on, monkeypatch):
     """The race the real full disk runs into: the metrics line fails while a save is in flight;
     the save's own failure, met while closing, must not replace the first error."""

@@ -22,6 +22,7 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing after it runs, no handler catches it."""
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_and_skips_finished_runs(prepared_corpus, tmp_path, monkeypatch, glue_dir):
     pre = gf.random_encoder(prepared_corpus)
     out = str(tmp_path / "sweep")
@@ -140,6 +141,7 @@ def test_table_picks_the_best_grid_point_and_aggregates_runs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- curve
+@pytest.mark.slow
 def test_curve_over_pretraining_steps_writes_the_plot(tiny_curve):
     out = tiny_curve
     curve = sweep.load_curve(out)
