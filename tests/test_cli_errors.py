@@ -16,7 +16,8 @@ MAIN = ["sas_jax.main", "--workdir={tmp}/w"]
 TINY = "--config=configs/sas_small.py:tiny"
 
 # (module and arguments, substrings of the error line); {tmp} is the test's tmp_path. Most fail
-# before JAX is imported (main, prepare, study); one case per CLI that imports it first.
+# before JAX is imported (main, prepare, study's output check); at least one case per CLI that
+# imports it first.
 CASES = {
     "main-missing-config": ([*MAIN, "--config=configs/nope.py"], ["config file configs/nope.py not found"]),
     "main-bad-variant": ([*MAIN, "--config=configs/sas_small.py:demoo"],
@@ -71,6 +72,7 @@ def assert_one_line_error(r, wants):
 AFTER_JAX = {"study-missing-config", "study-mistyped-key", "plan-bad-variant", "flops-bad-value",
              "glue-missing-config", "glue-out-below-a-file", "convert-missing-checkpoint",
              "convert-out-below-a-file", "compare_runs-missing-workdir"}
+assert AFTER_JAX <= set(CASES), AFTER_JAX - set(CASES)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in AFTER_JAX else c for c in CASES])
