@@ -95,8 +95,9 @@ def optimized_compile(monkeypatch):
     """The model functions this test jits (train step, held-out sums: `sharding.jit_with_rules`)
     compile at XLA's usual optimisation level, not the suite's level 0: for a test that runs
     hundreds of steps the faster step wins (the tiny step at batch 32: 36 -> 14 ms, for about
-    1 s more compile). Results may differ from a level-0 run in the last bits."""
-    from sas_jax import sharding  # noqa: PLC0415
+    1 s more compile). Results may differ from a level-0 run in the last bits, so the steps this
+    test builds stay out of the trainer's kept steps (`train._STEP_FNS`), which later tests reuse."""
+    from sas_jax import sharding, train  # noqa: PLC0415
 
     jit_with_rules = sharding.jit_with_rules
 
@@ -104,6 +105,7 @@ def optimized_compile(monkeypatch):
         return jit_with_rules(fn, mesh, rules, compiler_options={"xla_backend_optimization_level": 2}, **jit_kwargs)
 
     monkeypatch.setattr(sharding, "jit_with_rules", optimized)
+    monkeypatch.setattr(train, "_STEP_FNS", {})
 
 
 @pytest.fixture(autouse=True)
